@@ -1,0 +1,14 @@
+//! DataStorm's engine: the thread-per-core runtime and the Kafka wire.
+//!
+//! Nothing in this crate prints; results come back as values.
+
+pub mod arena;
+pub mod batch;
+pub mod cluster;
+pub mod conn;
+pub mod metrics;
+pub mod runtime;
+pub mod wire;
+
+/// The client id DataStorm sends unless told otherwise.
+pub const DEFAULT_CLIENT_ID: &str = "datastorm";
