@@ -1,1 +1,64 @@
-fn main() {}
+//! `datastorm`: a thread-per-core load generator for Apache Kafka.
+//!
+//! This binary is a thin layer: it turns flags into a run plan, calls the
+//! engine, and renders what comes back.
+
+mod cli;
+mod render;
+mod report;
+mod units;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes, also listed in `--help`.
+pub mod exit {
+    /// The run finished and every record was acknowledged.
+    pub const OK: u8 = 0;
+    /// The run started but failed midway (broker errors, lost connection);
+    /// what was measured is still printed and written.
+    pub const RUN_FAILED: u8 = 1;
+    /// Bad flags, or the cluster cannot be used (unreachable, topic missing).
+    pub const USAGE: u8 = 2;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "datastorm",
+    version,
+    about = "A thread-per-core load generator for Apache Kafka",
+    long_about = "DataStorm produces records to Apache Kafka from one pinned io_uring executor \
+                  per core and measures what the cluster acknowledges.\n\n\
+                  Run `datastorm produce` with no flags to produce to an embedded sink broker \
+                  for 10 seconds and print a report.",
+    after_help = "Exit codes: 0 success; 1 the run failed after it started (the report is still \
+                  written); 2 bad flags or an unusable cluster (unreachable, topic missing)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Produce records to a topic and report throughput and latency.
+    Produce(Box<cli::produce::ProduceArgs>),
+    /// Run a Kafka-speaking blackhole broker that counts what it receives.
+    Sink(cli::sink::SinkArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DATASTORM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Produce(args) => cli::produce::main(*args),
+        Command::Sink(args) => cli::sink::main(args),
+    };
+    ExitCode::from(code)
+}

@@ -202,7 +202,7 @@ pub async fn metadata(conn: &mut Connection, topics: &[&str]) -> Result<ClusterI
 }
 
 /// What to create.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TopicSpec {
     pub name: String,
     pub partitions: i32,

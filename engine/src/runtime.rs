@@ -164,7 +164,11 @@ where
 
 /// A builder for an executor pinned to `cpu`, with the settings DataStorm uses.
 pub fn executor_builder(cpu: usize, name: &str) -> LocalExecutorBuilder {
-    LocalExecutorBuilder::new(Placement::Fixed(cpu)).name(name)
+    LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        .name(name)
+        // Time slice before the executor polls io_uring again: short enough
+        // that ack readers run while a generator loop keeps the core busy.
+        .preempt_timer(std::time::Duration::from_micros(500))
 }
 
 #[cfg(test)]

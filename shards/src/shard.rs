@@ -1,0 +1,709 @@
+//! What one core does: generate records for its partitions, seal them into
+//! batches, pipeline Produce requests to the partition leaders, and account
+//! for the acks.
+//!
+//! The per-record loop is `generate` below: pick a partition, copy key and
+//! value into its open batch. It neither allocates nor locks; sealing,
+//! sending and ack handling happen once per batch.
+
+use crate::pacer::Pacer;
+use crate::payload::{murmur2, value_source, Keys, ValueSource};
+use crate::plan::{Acks, RunPlan};
+use datastorm_engine::arena::WriteBuf;
+use datastorm_engine::batch::{BatchBuilder, Lz4FrameEncoder, BATCH_HEADER_LEN};
+use datastorm_engine::cluster::Broker;
+use datastorm_engine::conn::{Connection, PipeReader, PipeSender};
+use datastorm_engine::metrics::{latency_histogram, record_batch_latency, Counters, ShardCounters};
+use datastorm_engine::wire::codes;
+use datastorm_engine::wire::produce::{self, read_produce_response, ProduceRequestBuilder};
+use datastorm_engine::wire::varint::get_uvarint;
+use glommio::sync::Semaphore;
+use hdrhistogram::Histogram;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Records generated between checks of the clock, the stop flag and lingers.
+const CHUNK: u64 = 256;
+/// A request is sent (waiting for a free slot if needed) once it holds this much.
+const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+
+/// Everything a shard is given.
+pub struct ShardSetup {
+    pub index: usize,
+    pub shards: usize,
+    pub cpu: usize,
+    pub plan: Arc<RunPlan>,
+    /// This shard's partitions and their leaders.
+    pub partitions: Vec<(i32, Broker)>,
+    /// This shard's share of `--count` and `--rate`.
+    pub count: Option<u64>,
+    pub rate: Option<f64>,
+    pub counters: Arc<ShardCounters>,
+    pub events: mpsc::Sender<ShardEvent>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Sent to the coordinator once a second.
+pub enum ShardEvent {
+    /// Latency of the records acked since the last interval.
+    Interval { shard: usize, latency: Histogram<u64> },
+}
+
+/// What a shard reports when it ends.
+#[derive(Debug, Clone)]
+pub struct ShardResult {
+    pub index: usize,
+    pub cpu: usize,
+    pub partitions: Vec<i32>,
+    pub brokers: Vec<String>,
+    pub produce_version: Option<i16>,
+    pub counters: Counters,
+    /// Per-record latency in microseconds: from intended send time (paced) or
+    /// from the record's creation (unpaced) to its ack.
+    pub latency: Histogram<u64>,
+    /// Error responses by Kafka error name, and connection failures.
+    pub errors: BTreeMap<String, u64>,
+    /// Why the shard stopped early, if it did.
+    pub failure: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// State shared by the shard's sender loop and its ack readers (same thread).
+struct Shared {
+    counters: Arc<ShardCounters>,
+    total: RefCell<Histogram<u64>>,
+    interval: RefCell<Histogram<u64>>,
+    errors: RefCell<BTreeMap<String, u64>>,
+    failure: RefCell<Option<String>>,
+    closing: std::cell::Cell<bool>,
+}
+
+impl Shared {
+    fn fail(&self, why: String) {
+        let mut f = self.failure.borrow_mut();
+        if f.is_none() {
+            *f = Some(why);
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.failure.borrow().is_some()
+    }
+
+    fn count_error(&self, name: &str, n: u64) {
+        *self.errors.borrow_mut().entry(name.to_owned()).or_default() += n;
+        ShardCounters::add(&self.counters.errors, n);
+    }
+}
+
+/// Accounting for one batch between its seal and its ack.
+#[derive(Debug, Clone, Copy)]
+struct BatchAcct {
+    part: usize,
+    partition: i32,
+    records: u64,
+    payload_bytes: u64,
+    record_bytes: u64,
+    first: Instant,
+    last: Instant,
+}
+
+/// Requests awaiting a response on one connection, oldest first.
+#[derive(Default)]
+struct InFlight {
+    /// (correlation id, number of batches)
+    requests: VecDeque<(i32, usize)>,
+    batches: VecDeque<BatchAcct>,
+}
+
+/// One broker connection as the sender loop sees it.
+struct Link {
+    sender: PipeSender,
+    request: ProduceRequestBuilder,
+    /// Batches in `request`, not yet sent.
+    pending: Vec<BatchAcct>,
+    inflight: Rc<RefCell<InFlight>>,
+    permits: Rc<Semaphore>,
+    version: i16,
+}
+
+/// One partition's open batch.
+struct Part {
+    id: i32,
+    link: usize,
+    builder: BatchBuilder,
+    payload_bytes: u64,
+    first: Instant,
+    first_seq: u64,
+    last: Instant,
+    last_seq: u64,
+    /// A sealed batch of this partition waits in its link's request.
+    queued: bool,
+}
+
+/// Settings the hot loop reads.
+struct Knobs {
+    acks: Acks,
+    client_id: String,
+    timeout_ms: i32,
+    request_timeout: Duration,
+    batch_size: usize,
+    linger: Duration,
+    compression: datastorm_engine::batch::Compression,
+    max_in_flight: u64,
+}
+
+/// Runs one shard to completion. Never panics on broker behaviour: failures
+/// end the shard and are reported in the result.
+pub async fn run_shard(setup: ShardSetup) -> ShardResult {
+    let start = Instant::now();
+    let plan = setup.plan.clone();
+    let shared = Rc::new(Shared {
+        counters: setup.counters.clone(),
+        total: RefCell::new(latency_histogram()),
+        interval: RefCell::new(latency_histogram()),
+        errors: RefCell::new(BTreeMap::new()),
+        failure: RefCell::new(None),
+        closing: std::cell::Cell::new(false),
+    });
+    let mut result = ShardResult {
+        index: setup.index,
+        cpu: setup.cpu,
+        partitions: setup.partitions.iter().map(|(p, _)| *p).collect(),
+        brokers: Vec::new(),
+        produce_version: None,
+        counters: Counters::default(),
+        latency: latency_histogram(),
+        errors: BTreeMap::new(),
+        failure: None,
+        elapsed: Duration::ZERO,
+    };
+    if setup.partitions.is_empty() {
+        return result;
+    }
+
+    // One connection per broker that leads one of our partitions.
+    let mut broker_addrs: Vec<String> = Vec::new();
+    for (_, b) in &setup.partitions {
+        if !broker_addrs.contains(&b.addr) {
+            broker_addrs.push(b.addr.clone());
+        }
+    }
+    let acks = plan.acks;
+    let mut links = Vec::with_capacity(broker_addrs.len());
+    let mut readers = Vec::new();
+    for addr in &broker_addrs {
+        let conn = match Connection::connect(addr, &plan.client_id, plan.connect_timeout).await {
+            Ok(c) => c,
+            Err(e) => {
+                shared.count_error("CONNECT_FAILED", 1);
+                result.failure = Some(e.to_string());
+                return finish(result, &shared, start);
+            }
+        };
+        let version = match conn.version_for::<kafka_protocol::messages::ProduceRequest>((
+            produce::MIN_VERSION,
+            produce::MAX_VERSION,
+        )) {
+            Ok(v) => v,
+            Err(e) => {
+                result.failure = Some(e.to_string());
+                return finish(result, &shared, start);
+            }
+        };
+        result.produce_version = Some(version);
+        let (sender, reader) = conn.into_pipeline();
+        let inflight = Rc::new(RefCell::new(InFlight {
+            requests: VecDeque::with_capacity(plan.max_in_flight + 1),
+            batches: VecDeque::with_capacity(256),
+        }));
+        let permits = Rc::new(Semaphore::new(plan.max_in_flight as u64));
+        if acks != Acks::None {
+            readers.push(glommio::spawn_local(read_acks(
+                reader,
+                inflight.clone(),
+                permits.clone(),
+                shared.clone(),
+                version,
+            )));
+        }
+        links.push(Link {
+            sender,
+            request: ProduceRequestBuilder::new(&plan.topic, &plan.client_id, plan.batch_size * 2 + 4096),
+            pending: Vec::with_capacity(64),
+            inflight,
+            permits,
+            version,
+        });
+    }
+    result.brokers = broker_addrs.clone();
+
+    let mut parts: Vec<Part> = setup
+        .partitions
+        .iter()
+        .map(|(id, b)| Part {
+            id: *id,
+            link: broker_addrs.iter().position(|a| *a == b.addr).expect("link exists"),
+            builder: BatchBuilder::with_capacity(plan.batch_size),
+            payload_bytes: 0,
+            first: start,
+            first_seq: 0,
+            last: start,
+            last_seq: 0,
+            queued: false,
+        })
+        .collect();
+
+    let knobs = Knobs {
+        acks,
+        client_id: plan.client_id.clone(),
+        timeout_ms: plan.request_timeout.as_millis().min(i32::MAX as u128) as i32,
+        request_timeout: plan.request_timeout,
+        batch_size: plan.batch_size,
+        linger: plan.linger,
+        compression: plan.compression,
+        max_in_flight: plan.max_in_flight as u64,
+    };
+    let ticker = glommio::spawn_local(report_intervals(shared.clone(), setup.index, setup.events.clone()));
+
+    let mut values = value_source(&plan.payload, plan.seed, setup.index);
+    let mut keys = Keys::new(plan.keys, setup.index, setup.shards, crate::payload::shard_seed(plan.seed, setup.index));
+    let mut sealer = Sealer {
+        lz4: Lz4FrameEncoder::new(),
+        scratch: WriteBuf::with_capacity(plan.batch_size + 1024),
+    };
+    let gen = Generation {
+        limit: setup.count.unwrap_or(u64::MAX),
+        deadline: plan.stop.duration.map(|d| start + d),
+        pacer: setup.rate.filter(|r| *r > 0.0).map(|r| Pacer::new(r, start)),
+        stop: setup.stop.clone(),
+    };
+    generate(&gen, &knobs, &shared, &mut parts, &mut links, &mut sealer, values.as_mut(), &mut keys).await;
+
+    // Drain: seal what is open, send it, wait for every ack.
+    for i in 0..parts.len() {
+        if !parts[i].builder.is_empty() && !shared.failed() {
+            seal_and_queue(i, &knobs, &shared, &mut parts, &mut links, &mut sealer).await;
+        }
+    }
+    for link in links.iter_mut() {
+        if !shared.failed() {
+            flush(link, &knobs, &shared, &mut parts, true).await;
+        }
+    }
+    if acks != Acks::None {
+        let deadline = Instant::now() + plan.drain_timeout;
+        for link in &links {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let all = knobs.max_in_flight;
+            let drained = glommio::timer::timeout(left, async {
+                link.permits.acquire(all).await.map_err(|e| glommio::GlommioError::IoError(std::io::Error::other(e.to_string())))
+            })
+            .await;
+            if drained.is_err() && !shared.failed() {
+                let n = link.inflight.borrow().requests.len();
+                shared.fail(format!(
+                    "{n} requests to {} were still unanswered {:?} after the run ended",
+                    link.sender.addr(),
+                    plan.drain_timeout
+                ));
+            }
+        }
+    }
+    shared.closing.set(true);
+    for link in &links {
+        link.sender.shutdown();
+    }
+    for r in readers {
+        r.await;
+    }
+    ticker.cancel().await;
+    // Whatever is still in flight now was never answered.
+    for link in &links {
+        let lost: u64 = link.inflight.borrow().batches.iter().map(|b| b.records).sum();
+        ShardCounters::add(&shared.counters.records_failed, lost);
+    }
+    ShardCounters::set(&shared.counters.requests_in_flight, 0);
+    finish(result, &shared, start)
+}
+
+fn finish(mut result: ShardResult, shared: &Shared, start: Instant) -> ShardResult {
+    result.counters = shared.counters.snapshot();
+    result.latency = shared.total.borrow().clone();
+    result.errors = shared.errors.borrow().clone();
+    if result.failure.is_none() {
+        result.failure = shared.failure.borrow().clone();
+    }
+    result.elapsed = start.elapsed();
+    result
+}
+
+struct Generation {
+    limit: u64,
+    deadline: Option<Instant>,
+    pacer: Option<Pacer>,
+    stop: Arc<AtomicBool>,
+}
+
+struct Sealer {
+    lz4: Lz4FrameEncoder,
+    scratch: WriteBuf,
+}
+
+/// The generator loop. Per record: choose the partition, seal its batch if
+/// the record would overflow it, append key and value.
+#[allow(clippy::too_many_arguments)]
+async fn generate(
+    gen: &Generation,
+    knobs: &Knobs,
+    shared: &Shared,
+    parts: &mut [Part],
+    links: &mut [Link],
+    sealer: &mut Sealer,
+    values: &mut dyn ValueSource,
+    keys: &mut Keys,
+) {
+    let keyed = keys.is_keyed();
+    let n_parts = parts.len();
+    let mut cur = 0usize;
+    let mut seq = 0u64;
+    let mut now = Instant::now();
+    let mut now_ms = epoch_ms();
+    let mut next_linger_check = now;
+    loop {
+        if gen.stop.load(Relaxed) || shared.failed() || seq >= gen.limit {
+            break;
+        }
+        if gen.deadline.is_some_and(|d| now >= d) {
+            break;
+        }
+        let mut budget = CHUNK.min(gen.limit - seq);
+        if let Some(p) = &gen.pacer {
+            let due = p.due(now).min(gen.limit);
+            if due <= seq {
+                pump(links, knobs, shared, parts).await;
+                linger_check(now, knobs, shared, parts, links, sealer).await;
+                let mut wake = p.intended(seq);
+                if let Some(d) = gen.deadline {
+                    wake = wake.min(d);
+                }
+                if let Some(l) = earliest_linger(parts, knobs.linger) {
+                    wake = wake.min(l);
+                }
+                let wait = wake.saturating_duration_since(Instant::now());
+                if wait > Duration::from_micros(50) {
+                    glommio::timer::sleep(wait.min(Duration::from_millis(100))).await;
+                } else {
+                    glommio::yield_if_needed().await;
+                }
+                now = Instant::now();
+                now_ms = epoch_ms();
+                continue;
+            }
+            budget = budget.min(due - seq);
+        }
+
+        for _ in 0..budget {
+            let key = keys.key(seq);
+            let value = values.value(seq);
+            let mut pi = match key {
+                Some(k) if keyed => (murmur2(k) & 0x7fff_ffff) as usize % n_parts,
+                _ => cur,
+            };
+            let need = value.len() + key.map_or(0, <[u8]>::len) + 24;
+            if !parts[pi].builder.is_empty() && parts[pi].builder.uncompressed_size() + need > knobs.batch_size {
+                seal_and_queue(pi, knobs, shared, parts, links, sealer).await;
+                if shared.failed() {
+                    return;
+                }
+                if !keyed {
+                    cur = (cur + 1) % n_parts;
+                    pi = cur;
+                }
+            }
+            let part = &mut parts[pi];
+            if part.builder.is_empty() {
+                part.first = now;
+                part.first_seq = seq;
+                part.payload_bytes = 0;
+            }
+            part.last = now;
+            part.last_seq = seq;
+            part.payload_bytes += need as u64 - 24;
+            part.builder.append(now_ms, key, value, &[]);
+            seq += 1;
+        }
+
+        now = Instant::now();
+        if now >= next_linger_check {
+            now_ms = epoch_ms();
+            linger_check(now, knobs, shared, parts, links, sealer).await;
+            next_linger_check = now + Duration::from_micros(500);
+        }
+        pump(links, knobs, shared, parts).await;
+        glommio::yield_if_needed().await;
+    }
+    // Intended times of paced records become their batches' latency origin.
+    if let Some(p) = &gen.pacer {
+        for part in parts.iter_mut().filter(|p| !p.builder.is_empty()) {
+            part.first = p.intended(part.first_seq);
+            part.last = p.intended(part.last_seq);
+        }
+    }
+}
+
+fn epoch_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn earliest_linger(parts: &[Part], linger: Duration) -> Option<Instant> {
+    parts
+        .iter()
+        .filter(|p| !p.builder.is_empty() && !p.queued)
+        .map(|p| p.first + linger)
+        .min()
+}
+
+/// Seals batches whose first record has waited `linger`.
+async fn linger_check(now: Instant, knobs: &Knobs, shared: &Shared, parts: &mut [Part], links: &mut [Link], sealer: &mut Sealer) {
+    for i in 0..parts.len() {
+        let p = &parts[i];
+        if !p.builder.is_empty() && now.saturating_duration_since(p.first) >= knobs.linger {
+            seal_and_queue(i, knobs, shared, parts, links, sealer).await;
+        }
+    }
+}
+
+/// Seals partition `pi`'s batch into its broker's next request, and sends
+/// that request now if a slot is free.
+async fn seal_and_queue(pi: usize, knobs: &Knobs, shared: &Shared, parts: &mut [Part], links: &mut [Link], sealer: &mut Sealer) {
+    let li = parts[pi].link;
+    if parts[pi].queued {
+        // A partition appears once per request: send the waiting one first.
+        flush(&mut links[li], knobs, shared, parts, true).await;
+        if shared.failed() {
+            return;
+        }
+    }
+    let part = &mut parts[pi];
+    sealer.scratch.clear();
+    let sealed = part.builder.seal(knobs.compression, &mut sealer.lz4, &mut sealer.scratch);
+    debug_assert!(sealed.wire_bytes >= BATCH_HEADER_LEN);
+    let link = &mut links[li];
+    link.request.add_batch(part.id, sealer.scratch.as_slice());
+    link.pending.push(BatchAcct {
+        part: pi,
+        partition: part.id,
+        records: sealed.records as u64,
+        payload_bytes: part.payload_bytes,
+        record_bytes: sealed.records_bytes as u64,
+        first: part.first,
+        last: part.last,
+    });
+    ShardCounters::add(&shared.counters.batch_bytes_sent, sealed.wire_bytes as u64);
+    part.queued = true;
+    let full = link.request.body_len() >= MAX_REQUEST_BYTES;
+    flush(link, knobs, shared, parts, full).await;
+}
+
+/// Sends every link's waiting request for which a slot is free.
+async fn pump(links: &mut [Link], knobs: &Knobs, shared: &Shared, parts: &mut [Part]) {
+    for link in links.iter_mut() {
+        if !link.pending.is_empty() {
+            flush(link, knobs, shared, parts, false).await;
+        }
+    }
+}
+
+/// Sends the link's waiting request. With `wait`, waits for an in-flight
+/// slot (up to the request timeout); without, sends only if one is free.
+async fn flush(link: &mut Link, knobs: &Knobs, shared: &Shared, parts: &mut [Part], wait: bool) {
+    if link.pending.is_empty() {
+        return;
+    }
+    if knobs.acks != Acks::None {
+        let got = if wait {
+            let permits = link.permits.clone();
+            match glommio::timer::timeout(knobs.request_timeout, async move {
+                permits
+                    .acquire(1)
+                    .await
+                    .map_err(|e| glommio::GlommioError::IoError(std::io::Error::other(e.to_string())))
+            })
+            .await
+            {
+                Ok(()) => true,
+                Err(_) if shared.failed() => return,
+                Err(_) => {
+                    shared.count_error("REQUEST_TIMED_OUT", 1);
+                    shared.fail(format!(
+                        "no response from {} within the request timeout ({:?}) while {} requests were in flight",
+                        link.sender.addr(),
+                        knobs.request_timeout,
+                        knobs.max_in_flight
+                    ));
+                    return;
+                }
+            }
+        } else {
+            link.permits.try_acquire(1).unwrap_or(false)
+        };
+        if !got {
+            return;
+        }
+    }
+    let corr = link.sender.take_correlation_id();
+    let records: u64 = link.pending.iter().map(|b| b.records).sum();
+    if knobs.acks != Acks::None {
+        let mut inf = link.inflight.borrow_mut();
+        inf.requests.push_back((corr, link.pending.len()));
+        inf.batches.extend(link.pending.iter().copied());
+        ShardCounters::set(&shared.counters.requests_in_flight, shared.counters.requests_in_flight.load(Relaxed) + 1);
+    }
+    let frame = link
+        .request
+        .finish(link.version, corr, &knobs.client_id, knobs.acks.wire(), knobs.timeout_ms);
+    let written = link.sender.write(frame).await;
+    ShardCounters::add(&shared.counters.requests_sent, 1);
+    ShardCounters::add(&shared.counters.records_sent, records);
+    if let Err(e) = written {
+        shared.count_error("CONNECTION_FAILED", 1);
+        shared.fail(e.to_string());
+    } else if knobs.acks == Acks::None {
+        // No response will come: a written record counts as acked.
+        let c = &shared.counters;
+        for b in &link.pending {
+            ShardCounters::add(&c.records_acked, b.records);
+            ShardCounters::add(&c.payload_bytes_acked, b.payload_bytes);
+            ShardCounters::add(&c.record_bytes_acked, b.record_bytes);
+            ShardCounters::add(&c.batches_acked, 1);
+        }
+        ShardCounters::add(&c.requests_acked, 1);
+    }
+    for b in &link.pending {
+        parts[b.part].queued = false;
+    }
+    link.pending.clear();
+    link.request.reset();
+}
+
+/// Reads a connection's Produce responses, in order, and accounts for them.
+async fn read_acks(mut reader: PipeReader, inflight: Rc<RefCell<InFlight>>, permits: Rc<Semaphore>, shared: Rc<Shared>, version: i16) {
+    let addr = reader.addr().to_owned();
+    loop {
+        let (corr, body) = match reader.next().await {
+            Ok(r) => r,
+            Err(e) => {
+                if !(shared.closing.get() && inflight.borrow().requests.is_empty()) {
+                    shared.count_error("CONNECTION_FAILED", 1);
+                    shared.fail(e.to_string());
+                }
+                permits.close();
+                return;
+            }
+        };
+        let now = Instant::now();
+        let mut inf = inflight.borrow_mut();
+        let Some((expected, n)) = inf.requests.pop_front() else {
+            shared.fail(format!("{} sent a response (correlation id {corr}) to no request", addr));
+            permits.close();
+            return;
+        };
+        if corr != expected {
+            shared.fail(format!("{} answered correlation id {corr}, expected {expected}", addr));
+            permits.close();
+            return;
+        }
+        // Response header v1: correlation id (read) + tagged fields.
+        let body = match skip_header_tags(body) {
+            Some(b) => b,
+            None => {
+                shared.fail(format!("{} sent a truncated response header", addr));
+                permits.close();
+                return;
+            }
+        };
+        let c = &shared.counters;
+        let mut total = shared.total.borrow_mut();
+        let mut interval = shared.interval.borrow_mut();
+        let batches = inf.batches.range(..n.min(inf.batches.len()));
+        let mut answered = 0usize;
+        let parsed = read_produce_response(body, version, |ack| {
+            let Some(b) = batches.clone().find(|b| b.partition == ack.partition) else {
+                return;
+            };
+            answered += 1;
+            if ack.error_code == 0 {
+                ShardCounters::add(&c.records_acked, b.records);
+                ShardCounters::add(&c.payload_bytes_acked, b.payload_bytes);
+                ShardCounters::add(&c.record_bytes_acked, b.record_bytes);
+                ShardCounters::add(&c.batches_acked, 1);
+                let first = now.saturating_duration_since(b.first).as_micros() as u64;
+                let last = now.saturating_duration_since(b.last).as_micros() as u64;
+                record_batch_latency(&mut total, first, last, b.records);
+                record_batch_latency(&mut interval, first, last, b.records);
+            } else {
+                let code = codes::lookup(ack.error_code);
+                ShardCounters::add(&c.records_failed, b.records);
+                shared.count_error(code.name, 1);
+                let detail = ack
+                    .error_message
+                    .map(|m| format!(": {}", String::from_utf8_lossy(m)))
+                    .unwrap_or_default();
+                let hint = code.hint.map(|h| format!(". {h}")).unwrap_or_default();
+                shared.fail(format!(
+                    "{} rejected a batch for partition {} with {code}{detail}{hint}",
+                    addr,
+                    ack.partition
+                ));
+            }
+        });
+        match &parsed {
+            Ok(throttle) => ShardCounters::add(&c.throttle_ms, (*throttle).max(0) as u64),
+            Err(e) => {
+                shared.fail(format!("{} sent a Produce response DataStorm cannot read: {e}", addr));
+            }
+        }
+        if answered < n {
+            let missing: u64 = inf.batches.range(..n.min(inf.batches.len())).map(|b| b.records).sum::<u64>();
+            if answered == 0 && parsed.is_ok() {
+                ShardCounters::add(&c.records_failed, missing);
+                shared.fail(format!("{} answered a Produce request without any partition", addr));
+            }
+        }
+        let done = n.min(inf.batches.len());
+        inf.batches.drain(..done);
+        ShardCounters::add(&c.requests_acked, 1);
+        ShardCounters::set(&c.requests_in_flight, inf.requests.len() as u64);
+        drop(inf);
+        permits.signal(1);
+    }
+}
+
+fn skip_header_tags(body: &[u8]) -> Option<&[u8]> {
+    let (fields, mut pos) = get_uvarint(body)?;
+    for _ in 0..fields {
+        let (_tag, n) = get_uvarint(body.get(pos..)?)?;
+        pos += n;
+        let (len, n) = get_uvarint(body.get(pos..)?)?;
+        pos += n + len as usize;
+    }
+    body.get(pos..)
+}
+
+/// Hands the last second's latency histogram to the coordinator, every second.
+async fn report_intervals(shared: Rc<Shared>, shard: usize, events: mpsc::Sender<ShardEvent>) {
+    loop {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        let latency = std::mem::replace(&mut *shared.interval.borrow_mut(), latency_histogram());
+        if events.send(ShardEvent::Interval { shard, latency }).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! What a person reads: the per-second status line and the final summary.
+//! Plain text only, so it reads the same in a terminal and in a log file.
+
+use datastorm_engine::sink::SinkStats;
+use datastorm_shards::plan::RunPlan;
+use datastorm_shards::run::{Progress, RunOutcome};
+use hdrhistogram::Histogram;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Thousands separators: 1234567 -> "1,234,567".
+pub fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Microseconds as a short human latency: 850us, 12.3ms, 1.20s.
+pub fn latency(us: u64) -> String {
+    match us {
+        0..=999 => format!("{us}us"),
+        1_000..=999_999 => format!("{:.1}ms", us as f64 / 1e3),
+        _ => format!("{:.2}s", us as f64 / 1e6),
+    }
+}
+
+fn pct(h: &Histogram<u64>, q: f64) -> u64 {
+    if h.is_empty() {
+        0
+    } else {
+        h.value_at_quantile(q)
+    }
+}
+
+/// One line per second.
+pub fn status_line(p: &Progress) -> String {
+    let secs = p.interval.as_secs_f64().max(1e-9);
+    let rate = p.delta.records_acked as f64 / secs;
+    let mb = p.delta.payload_bytes_acked as f64 / secs / 1e6;
+    let mut s = format!("[{:>6.1}s] acked {:>11}/s", p.elapsed.as_secs_f64(), group(rate as u64));
+    if let Some(t) = p.target_rate {
+        let _ = write!(s, " (target {})", group(t as u64));
+    }
+    let _ = write!(
+        s,
+        " {:>8.1} MB/s  in-flight {:>3}  errors {}  latency p50 {} p99 {} max {}",
+        mb,
+        p.totals.requests_in_flight,
+        p.totals.errors,
+        latency(pct(&p.latency, 0.5)),
+        latency(pct(&p.latency, 0.99)),
+        latency(if p.latency.is_empty() { 0 } else { p.latency.max() }),
+    );
+    s
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64().max(1e-9)
+}
+
+/// The end-of-run table.
+pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
+    let t = &o.totals;
+    let el = secs(o.elapsed);
+    let mut s = String::new();
+    let cpus: Vec<String> = o.shards.iter().map(|r| r.cpu.to_string()).collect();
+    let _ = writeln!(
+        s,
+        "\nDataStorm produce summary: topic '{}' ({} partitions{}), {} shard(s) on CPU {}",
+        plan.topic,
+        o.prepared.partitions.len(),
+        if o.prepared.topic_created { ", created" } else { "" },
+        o.shards.len(),
+        cpus.join(","),
+    );
+    let _ = writeln!(
+        s,
+        "  settings        acks={} compression={} batch-size={} linger={:?} max-in-flight={} record-size={}",
+        match plan.acks {
+            datastorm_shards::plan::Acks::None => "0",
+            datastorm_shards::plan::Acks::Leader => "1",
+            datastorm_shards::plan::Acks::All => "all",
+        },
+        plan.compression,
+        plan.batch_size,
+        plan.linger,
+        plan.max_in_flight,
+        match &plan.payload {
+            datastorm_shards::plan::PayloadSpec::Fixed { record_size, .. } => record_size.to_string(),
+        },
+    );
+    let _ = writeln!(
+        s,
+        "  records acked   {:>14}  in {:.2} s  = {} records/s",
+        group(t.records_acked),
+        el,
+        group((t.records_acked as f64 / el) as u64)
+    );
+    let _ = writeln!(
+        s,
+        "  payload         {:>14.1} MB       = {:.1} MB/s (key+value bytes; MB = 10^6 bytes)",
+        t.payload_bytes_acked as f64 / 1e6,
+        t.payload_bytes_acked as f64 / 1e6 / el
+    );
+    let ratio = if t.record_bytes_acked > 0 {
+        t.batch_bytes_sent as f64 / (t.record_bytes_acked as f64).max(1.0)
+    } else {
+        0.0
+    };
+    let _ = writeln!(
+        s,
+        "  on the wire     {:>14.1} MB sent  (batches/records ratio {:.2})",
+        t.batch_bytes_sent as f64 / 1e6,
+        ratio
+    );
+    let _ = writeln!(
+        s,
+        "  requests        {:>14}  ({:.0} records/request, {} batches)",
+        group(t.requests_acked),
+        t.records_acked as f64 / (t.requests_acked.max(1) as f64),
+        group(t.batches_acked)
+    );
+    let h = &o.latency;
+    let _ = writeln!(
+        s,
+        "  latency         p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
+        latency(pct(h, 0.5)),
+        latency(pct(h, 0.9)),
+        latency(pct(h, 0.99)),
+        latency(pct(h, 0.999)),
+        latency(pct(h, 0.9999)),
+        latency(if h.is_empty() { 0 } else { h.max() }),
+    );
+    let mut errors: std::collections::BTreeMap<&str, u64> = Default::default();
+    for r in &o.shards {
+        for (k, v) in &r.errors {
+            *errors.entry(k.as_str()).or_default() += v;
+        }
+    }
+    let err_text = if errors.is_empty() {
+        "none".to_string()
+    } else {
+        errors.iter().map(|(k, v)| format!("{k} x{v}")).collect::<Vec<_>>().join(", ")
+    };
+    let _ = writeln!(s, "  errors          {err_text}");
+    if t.records_failed > 0 {
+        let _ = writeln!(s, "  records failed  {:>14}", group(t.records_failed));
+    }
+    if o.interrupted {
+        let _ = writeln!(s, "  stopped early by a signal");
+    }
+    s
+}
+
+/// What the sink received.
+pub fn sink_summary(st: &SinkStats, elapsed: Duration) -> String {
+    let el = secs(elapsed);
+    let mut s = format!(
+        "sink received: {} records in {} batches ({} requests, {} connections), {:.1} MB of batches = {} records/s; CRC errors {}, decode errors {}",
+        group(st.records),
+        group(st.batches),
+        group(st.produce_requests),
+        st.connections,
+        st.batch_bytes as f64 / 1e6,
+        group((st.records as f64 / el) as u64),
+        st.crc_errors,
+        st.decode_errors,
+    );
+    for (topic, t) in &st.topics {
+        let _ = write!(s, "\n  topic {topic}: {} partitions, {} records, {} batches", t.partitions, group(t.records), group(t.batches));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouping_and_latency_units() {
+        assert_eq!(group(0), "0");
+        assert_eq!(group(1234), "1,234");
+        assert_eq!(group(1_000_000), "1,000,000");
+        assert_eq!(latency(850), "850us");
+        assert_eq!(latency(12_345), "12.3ms");
+        assert_eq!(latency(1_200_000), "1.20s");
+    }
+}
