@@ -43,7 +43,11 @@ pub fn status_line(p: &Progress) -> String {
     let secs = p.interval.as_secs_f64().max(1e-9);
     let rate = p.delta.records_acked as f64 / secs;
     let mb = p.delta.payload_bytes_acked as f64 / secs / 1e6;
-    let mut s = format!("[{:>6.1}s] acked {:>11}/s", p.elapsed.as_secs_f64(), group(rate as u64));
+    let mut s = format!(
+        "[{:>6.1}s] acked {:>11}/s",
+        p.elapsed.as_secs_f64(),
+        group(rate as u64)
+    );
     if let Some(t) = p.target_rate {
         let _ = write!(s, " (target {})", group(t as u64));
     }
@@ -55,7 +59,11 @@ pub fn status_line(p: &Progress) -> String {
         p.totals.errors,
         latency(pct(&p.latency, 0.5)),
         latency(pct(&p.latency, 0.99)),
-        latency(if p.latency.is_empty() { 0 } else { p.latency.max() }),
+        latency(if p.latency.is_empty() {
+            0
+        } else {
+            p.latency.max()
+        }),
     );
     s
 }
@@ -75,7 +83,11 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
         "\nDataStorm produce summary: topic '{}' ({} partitions{}), {} shard(s) on CPU {}",
         plan.topic,
         o.prepared.partitions.len(),
-        if o.prepared.topic_created { ", created" } else { "" },
+        if o.prepared.topic_created {
+            ", created"
+        } else {
+            ""
+        },
         o.shards.len(),
         cpus.join(","),
     );
@@ -146,7 +158,11 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
     let err_text = if errors.is_empty() {
         "none".to_string()
     } else {
-        errors.iter().map(|(k, v)| format!("{k} x{v}")).collect::<Vec<_>>().join(", ")
+        errors
+            .iter()
+            .map(|(k, v)| format!("{k} x{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let _ = writeln!(s, "  errors          {err_text}");
     if t.records_failed > 0 {
@@ -173,7 +189,13 @@ pub fn sink_summary(st: &SinkStats, elapsed: Duration) -> String {
         st.decode_errors,
     );
     for (topic, t) in &st.topics {
-        let _ = write!(s, "\n  topic {topic}: {} partitions, {} records, {} batches", t.partitions, group(t.records), group(t.batches));
+        let _ = write!(
+            s,
+            "\n  topic {topic}: {} partitions, {} records, {} batches",
+            t.partitions,
+            group(t.records),
+            group(t.batches)
+        );
     }
     s
 }

@@ -12,7 +12,13 @@ use std::time::SystemTime;
 pub const SCHEMA: &str = "datastorm.run/1";
 
 fn percentiles(h: &Histogram<u64>) -> Value {
-    let q = |x: f64| if h.is_empty() { 0 } else { h.value_at_quantile(x) };
+    let q = |x: f64| {
+        if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(x)
+        }
+    };
     json!({
         "unit": "microseconds",
         "count": h.len(),
@@ -23,7 +29,12 @@ fn percentiles(h: &Histogram<u64>) -> Value {
     })
 }
 
-pub fn build(plan: &RunPlan, o: &RunOutcome, sink: Option<&SinkStats>, started_at: SystemTime) -> Value {
+pub fn build(
+    plan: &RunPlan,
+    o: &RunOutcome,
+    sink: Option<&SinkStats>,
+    started_at: SystemTime,
+) -> Value {
     let t = &o.totals;
     let el = o.elapsed.as_secs_f64().max(1e-9);
     json!({

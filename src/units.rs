@@ -18,7 +18,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("'{s}' lacks a unit (ms, s, m, h)"))?;
         let (num, tail) = rest.split_at(num_end);
-        let unit_end = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_end);
         let n: f64 = num
             .parse()
@@ -55,9 +57,14 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => 1024 * 1024,
-        _ => return Err(format!("unknown size unit '{unit}' in '{s}' (use KiB or MiB)")),
+        _ => {
+            return Err(format!(
+                "unknown size unit '{unit}' in '{s}' (use KiB or MiB)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
 }
 
 /// Counts and rates like `1000000`, `100k`, `1.5M`, `2G` (powers of 1000).

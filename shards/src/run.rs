@@ -70,7 +70,13 @@ pub struct TimelinePoint {
 impl TimelinePoint {
     pub fn from_progress(p: &Progress) -> Self {
         let secs = p.interval.as_secs_f64().max(1e-9);
-        let pct = |q: f64| if p.latency.is_empty() { 0 } else { p.latency.value_at_quantile(q) };
+        let pct = |q: f64| {
+            if p.latency.is_empty() {
+                0
+            } else {
+                p.latency.value_at_quantile(q)
+            }
+        };
         TimelinePoint {
             elapsed_s: p.elapsed.as_secs_f64(),
             records_acked: p.delta.records_acked,
@@ -80,7 +86,11 @@ impl TimelinePoint {
             errors: p.delta.errors,
             p50_us: pct(0.5),
             p99_us: pct(0.99),
-            max_us: if p.latency.is_empty() { 0 } else { p.latency.max() },
+            max_us: if p.latency.is_empty() {
+                0
+            } else {
+                p.latency.max()
+            },
         }
     }
 }
@@ -103,7 +113,8 @@ pub struct RunOutcome {
 
 /// Connects, creates the topic if asked, and finds the partition leaders.
 pub async fn prepare(plan: &RunPlan) -> Result<(Prepared, Vec<(i32, Broker)>), ClusterError> {
-    let mut conn = cluster::bootstrap(&plan.bootstrap, &plan.client_id, plan.connect_timeout).await?;
+    let mut conn =
+        cluster::bootstrap(&plan.bootstrap, &plan.client_id, plan.connect_timeout).await?;
     let mut created = false;
     let info = if let Some(spec) = &plan.create_topic {
         created = cluster::create_topic(&mut conn, spec).await? == Created::New;
@@ -115,7 +126,11 @@ pub async fn prepare(plan: &RunPlan) -> Result<(Prepared, Vec<(i32, Broker)>), C
     Ok((
         Prepared {
             cluster_id: info.cluster_id.clone(),
-            brokers: info.brokers.iter().map(|b| (b.id, b.addr.clone())).collect(),
+            brokers: info
+                .brokers
+                .iter()
+                .map(|b| (b.id, b.addr.clone()))
+                .collect(),
             partitions: leaders.iter().map(|(p, _)| *p).collect(),
             topic_created: created,
         },
@@ -125,7 +140,11 @@ pub async fn prepare(plan: &RunPlan) -> Result<(Prepared, Vec<(i32, Broker)>), C
 
 /// Runs a plan to completion. `stop` ends the run early (records in flight
 /// are still awaited); `on_progress` is called about once a second.
-pub fn run(plan: RunPlan, stop: Arc<AtomicBool>, mut on_progress: impl FnMut(&Progress)) -> Result<RunOutcome, RunError> {
+pub fn run(
+    plan: RunPlan,
+    stop: Arc<AtomicBool>,
+    mut on_progress: impl FnMut(&Progress),
+) -> Result<RunOutcome, RunError> {
     let ex = glommio::LocalExecutorBuilder::default()
         .name("datastorm-setup")
         .make()
@@ -137,7 +156,9 @@ pub fn run(plan: RunPlan, stop: Arc<AtomicBool>, mut on_progress: impl FnMut(&Pr
     let shards = plan.cpus.len().max(1);
     let ids: Vec<i32> = leaders.iter().map(|(p, _)| *p).collect();
     let assignment = assign(&ids, shards);
-    let counters: Vec<Arc<ShardCounters>> = (0..shards).map(|_| Arc::new(ShardCounters::default())).collect();
+    let counters: Vec<Arc<ShardCounters>> = (0..shards)
+        .map(|_| Arc::new(ShardCounters::default()))
+        .collect();
     let (tx, rx) = mpsc::channel::<ShardEvent>();
     // Shards without partitions get no share of count or rate.
     let active = assignment.iter().filter(|a| !a.is_empty()).count().max(1);
@@ -166,8 +187,18 @@ pub fn run(plan: RunPlan, stop: Arc<AtomicBool>, mut on_progress: impl FnMut(&Pr
                         shards,
                         cpu,
                         plan: plan.clone(),
-                        partitions: leaders.iter().filter(|(p, _)| owned.contains(p)).cloned().collect(),
-                        count: plan.stop.count.map(|c| if ai == usize::MAX { 0 } else { split_evenly(c, active, ai) }),
+                        partitions: leaders
+                            .iter()
+                            .filter(|(p, _)| owned.contains(p))
+                            .cloned()
+                            .collect(),
+                        count: plan.stop.count.map(|c| {
+                            if ai == usize::MAX {
+                                0
+                            } else {
+                                split_evenly(c, active, ai)
+                            }
+                        }),
                         rate: plan.rate.map(|r| r / active as f64),
                         counters: counters[index].clone(),
                         events: tx.clone(),
@@ -243,5 +274,7 @@ pub fn run(plan: RunPlan, stop: Arc<AtomicBool>, mut on_progress: impl FnMut(&Pr
 }
 
 fn sum(counters: &[Arc<ShardCounters>]) -> Counters {
-    counters.iter().fold(Counters::default(), |acc, c| acc.plus(&c.snapshot()))
+    counters
+        .iter()
+        .fold(Counters::default(), |acc, c| acc.plus(&c.snapshot()))
 }

@@ -50,7 +50,10 @@ pub struct ShardSetup {
 /// Sent to the coordinator once a second.
 pub enum ShardEvent {
     /// Latency of the records acked since the last interval.
-    Interval { shard: usize, latency: Histogram<u64> },
+    Interval {
+        shard: usize,
+        latency: Histogram<u64>,
+    },
 }
 
 /// What a shard reports when it ends.
@@ -233,7 +236,11 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         }
         links.push(Link {
             sender,
-            request: ProduceRequestBuilder::new(&plan.topic, &plan.client_id, plan.batch_size * 2 + 4096),
+            request: ProduceRequestBuilder::new(
+                &plan.topic,
+                &plan.client_id,
+                plan.batch_size * 2 + 4096,
+            ),
             pending: Vec::with_capacity(64),
             inflight,
             permits,
@@ -247,7 +254,10 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         .iter()
         .map(|(id, b)| Part {
             id: *id,
-            link: broker_addrs.iter().position(|a| *a == b.addr).expect("link exists"),
+            link: broker_addrs
+                .iter()
+                .position(|a| *a == b.addr)
+                .expect("link exists"),
             builder: BatchBuilder::with_capacity(plan.batch_size),
             payload_bytes: 0,
             first: start,
@@ -268,10 +278,19 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         compression: plan.compression,
         max_in_flight: plan.max_in_flight as u64,
     };
-    let ticker = glommio::spawn_local(report_intervals(shared.clone(), setup.index, setup.events.clone()));
+    let ticker = glommio::spawn_local(report_intervals(
+        shared.clone(),
+        setup.index,
+        setup.events.clone(),
+    ));
 
     let mut values = value_source(&plan.payload, plan.seed, setup.index);
-    let mut keys = Keys::new(plan.keys, setup.index, setup.shards, crate::payload::shard_seed(plan.seed, setup.index));
+    let mut keys = Keys::new(
+        plan.keys,
+        setup.index,
+        setup.shards,
+        crate::payload::shard_seed(plan.seed, setup.index),
+    );
     let mut sealer = Sealer {
         lz4: Lz4FrameEncoder::new(),
         scratch: WriteBuf::with_capacity(plan.batch_size + 1024),
@@ -279,10 +298,23 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
     let gen = Generation {
         limit: setup.count.unwrap_or(u64::MAX),
         deadline: plan.stop.duration.map(|d| start + d),
-        pacer: setup.rate.filter(|r| *r > 0.0).map(|r| Pacer::new(r, start)),
+        pacer: setup
+            .rate
+            .filter(|r| *r > 0.0)
+            .map(|r| Pacer::new(r, start)),
         stop: setup.stop.clone(),
     };
-    generate(&gen, &knobs, &shared, &mut parts, &mut links, &mut sealer, values.as_mut(), &mut keys).await;
+    generate(
+        &gen,
+        &knobs,
+        &shared,
+        &mut parts,
+        &mut links,
+        &mut sealer,
+        values.as_mut(),
+        &mut keys,
+    )
+    .await;
 
     // Drain: seal what is open, send it, wait for every ack.
     for i in 0..parts.len() {
@@ -301,7 +333,9 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
             let left = deadline.saturating_duration_since(Instant::now());
             let all = knobs.max_in_flight;
             let drained = glommio::timer::timeout(left, async {
-                link.permits.acquire(all).await.map_err(|e| glommio::GlommioError::IoError(std::io::Error::other(e.to_string())))
+                link.permits.acquire(all).await.map_err(|e| {
+                    glommio::GlommioError::IoError(std::io::Error::other(e.to_string()))
+                })
             })
             .await;
             if drained.is_err() && !shared.failed() {
@@ -324,7 +358,13 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
     ticker.cancel().await;
     // Whatever is still in flight now was never answered.
     for link in &links {
-        let lost: u64 = link.inflight.borrow().batches.iter().map(|b| b.records).sum();
+        let lost: u64 = link
+            .inflight
+            .borrow()
+            .batches
+            .iter()
+            .map(|b| b.records)
+            .sum();
         ShardCounters::add(&shared.counters.records_failed, lost);
     }
     ShardCounters::set(&shared.counters.requests_in_flight, 0);
@@ -415,7 +455,9 @@ async fn generate(
                 _ => cur,
             };
             let need = value.len() + key.map_or(0, <[u8]>::len) + 24;
-            if !parts[pi].builder.is_empty() && parts[pi].builder.uncompressed_size() + need > knobs.batch_size {
+            if !parts[pi].builder.is_empty()
+                && parts[pi].builder.uncompressed_size() + need > knobs.batch_size
+            {
                 seal_and_queue(pi, knobs, shared, parts, links, sealer).await;
                 if shared.failed() {
                     return;
@@ -471,7 +513,14 @@ fn earliest_linger(parts: &[Part], linger: Duration) -> Option<Instant> {
 }
 
 /// Seals batches whose first record has waited `linger`.
-async fn linger_check(now: Instant, knobs: &Knobs, shared: &Shared, parts: &mut [Part], links: &mut [Link], sealer: &mut Sealer) {
+async fn linger_check(
+    now: Instant,
+    knobs: &Knobs,
+    shared: &Shared,
+    parts: &mut [Part],
+    links: &mut [Link],
+    sealer: &mut Sealer,
+) {
     for i in 0..parts.len() {
         let p = &parts[i];
         if !p.builder.is_empty() && now.saturating_duration_since(p.first) >= knobs.linger {
@@ -482,7 +531,14 @@ async fn linger_check(now: Instant, knobs: &Knobs, shared: &Shared, parts: &mut 
 
 /// Seals partition `pi`'s batch into its broker's next request, and sends
 /// that request now if a slot is free.
-async fn seal_and_queue(pi: usize, knobs: &Knobs, shared: &Shared, parts: &mut [Part], links: &mut [Link], sealer: &mut Sealer) {
+async fn seal_and_queue(
+    pi: usize,
+    knobs: &Knobs,
+    shared: &Shared,
+    parts: &mut [Part],
+    links: &mut [Link],
+    sealer: &mut Sealer,
+) {
     let li = parts[pi].link;
     if parts[pi].queued {
         // A partition appears once per request: send the waiting one first.
@@ -493,7 +549,9 @@ async fn seal_and_queue(pi: usize, knobs: &Knobs, shared: &Shared, parts: &mut [
     }
     let part = &mut parts[pi];
     sealer.scratch.clear();
-    let sealed = part.builder.seal(knobs.compression, &mut sealer.lz4, &mut sealer.scratch);
+    let sealed = part
+        .builder
+        .seal(knobs.compression, &mut sealer.lz4, &mut sealer.scratch);
     debug_assert!(sealed.wire_bytes >= BATCH_HEADER_LEN);
     let link = &mut links[li];
     link.request.add_batch(part.id, sealer.scratch.as_slice());
@@ -531,10 +589,9 @@ async fn flush(link: &mut Link, knobs: &Knobs, shared: &Shared, parts: &mut [Par
         let got = if wait {
             let permits = link.permits.clone();
             match glommio::timer::timeout(knobs.request_timeout, async move {
-                permits
-                    .acquire(1)
-                    .await
-                    .map_err(|e| glommio::GlommioError::IoError(std::io::Error::other(e.to_string())))
+                permits.acquire(1).await.map_err(|e| {
+                    glommio::GlommioError::IoError(std::io::Error::other(e.to_string()))
+                })
             })
             .await
             {
@@ -564,11 +621,18 @@ async fn flush(link: &mut Link, knobs: &Knobs, shared: &Shared, parts: &mut [Par
         let mut inf = link.inflight.borrow_mut();
         inf.requests.push_back((corr, link.pending.len()));
         inf.batches.extend(link.pending.iter().copied());
-        ShardCounters::set(&shared.counters.requests_in_flight, shared.counters.requests_in_flight.load(Relaxed) + 1);
+        ShardCounters::set(
+            &shared.counters.requests_in_flight,
+            shared.counters.requests_in_flight.load(Relaxed) + 1,
+        );
     }
-    let frame = link
-        .request
-        .finish(link.version, corr, &knobs.client_id, knobs.acks.wire(), knobs.timeout_ms);
+    let frame = link.request.finish(
+        link.version,
+        corr,
+        &knobs.client_id,
+        knobs.acks.wire(),
+        knobs.timeout_ms,
+    );
     let written = link.sender.write(frame).await;
     ShardCounters::add(&shared.counters.requests_sent, 1);
     ShardCounters::add(&shared.counters.records_sent, records);
@@ -594,7 +658,13 @@ async fn flush(link: &mut Link, knobs: &Knobs, shared: &Shared, parts: &mut [Par
 }
 
 /// Reads a connection's Produce responses, in order, and accounts for them.
-async fn read_acks(mut reader: PipeReader, inflight: Rc<RefCell<InFlight>>, permits: Rc<Semaphore>, shared: Rc<Shared>, version: i16) {
+async fn read_acks(
+    mut reader: PipeReader,
+    inflight: Rc<RefCell<InFlight>>,
+    permits: Rc<Semaphore>,
+    shared: Rc<Shared>,
+    version: i16,
+) {
     let addr = reader.addr().to_owned();
     loop {
         let (corr, body) = match reader.next().await {
@@ -611,12 +681,18 @@ async fn read_acks(mut reader: PipeReader, inflight: Rc<RefCell<InFlight>>, perm
         let now = Instant::now();
         let mut inf = inflight.borrow_mut();
         let Some((expected, n)) = inf.requests.pop_front() else {
-            shared.fail(format!("{} sent a response (correlation id {corr}) to no request", addr));
+            shared.fail(format!(
+                "{} sent a response (correlation id {corr}) to no request",
+                addr
+            ));
             permits.close();
             return;
         };
         if corr != expected {
-            shared.fail(format!("{} answered correlation id {corr}, expected {expected}", addr));
+            shared.fail(format!(
+                "{} answered correlation id {corr}, expected {expected}",
+                addr
+            ));
             permits.close();
             return;
         }
@@ -659,22 +735,31 @@ async fn read_acks(mut reader: PipeReader, inflight: Rc<RefCell<InFlight>>, perm
                 let hint = code.hint.map(|h| format!(". {h}")).unwrap_or_default();
                 shared.fail(format!(
                     "{} rejected a batch for partition {} with {code}{detail}{hint}",
-                    addr,
-                    ack.partition
+                    addr, ack.partition
                 ));
             }
         });
         match &parsed {
             Ok(throttle) => ShardCounters::add(&c.throttle_ms, (*throttle).max(0) as u64),
             Err(e) => {
-                shared.fail(format!("{} sent a Produce response DataStorm cannot read: {e}", addr));
+                shared.fail(format!(
+                    "{} sent a Produce response DataStorm cannot read: {e}",
+                    addr
+                ));
             }
         }
         if answered < n {
-            let missing: u64 = inf.batches.range(..n.min(inf.batches.len())).map(|b| b.records).sum::<u64>();
+            let missing: u64 = inf
+                .batches
+                .range(..n.min(inf.batches.len()))
+                .map(|b| b.records)
+                .sum::<u64>();
             if answered == 0 && parsed.is_ok() {
                 ShardCounters::add(&c.records_failed, missing);
-                shared.fail(format!("{} answered a Produce request without any partition", addr));
+                shared.fail(format!(
+                    "{} answered a Produce request without any partition",
+                    addr
+                ));
             }
         }
         let done = n.min(inf.batches.len());
@@ -702,7 +787,10 @@ async fn report_intervals(shared: Rc<Shared>, shard: usize, events: mpsc::Sender
     loop {
         glommio::timer::sleep(Duration::from_secs(1)).await;
         let latency = std::mem::replace(&mut *shared.interval.borrow_mut(), latency_histogram());
-        if events.send(ShardEvent::Interval { shard, latency }).is_err() {
+        if events
+            .send(ShardEvent::Interval { shard, latency })
+            .is_err()
+        {
             return;
         }
     }

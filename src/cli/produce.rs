@@ -187,7 +187,10 @@ fn finish(
         match report::write(path, &doc) {
             Ok(()) => println!("report written to {}", path.display()),
             Err(e) => {
-                eprintln!("datastorm produce: could not write the report to {}: {e}", path.display());
+                eprintln!(
+                    "datastorm produce: could not write the report to {}: {e}",
+                    path.display()
+                );
                 code = code.max(exit::RUN_FAILED);
             }
         }
@@ -196,7 +199,13 @@ fn finish(
 }
 
 fn validate(a: &ProduceArgs) -> Result<(), String> {
-    if a.topic.is_empty() || a.topic.len() > 249 || !a.topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+    if a.topic.is_empty()
+        || a.topic.len() > 249
+        || !a
+            .topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
         return Err(format!(
             "invalid topic name '{}': use letters, digits, '.', '_' and '-', at most 249 characters",
             a.topic
@@ -236,7 +245,11 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> RunPlan
     plan.cpus = cpus;
     plan.stop = StopAt {
         count: a.count.map(|c| c as u64),
-        duration: a.duration.or(if a.count.is_none() { Some(Duration::from_secs(10)) } else { None }),
+        duration: a.duration.or(if a.count.is_none() {
+            Some(Duration::from_secs(10))
+        } else {
+            None
+        }),
     };
     plan.rate = a.rate;
     plan.acks = a.acks;

@@ -54,7 +54,11 @@ pub fn main(args: SinkArgs) -> u8 {
     println!(
         "datastorm sink listening on {} ({}); Ctrl-C prints what it received",
         handle.local_addr(),
-        if cpus.is_empty() { "unpinned".to_string() } else { format!("CPUs {cpus:?}") }
+        if cpus.is_empty() {
+            "unpinned".to_string()
+        } else {
+            format!("CPUs {cpus:?}")
+        }
     );
     let stop = super::stop_on_signals();
     let start = Instant::now();

@@ -28,6 +28,8 @@ pub const MAX_VERSION: i16 = 12;
 #[derive(Debug)]
 pub struct ProduceRequestBuilder {
     buf: WriteBuf,
+    /// The request prefix, built at `finish` and copied into the headroom.
+    prefix: WriteBuf,
     headroom: usize,
     topic: String,
     partitions: u32,
@@ -44,6 +46,7 @@ impl ProduceRequestBuilder {
         buf.advance(headroom);
         Self {
             buf,
+            prefix: WriteBuf::with_capacity(headroom),
             headroom,
             topic: topic.to_owned(),
             partitions: 0,
@@ -91,9 +94,9 @@ impl ProduceRequestBuilder {
         self.buf.put_u8(0); // topic tagged fields
         self.buf.put_u8(0); // request tagged fields
 
-        let mut prefix = WriteBuf::default();
+        self.prefix.clear();
         prefix_into(
-            &mut prefix,
+            &mut self.prefix,
             version,
             correlation_id,
             client_id,
@@ -102,7 +105,7 @@ impl ProduceRequestBuilder {
             &self.topic,
             self.partitions,
         );
-        let p = prefix.as_slice();
+        let p = self.prefix.as_slice();
         assert!(p.len() <= self.headroom, "produce prefix exceeds headroom");
         let start = self.headroom - p.len();
         let total = self.buf.len() - start - 4;

@@ -20,7 +20,9 @@ impl FixedValues {
     pub fn new(size: usize, pool: usize, seed: u64) -> Self {
         let pool = pool.max(1);
         let mut rng = SmallRng::seed_from_u64(seed);
-        let bytes = (0..size * pool).map(|_| rng.random_range(b'!'..=b'~')).collect();
+        let bytes = (0..size * pool)
+            .map(|_| rng.random_range(b'!'..=b'~'))
+            .collect();
         Self {
             pool: bytes,
             size,
