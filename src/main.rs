@@ -3,6 +3,14 @@
 //! This binary is a thin layer: it turns flags into a run plan, calls the
 //! engine, and renders what comes back.
 
+/// Prints a line to stdout; a closed stdout (`| head`) is not an error.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod render;
 mod report;

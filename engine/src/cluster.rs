@@ -21,7 +21,7 @@ pub enum ClusterError {
     Unreachable {
         servers: String,
         timeout: Duration,
-        last: ConnError,
+        last: Box<ConnError>,
     },
     #[error(
         "topic '{topic}' does not exist. Add --create-topic (with --partitions and \
@@ -147,10 +147,10 @@ pub async fn bootstrap(
     Err(ClusterError::Unreachable {
         servers: servers.join(","),
         timeout,
-        last: last.unwrap_or(ConnError::Timeout {
+        last: Box::new(last.unwrap_or(ConnError::Timeout {
             addr: servers.join(","),
             timeout,
-        }),
+        })),
     })
 }
 

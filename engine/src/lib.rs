@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod conn;
 pub mod metrics;
 pub mod runtime;
+pub mod sink;
 pub mod wire;
 
 /// The client id DataStorm sends unless told otherwise.

@@ -47,9 +47,9 @@ pub struct ShardSetup {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Sent to the coordinator once a second.
+/// Sent to the coordinator a few times a second.
 pub enum ShardEvent {
-    /// Latency of the records acked since the last interval.
+    /// Latency of the records acked since the last event.
     Interval {
         shard: usize,
         latency: Histogram<u64>,
@@ -782,10 +782,11 @@ fn skip_header_tags(body: &[u8]) -> Option<&[u8]> {
     body.get(pos..)
 }
 
-/// Hands the last second's latency histogram to the coordinator, every second.
+/// Hands the latency histogram of the records acked lately to the
+/// coordinator, four times a second (it merges them into its one-second view).
 async fn report_intervals(shared: Rc<Shared>, shard: usize, events: mpsc::Sender<ShardEvent>) {
     loop {
-        glommio::timer::sleep(Duration::from_secs(1)).await;
+        glommio::timer::sleep(Duration::from_millis(250)).await;
         let latency = std::mem::replace(&mut *shared.interval.borrow_mut(), latency_histogram());
         if events
             .send(ShardEvent::Interval { shard, latency })

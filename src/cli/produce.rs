@@ -109,7 +109,7 @@ pub fn main(args: ProduceArgs) -> u8 {
         }) {
             Ok(h) => {
                 let addr = h.local_addr();
-                println!(
+                outln!(
                     "datastorm: no --bootstrap given: producing to an embedded sink broker on {addr} ({})",
                     match sink_cpu {
                         Some(c) => format!("pinned to CPU {c}"),
@@ -153,7 +153,7 @@ pub fn main(args: ProduceArgs) -> u8 {
     let started_at = std::time::SystemTime::now();
     let outcome = run(plan.clone(), stop, |p| {
         if !quiet {
-            println!("{}", render::status_line(p));
+            outln!("{}", render::status_line(p));
         }
     });
     let sink_stats = sink.map(SinkHandle::stop);
@@ -173,9 +173,9 @@ fn finish(
     sink: Option<&datastorm_engine::sink::SinkStats>,
     started_at: std::time::SystemTime,
 ) -> u8 {
-    println!("{}", render::summary(plan, outcome));
+    outln!("{}", render::summary(plan, outcome));
     if let Some(s) = sink {
-        println!("{}", render::sink_summary(s, outcome.elapsed));
+        outln!("{}", render::sink_summary(s, outcome.elapsed));
     }
     let mut code = exit::OK;
     if let Some(f) = &outcome.failure {
@@ -185,7 +185,7 @@ fn finish(
     if let Some(path) = &args.report {
         let doc = report::build(plan, outcome, sink, started_at);
         match report::write(path, &doc) {
-            Ok(()) => println!("report written to {}", path.display()),
+            Ok(()) => outln!("report written to {}", path.display()),
             Err(e) => {
                 eprintln!(
                     "datastorm produce: could not write the report to {}: {e}",

@@ -51,7 +51,7 @@ pub fn main(args: SinkArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    println!(
+    outln!(
         "datastorm sink listening on {} ({}); Ctrl-C prints what it received",
         handle.local_addr(),
         if cpus.is_empty() {
@@ -66,6 +66,6 @@ pub fn main(args: SinkArgs) -> u8 {
         std::thread::sleep(Duration::from_millis(50));
     }
     let stats = handle.stop();
-    println!("{}", crate::render::sink_summary(&stats, start.elapsed()));
+    outln!("{}", crate::render::sink_summary(&stats, start.elapsed()));
     exit::OK
 }

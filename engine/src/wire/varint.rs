@@ -69,6 +69,20 @@ pub fn get_varint(buf: &[u8]) -> Option<(i32, usize)> {
     get_uvarint(buf).map(|(z, n)| (((z >> 1) as i32) ^ -((z & 1) as i32), n))
 }
 
+/// Writes `v` as an unsigned varint into `out` (at least 5 bytes long) and
+/// returns the number of bytes written.
+#[inline]
+pub fn encode_uvarint(out: &mut [u8; 5], mut v: u32) -> usize {
+    let mut i = 0;
+    while v >= 0x80 {
+        out[i] = (v as u8) | 0x80;
+        v >>= 7;
+        i += 1;
+    }
+    out[i] = v as u8;
+    i + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,18 +115,4 @@ mod tests {
         assert_eq!(get_uvarint(&[0x80, 0x80]), None);
         assert_eq!(get_uvarint(&[0xff; 6]), None);
     }
-}
-
-/// Writes `v` as an unsigned varint into `out` (at least 5 bytes long) and
-/// returns the number of bytes written.
-#[inline]
-pub fn encode_uvarint(out: &mut [u8; 5], mut v: u32) -> usize {
-    let mut i = 0;
-    while v >= 0x80 {
-        out[i] = (v as u8) | 0x80;
-        v >>= 7;
-        i += 1;
-    }
-    out[i] = v as u8;
-    i + 1
 }

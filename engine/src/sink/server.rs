@@ -1,0 +1,393 @@
+//! Executors, listeners and connections.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::{LocalExecutorBuilder, Placement};
+
+use super::handlers::{self, ConnInfo, FrameError, FIRST_PRODUCER_ID};
+use super::registry::{Registry, TopicEntry};
+use super::stats::{bump, ExecCounters};
+use super::{SinkConfig, SinkError, SinkStats, TopicStats, MAX_FRAME_BYTES};
+
+/// How often an executor looks at the stop flag while idle.
+const STOP_POLL: Duration = Duration::from_millis(20);
+/// How long an executor waits for its connections to close on stop.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// io_uring registered-buffer memory per executor: the sink does no file
+/// I/O, so glommio's minimum rather than its 10 MiB default.
+const IO_MEMORY: usize = 64 << 10;
+
+/// Read buffer: at least this much free space is offered to each read.
+const MIN_READ: usize = 32 << 10;
+/// Read buffer: size of a fresh segment.
+const SEGMENT: usize = 256 << 10;
+/// A frame up to this size gets its whole buffer at once (no regrowth
+/// copies); a larger one grows by doubling as its bytes arrive, so a client
+/// that announces 100 MiB and sends nothing does not get 100 MiB.
+const EAGER_FRAME: usize = 16 << 20;
+/// Response buffer capacity kept between writes.
+const KEEP_WRITE_CAPACITY: usize = 1 << 20;
+
+/// State shared by all executors and the handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub stop: AtomicBool,
+    pub counters: Box<[ExecCounters]>,
+    pub registry: Registry,
+    pub next_producer_id: AtomicI64,
+    pub node_id: i32,
+}
+
+impl Shared {
+    pub(crate) fn new(cfg: &SinkConfig, executors: usize) -> Shared {
+        Shared {
+            stop: AtomicBool::new(false),
+            counters: (0..executors).map(|_| ExecCounters::default()).collect(),
+            registry: Registry::new(cfg.default_partitions),
+            next_producer_id: AtomicI64::new(FIRST_PRODUCER_ID),
+            node_id: cfg.node_id,
+        }
+    }
+
+    pub(crate) fn totals(&self) -> SinkStats {
+        let mut stats = SinkStats::default();
+        for c in self.counters.iter() {
+            c.add_to(&mut stats);
+        }
+        stats
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// A topic as one executor knows it: the shared entry (partition count,
+/// offsets) plus this executor's counts.
+#[derive(Debug)]
+pub(crate) struct LocalTopic {
+    pub entry: Arc<TopicEntry>,
+    pub stats: TopicStats,
+}
+
+impl LocalTopic {
+    pub(crate) fn new(entry: Arc<TopicEntry>) -> LocalTopic {
+        let stats = TopicStats {
+            partitions: entry.partitions,
+            ..TopicStats::default()
+        };
+        LocalTopic { entry, stats }
+    }
+}
+
+/// What an executor thread hands back when it ends.
+#[derive(Debug, Default)]
+pub(crate) struct ExecutorOutcome {
+    pub topics: Vec<(String, TopicStats)>,
+}
+
+/// State of one executor, shared by its tasks.
+pub(crate) struct ExecState {
+    pub shared: Arc<Shared>,
+    index: usize,
+    pub topics: RefCell<HashMap<Box<str>, LocalTopic>>,
+    /// Open connections' sockets, so that stop can shut them down.
+    conns: RefCell<HashMap<u64, RawFd>>,
+    next_conn: Cell<u64>,
+    stopping: Cell<bool>,
+}
+
+impl ExecState {
+    pub(crate) fn counters(&self) -> &ExecCounters {
+        &self.shared.counters[self.index]
+    }
+}
+
+/// The body of executor thread `index`: makes the executor, binds, reports
+/// readiness (or the error) on `ready`, serves until the stop flag is set.
+pub(crate) fn run_executor(
+    index: usize,
+    cpu: Option<usize>,
+    bind_addr: SocketAddr,
+    shared: Arc<Shared>,
+    ready: mpsc::Sender<Result<SocketAddr, SinkError>>,
+) -> ExecutorOutcome {
+    let placement = cpu.map_or(Placement::Unbound, Placement::Fixed);
+    let executor = LocalExecutorBuilder::new(placement)
+        .name(&format!("ds-sink-{index}"))
+        .io_memory(IO_MEMORY)
+        .make();
+    let executor = match executor {
+        Ok(ex) => ex,
+        Err(e) => {
+            let _ = ready.send(Err(SinkError::Executor {
+                index,
+                cpu,
+                message: e.to_string(),
+            }));
+            return ExecutorOutcome::default();
+        }
+    };
+    executor.run(async move {
+        let listener = match TcpListener::bind(bind_addr) {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(SinkError::Bind {
+                    addr: bind_addr,
+                    source: e.into(),
+                }));
+                return ExecutorOutcome::default();
+            }
+        };
+        let local_addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = ready.send(Err(SinkError::Bind {
+                    addr: bind_addr,
+                    source: e.into(),
+                }));
+                return ExecutorOutcome::default();
+            }
+        };
+        if ready.send(Ok(local_addr)).is_err() {
+            return ExecutorOutcome::default();
+        }
+        tracing::debug!(index, ?cpu, %local_addr, "sink executor listening");
+        let state = Rc::new(ExecState {
+            shared,
+            index,
+            topics: RefCell::new(HashMap::new()),
+            conns: RefCell::new(HashMap::new()),
+            next_conn: Cell::new(0),
+            stopping: Cell::new(false),
+        });
+        serve(listener, state).await
+    })
+}
+
+async fn wait_for_stop(shared: &Shared) {
+    while !shared.stopping() {
+        glommio::timer::sleep(STOP_POLL).await;
+    }
+}
+
+async fn serve(listener: TcpListener, state: Rc<ExecState>) -> ExecutorOutcome {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            wait_for_stop(&state.shared).await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
+                glommio::spawn_local(connection(Rc::clone(&state), stream)).detach();
+            }
+            Some(Err(e)) => {
+                // E.g. EMFILE: back off instead of spinning.
+                tracing::warn!(error = %e, "sink accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    drop(listener);
+    state.stopping.set(true);
+    for &fd in state.conns.borrow().values() {
+        // SAFETY: `fd` belongs to a live connection task's TcpStream (it is
+        // removed from the map before the stream is dropped); shutdown only
+        // wakes that task's pending read or write, which then ends it.
+        unsafe {
+            libc::shutdown(fd, libc::SHUT_RDWR);
+        }
+    }
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    while !state.conns.borrow().is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
+    let open = state.conns.borrow().len();
+    if open > 0 {
+        tracing::warn!(open, "sink executor stopping with connections still open");
+    }
+    let topics = state
+        .topics
+        .borrow()
+        .iter()
+        .map(|(name, t)| (name.to_string(), t.stats.clone()))
+        .collect();
+    ExecutorOutcome { topics }
+}
+
+/// Removes a connection from its executor's table when the task ends.
+struct ConnGuard {
+    state: Rc<ExecState>,
+    id: u64,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.state.conns.borrow_mut().remove(&self.id);
+    }
+}
+
+async fn connection(state: Rc<ExecState>, mut stream: TcpStream) {
+    let id = state.next_conn.get();
+    state.next_conn.set(id + 1);
+    state.conns.borrow_mut().insert(id, stream.as_raw_fd());
+    // Declared after `stream`, so dropped before it: the fd leaves the table
+    // before it is closed.
+    let _guard = ConnGuard {
+        state: Rc::clone(&state),
+        id,
+    };
+    if state.stopping.get() {
+        return;
+    }
+    bump(&state.counters().connections, 1);
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+    }
+    let peer = stream.peer_addr().ok();
+    let local_addr = match stream.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read a connection's local address");
+            return;
+        }
+    };
+    let conn = ConnInfo { local_addr };
+    match serve_connection(&state, &conn, &mut stream).await {
+        Ok(()) => tracing::trace!(?peer, "sink connection closed"),
+        Err(ConnError::Io(e)) => tracing::debug!(?peer, error = %e, "sink connection I/O error"),
+        Err(ConnError::Frame(e)) => {
+            bump(&state.counters().decode_errors, 1);
+            tracing::warn!(?peer, error = %e, "closing sink connection on a bad request");
+        }
+    }
+}
+
+enum ConnError {
+    Io(std::io::Error),
+    Frame(FrameError),
+}
+
+impl From<std::io::Error> for ConnError {
+    fn from(e: std::io::Error) -> Self {
+        ConnError::Io(e)
+    }
+}
+
+impl From<FrameError> for ConnError {
+    fn from(e: FrameError) -> Self {
+        ConnError::Frame(e)
+    }
+}
+
+async fn serve_connection(
+    state: &ExecState,
+    conn: &ConnInfo,
+    stream: &mut TcpStream,
+) -> Result<(), ConnError> {
+    let mut frames = FrameBuf::default();
+    let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
+    loop {
+        // Answer every complete request in the buffer (in order), then send
+        // all the responses with one write.
+        while let Some(frame) = frames.next_frame()? {
+            handlers::handle_frame(state, conn, frame, &mut out)?;
+        }
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            out.clear();
+            if out.capacity() > KEEP_WRITE_CAPACITY {
+                out.shrink_to(16 << 10);
+            }
+        }
+        let n = stream.read(frames.read_buf()).await?;
+        if n == 0 || state.stopping.get() {
+            return Ok(());
+        }
+        frames.filled(n);
+    }
+}
+
+/// Splits the byte stream into frames. `buf[..filled]` holds received bytes
+/// not yet consumed; `buf[filled..]` is zeroed/stale scratch space that reads
+/// go into, so reads need no per-read initialisation. A complete frame is
+/// split off the front as `Bytes` (no copy); decoded record bytes are slices
+/// of it.
+#[derive(Default)]
+pub(crate) struct FrameBuf {
+    buf: BytesMut,
+    filled: usize,
+}
+
+impl FrameBuf {
+    /// The size prefix of the first frame, validated.
+    fn frame_size(&self) -> Result<Option<usize>, FrameError> {
+        if self.filled < 4 {
+            return Ok(None);
+        }
+        let size = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+        match usize::try_from(size) {
+            Ok(n) if n <= MAX_FRAME_BYTES => Ok(Some(n)),
+            _ => Err(FrameError(format!(
+                "request size {size} outside 0..={MAX_FRAME_BYTES}"
+            ))),
+        }
+    }
+
+    /// The next complete frame (without its size prefix), if any.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Bytes>, FrameError> {
+        let Some(size) = self.frame_size()? else {
+            return Ok(None);
+        };
+        let total = 4 + size;
+        if self.filled < total {
+            return Ok(None);
+        }
+        let mut frame = self.buf.split_to(total);
+        self.filled -= total;
+        frame.advance(4);
+        Ok(Some(frame.freeze()))
+    }
+
+    /// Space to read into. Call only after `next_frame` returned `Ok(None)`.
+    pub(crate) fn read_buf(&mut self) -> &mut [u8] {
+        let needed = match self.frame_size() {
+            Ok(Some(size)) => 4 + size,
+            _ => 4,
+        };
+        let missing = needed.saturating_sub(self.filled).max(1);
+        let space = self.buf.len() - self.filled;
+        if space < missing.min(MIN_READ) {
+            let extra = if missing <= SEGMENT {
+                SEGMENT
+            } else if needed <= EAGER_FRAME {
+                missing
+            } else {
+                missing.min(self.filled.max(SEGMENT))
+            };
+            // Keep the unconsumed bytes; once the frames split off earlier
+            // are dropped, `reserve` reuses the allocation.
+            self.buf.truncate(self.filled);
+            self.buf.reserve(extra);
+            self.buf.resize(self.filled + extra, 0);
+        }
+        &mut self.buf[self.filled..]
+    }
+
+    /// Records that a read put `n` bytes into `read_buf()`.
+    pub(crate) fn filled(&mut self, n: usize) {
+        self.filled = (self.filled + n).min(self.buf.len());
+    }
+}

@@ -1,0 +1,70 @@
+//! Counters: one cache-line-aligned block per executor, written only by that
+//! executor's thread, read (relaxed) by anyone and summed in `stats()`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::SinkStats;
+
+/// Counters of one executor. Aligned to 128 bytes so that two executors'
+/// blocks never share a cache line (or an adjacent-line prefetch pair).
+#[repr(align(128))]
+#[derive(Debug, Default)]
+pub(crate) struct ExecCounters {
+    pub connections: AtomicU64,
+    pub requests: AtomicU64,
+    pub produce_requests: AtomicU64,
+    pub batches: AtomicU64,
+    pub records: AtomicU64,
+    pub batch_bytes: AtomicU64,
+    pub crc_errors: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub malformed_batches: AtomicU64,
+    pub unknown_partitions: AtomicU64,
+}
+
+/// Adds `n` to a counter that only the calling thread writes: a relaxed
+/// load and store, no locked read-modify-write.
+#[inline]
+pub(crate) fn bump(counter: &AtomicU64, n: u64) {
+    if n != 0 {
+        counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+}
+
+impl ExecCounters {
+    pub(crate) fn add_to(&self, s: &mut SinkStats) {
+        s.connections += self.connections.load(Relaxed);
+        s.requests += self.requests.load(Relaxed);
+        s.produce_requests += self.produce_requests.load(Relaxed);
+        s.batches += self.batches.load(Relaxed);
+        s.records += self.records.load(Relaxed);
+        s.batch_bytes += self.batch_bytes.load(Relaxed);
+        s.crc_errors += self.crc_errors.load(Relaxed);
+        s.decode_errors += self.decode_errors.load(Relaxed);
+        s.malformed_batches += self.malformed_batches.load(Relaxed);
+        s.unknown_partitions += self.unknown_partitions.load(Relaxed);
+    }
+}
+
+/// What one Produce request added, accumulated locally and published once
+/// per request.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ProduceTally {
+    pub batches: u64,
+    pub records: u64,
+    pub batch_bytes: u64,
+    pub crc_errors: u64,
+    pub malformed_batches: u64,
+    pub unknown_partitions: u64,
+}
+
+impl ProduceTally {
+    pub(crate) fn publish(&self, c: &ExecCounters) {
+        bump(&c.batches, self.batches);
+        bump(&c.records, self.records);
+        bump(&c.batch_bytes, self.batch_bytes);
+        bump(&c.crc_errors, self.crc_errors);
+        bump(&c.malformed_batches, self.malformed_batches);
+        bump(&c.unknown_partitions, self.unknown_partitions);
+    }
+}

@@ -1,0 +1,951 @@
+//! Tests: a real sink on 127.0.0.1:0 driven by a blocking std client that
+//! encodes requests and decodes responses with kafka-protocol. Every socket
+//! has read/write timeouts, so no test can hang.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::batch::{self, BatchError};
+use super::handlers::{self, code};
+use super::server::FrameBuf;
+use super::{SinkConfig, SinkError, SinkHandle, SinkStats};
+
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn config() -> SinkConfig {
+    SinkConfig {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        cpus: Vec::new(),
+        default_partitions: 8,
+        node_id: 0,
+    }
+}
+
+fn start() -> SinkHandle {
+    SinkHandle::start(config()).expect("sink starts")
+}
+
+struct Client {
+    stream: TcpStream,
+    next_correlation: i32,
+}
+
+impl Client {
+    fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).expect("connect");
+        stream.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        stream.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Client {
+            stream,
+            next_correlation: 1,
+        }
+    }
+
+    fn encode<Req: Encodable>(&mut self, key: ApiKey, version: i16, req: &Req) -> (i32, Vec<u8>) {
+        let correlation_id = self.next_correlation;
+        self.next_correlation += 1;
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("sink-test")));
+        let mut body = BytesMut::new();
+        header
+            .encode(&mut body, key.request_header_version(version))
+            .expect("encode header");
+        req.encode(&mut body, version).expect("encode request");
+        let mut frame = Vec::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.extend_from_slice(&body);
+        (correlation_id, frame)
+    }
+
+    fn send<Req: Encodable>(&mut self, key: ApiKey, version: i16, req: &Req) -> i32 {
+        let (correlation_id, frame) = self.encode(key, version, req);
+        self.stream.write_all(&frame).expect("send request");
+        correlation_id
+    }
+
+    fn recv_frame(&mut self) -> std::io::Result<Bytes> {
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size)?;
+        let size = i32::from_be_bytes(size);
+        assert!((0..64 << 20).contains(&size), "response size {size}");
+        let mut body = vec![0u8; size as usize];
+        self.stream.read_exact(&mut body)?;
+        Ok(Bytes::from(body))
+    }
+
+    fn recv<Resp: Decodable>(&mut self, key: ApiKey, version: i16) -> (i32, Resp) {
+        let mut frame = self.recv_frame().expect("response");
+        let header = ResponseHeader::decode(&mut frame, key.response_header_version(version))
+            .expect("response header");
+        let resp = Resp::decode(&mut frame, version).expect("response body");
+        assert!(
+            frame.is_empty(),
+            "{} trailing bytes in {key:?} v{version}",
+            frame.len()
+        );
+        (header.correlation_id, resp)
+    }
+
+    fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
+        let correlation_id = self.send(key, version, req);
+        let (got, resp) = self.recv(key, version);
+        assert_eq!(got, correlation_id, "correlation id");
+        resp
+    }
+
+    /// True if the sink closed the connection (EOF or reset) within the
+    /// read timeout.
+    fn closed_by_peer(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn record_batch(n: usize, value_len: usize) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: None,
+            value: Some(Bytes::from(vec![b'x'; value_len])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .expect("encode batch");
+    buf.freeze()
+}
+
+fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])])
+}
+
+/// (error code, base offset) of the only partition in a produce response.
+fn only_partition(resp: &ProduceResponse) -> (i16, i64) {
+    assert_eq!(resp.responses.len(), 1);
+    let parts = &resp.responses[0].partition_responses;
+    assert_eq!(parts.len(), 1);
+    (parts[0].error_code, parts[0].base_offset)
+}
+
+fn wait_for(sink: &SinkHandle, what: &str, cond: impl Fn(&SinkStats) -> bool) -> SinkStats {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let stats = sink.stats();
+        if cond(&stats) {
+            return stats;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn api_versions_v3_lists_supported_apis() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    let resp: ApiVersionsResponse = c.call(
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("test"))
+            .with_client_software_version(StrBytes::from_static_str("1")),
+    );
+    assert_eq!(resp.error_code, 0);
+    let range = |key: ApiKey| {
+        resp.api_keys
+            .iter()
+            .find(|k| k.api_key == key as i16)
+            .map(|k| (k.min_version, k.max_version))
+    };
+    assert_eq!(range(ApiKey::Produce), Some((3, 12)));
+    assert_eq!(range(ApiKey::Metadata), Some((0, 12)));
+    assert_eq!(range(ApiKey::ApiVersions), Some((0, 4)));
+    assert_eq!(range(ApiKey::CreateTopics), Some((2, 7)));
+    assert_eq!(range(ApiKey::InitProducerId), Some((0, 5)));
+    assert_eq!(range(ApiKey::Fetch), None);
+    // Older versions too, on the same connection.
+    for v in [0, 1, 2, 4] {
+        let resp: ApiVersionsResponse =
+            c.call(ApiKey::ApiVersions, v, &ApiVersionsRequest::default());
+        assert_eq!(resp.error_code, 0);
+        assert_eq!(resp.api_keys.len(), handlers::SUPPORTED_APIS.len());
+    }
+    assert_eq!(sink.stop().requests, 5);
+}
+
+#[test]
+fn api_versions_too_new_gets_v0_unsupported_version() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    // A v5 ApiVersions request the sink cannot decode (flexible header, some body).
+    let mut body = BytesMut::new();
+    body.put_i16(ApiKey::ApiVersions as i16);
+    body.put_i16(5);
+    body.put_i32(77);
+    body.put_i16(-1); // client id
+    body.put_u8(0); // header tags
+    body.put_slice(&[3, b'a', b'b', 2, b'1', 0]);
+    let mut frame = Vec::new();
+    frame.put_i32(body.len() as i32);
+    frame.extend_from_slice(&body);
+    c.stream.write_all(&frame).unwrap();
+    let (correlation_id, resp): (i32, ApiVersionsResponse) = c.recv(ApiKey::ApiVersions, 0);
+    assert_eq!(correlation_id, 77);
+    assert_eq!(resp.error_code, code::UNSUPPORTED_VERSION);
+    assert!(resp
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::ApiVersions as i16 && k.max_version == 4));
+    // The connection stays usable.
+    let resp: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 4, &ApiVersionsRequest::default());
+    assert_eq!(resp.error_code, 0);
+    let stats = sink.stop();
+    assert_eq!(stats.decode_errors, 0);
+}
+
+#[test]
+fn metadata_auto_registers_topic_with_default_partitions() {
+    let sink = start();
+    let addr = sink.local_addr();
+    let mut c = Client::connect(addr);
+    for version in 0..=12 {
+        let topic = MetadataRequestTopic::default().with_name(Some(topic_name("t")));
+        let req = MetadataRequest::default().with_topics(Some(vec![topic]));
+        let resp: MetadataResponse = c.call(ApiKey::Metadata, version, &req);
+        assert_eq!(resp.brokers.len(), 1, "v{version}");
+        let b = &resp.brokers[0];
+        assert_eq!(b.node_id.0, 0);
+        assert_eq!(&*b.host, "127.0.0.1");
+        assert_eq!(b.port, i32::from(addr.port()));
+        if version >= 1 {
+            assert_eq!(resp.controller_id.0, 0);
+        }
+        if version >= 2 {
+            assert_eq!(resp.cluster_id.as_deref(), Some("datastorm-sink"));
+        }
+        assert_eq!(resp.topics.len(), 1);
+        let t = &resp.topics[0];
+        assert_eq!(t.error_code, 0);
+        assert_eq!(t.name.as_ref().map(|n| &*n.0), Some("t"));
+        if version >= 10 {
+            assert!(!t.topic_id.is_nil());
+        }
+        assert_eq!(t.partitions.len(), 8);
+        for (i, p) in t.partitions.iter().enumerate() {
+            assert_eq!(p.partition_index, i as i32);
+            assert_eq!(p.leader_id.0, 0);
+            assert_eq!(p.error_code, 0);
+            assert_eq!(
+                p.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(),
+                vec![0]
+            );
+            assert_eq!(p.isr_nodes.iter().map(|b| b.0).collect::<Vec<_>>(), vec![0]);
+        }
+    }
+    // All topics (null list) now includes "t"; the topic id is stable.
+    let all: MetadataResponse = c.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    );
+    assert_eq!(all.topics.len(), 1);
+    let id = all.topics[0].topic_id;
+    let again: MetadataResponse = c.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    );
+    assert_eq!(again.topics[0].topic_id, id);
+    // Lookup by topic id (v12, null name).
+    let by_id: MetadataResponse = c.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_name(None)
+            .with_topic_id(id)])),
+    );
+    assert_eq!(by_id.topics[0].error_code, 0);
+    assert_eq!(by_id.topics[0].partitions.len(), 8);
+    // An invalid name is an error, not a registration.
+    let bad: MetadataResponse = c.call(
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default().with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name("bad name!")))
+        ])),
+    );
+    assert_eq!(bad.topics[0].error_code, code::INVALID_TOPIC_EXCEPTION);
+    let stats = sink.stop();
+    assert_eq!(stats.topics.len(), 1);
+    assert_eq!(stats.topics["t"].partitions, 8);
+}
+
+#[test]
+fn create_topics_then_metadata() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    for version in 2..=7 {
+        let name = format!("created-v{version}");
+        let create = |partitions: i32, validate_only: bool| {
+            CreateTopicsRequest::default()
+                .with_topics(vec![CreatableTopic::default()
+                    .with_name(topic_name(&name))
+                    .with_num_partitions(partitions)
+                    .with_replication_factor(1)])
+                .with_timeout_ms(1000)
+                .with_validate_only(validate_only)
+        };
+        // validate_only registers nothing.
+        let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, version, &create(5, true));
+        assert_eq!(resp.topics[0].error_code, 0, "v{version}");
+        let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, version, &create(3, false));
+        assert_eq!(resp.topics.len(), 1);
+        assert_eq!(&*resp.topics[0].name.0, name);
+        assert_eq!(resp.topics[0].error_code, 0, "v{version}");
+        if version >= 5 {
+            assert_eq!(resp.topics[0].num_partitions, 3);
+        }
+        if version >= 7 {
+            assert!(!resp.topics[0].topic_id.is_nil());
+        }
+        let md: MetadataResponse = c.call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                MetadataRequestTopic::default().with_name(Some(topic_name(&name)))
+            ])),
+        );
+        assert_eq!(md.topics[0].partitions.len(), 3, "v{version}");
+        // Same count again: fine; another count: TOPIC_ALREADY_EXISTS.
+        let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, version, &create(3, false));
+        assert_eq!(resp.topics[0].error_code, 0);
+        let resp: CreateTopicsResponse = c.call(ApiKey::CreateTopics, version, &create(4, false));
+        assert_eq!(resp.topics[0].error_code, code::TOPIC_ALREADY_EXISTS);
+        // -1 means the default count; 0 is invalid.
+        let resp: CreateTopicsResponse = c.call(
+            ApiKey::CreateTopics,
+            version,
+            &CreateTopicsRequest::default().with_topics(vec![
+                CreatableTopic::default()
+                    .with_name(topic_name(&format!("{name}-default")))
+                    .with_num_partitions(-1),
+                CreatableTopic::default()
+                    .with_name(topic_name(&format!("{name}-zero")))
+                    .with_num_partitions(0),
+            ]),
+        );
+        assert_eq!(resp.topics[0].error_code, 0);
+        assert_eq!(resp.topics[1].error_code, code::INVALID_PARTITIONS);
+    }
+    let stats = sink.stop();
+    assert_eq!(stats.topics["created-v7"].partitions, 3);
+    assert_eq!(stats.topics["created-v2-default"].partitions, 8);
+    assert!(!stats.topics.contains_key("created-v2-zero"));
+    assert_eq!(stats.topics.len(), 12);
+}
+
+#[test]
+fn produce_v9_offsets_and_stats() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    let batch = record_batch(10, 100);
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("p", 0, batch.clone(), -1),
+    );
+    assert_eq!(only_partition(&resp), (0, 0));
+    assert_eq!(&*resp.responses[0].name.0, "p");
+    assert_eq!(
+        resp.responses[0].partition_responses[0].log_append_time_ms,
+        -1
+    );
+    assert_eq!(resp.responses[0].partition_responses[0].log_start_offset, 0);
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("p", 0, batch.clone(), -1),
+    );
+    assert_eq!(only_partition(&resp), (0, 10));
+    let live = sink.stats();
+    assert_eq!(live.records, 20);
+    assert_eq!(live.batches, 2);
+    assert_eq!(live.produce_requests, 2);
+    assert_eq!(live.batch_bytes, 2 * batch.len() as u64);
+    assert_eq!(live.crc_errors, 0);
+    // Two batches in one partition's records: both counted, offsets advance by 20.
+    let mut two = BytesMut::new();
+    two.extend_from_slice(&batch);
+    two.extend_from_slice(&batch);
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("p", 0, two.freeze(), 1),
+    );
+    assert_eq!(only_partition(&resp), (0, 20));
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("p", 0, batch.clone(), 1),
+    );
+    assert_eq!(only_partition(&resp), (0, 40));
+    // Another partition has its own offsets.
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("p", 7, batch.clone(), 1),
+    );
+    assert_eq!(only_partition(&resp), (0, 0));
+    // A partition that does not exist.
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("p", 8, batch.clone(), 1),
+    );
+    assert_eq!(only_partition(&resp).0, code::UNKNOWN_TOPIC_OR_PARTITION);
+    let stats = sink.stop();
+    assert_eq!(stats.records, 60);
+    assert_eq!(stats.batches, 6);
+    assert_eq!(stats.unknown_partitions, 1);
+    let t = &stats.topics["p"];
+    assert_eq!((t.partitions, t.batches, t.records), (8, 6, 60));
+    assert_eq!(t.batch_bytes, 6 * batch.len() as u64);
+}
+
+#[test]
+fn produce_every_supported_version() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    let batch = record_batch(3, 10);
+    for (i, version) in (3..=12).enumerate() {
+        let resp: ProduceResponse = c.call(
+            ApiKey::Produce,
+            version,
+            &produce_request("versions", 1, batch.clone(), -1),
+        );
+        assert_eq!(only_partition(&resp), (0, 3 * i as i64), "v{version}");
+    }
+    let stats = sink.stop();
+    assert_eq!(stats.records, 30);
+    assert_eq!(stats.decode_errors, 0);
+}
+
+#[test]
+fn corrupted_batch_gets_corrupt_message() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    let good = record_batch(10, 100);
+    let mut bad = BytesMut::from(&good[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x5a;
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("c", 2, bad.freeze(), -1),
+    );
+    assert_eq!(only_partition(&resp).0, code::CORRUPT_MESSAGE);
+    // Not a v2 batch (magic 1) and a truncated batch: malformed.
+    let mut magic1 = BytesMut::from(&good[..]);
+    magic1[16] = 1;
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("c", 2, magic1.freeze(), -1),
+    );
+    assert_eq!(only_partition(&resp).0, code::CORRUPT_MESSAGE);
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("c", 2, good.slice(..good.len() - 1), -1),
+    );
+    assert_eq!(only_partition(&resp).0, code::CORRUPT_MESSAGE);
+    // The partition still works, from offset 0.
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("c", 2, good.clone(), -1),
+    );
+    assert_eq!(only_partition(&resp), (0, 0));
+    let stats = sink.stop();
+    assert_eq!(stats.crc_errors, 1);
+    assert_eq!(stats.malformed_batches, 2);
+    assert_eq!(stats.records, 10);
+    assert_eq!(stats.decode_errors, 0);
+}
+
+#[test]
+fn acks_zero_gets_no_response_but_is_counted() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    let batch = record_batch(10, 100);
+    c.send(
+        ApiKey::Produce,
+        9,
+        &produce_request("z", 0, batch.clone(), 0),
+    );
+    c.send(
+        ApiKey::Produce,
+        7,
+        &produce_request("z", 0, batch.clone(), 0),
+    );
+    // The next response on the wire is the ApiVersions one.
+    let resp: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(resp.error_code, 0);
+    let stats = wait_for(&sink, "acks=0 records", |s| s.records == 20);
+    assert_eq!(stats.produce_requests, 2);
+    // Offsets advanced although nobody was told.
+    let resp: ProduceResponse = c.call(ApiKey::Produce, 9, &produce_request("z", 0, batch, 1));
+    assert_eq!(only_partition(&resp), (0, 20));
+    sink.stop();
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    let batch = record_batch(5, 50);
+    let mut wire = Vec::new();
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        let (corr, frame) = if i % 3 == 0 {
+            c.encode(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())
+        } else {
+            c.encode(
+                ApiKey::Produce,
+                9,
+                &produce_request("pipe", 0, batch.clone(), -1),
+            )
+        };
+        wire.extend_from_slice(&frame);
+        expected.push((corr, i % 3 == 0));
+    }
+    // One write holding all 20 requests, cut at odd places by the kernel.
+    c.stream.write_all(&wire).unwrap();
+    let mut next_offset = 0;
+    for (corr, is_versions) in expected {
+        if is_versions {
+            let (got, _): (i32, ApiVersionsResponse) = c.recv(ApiKey::ApiVersions, 3);
+            assert_eq!(got, corr);
+        } else {
+            let (got, resp): (i32, ProduceResponse) = c.recv(ApiKey::Produce, 9);
+            assert_eq!(got, corr);
+            assert_eq!(only_partition(&resp), (0, next_offset));
+            next_offset += 5;
+        }
+    }
+    sink.stop();
+}
+
+#[test]
+fn init_producer_id_hands_out_increasing_ids() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    let mut ids = Vec::new();
+    for version in 0..=5 {
+        let resp: InitProducerIdResponse = c.call(
+            ApiKey::InitProducerId,
+            version,
+            &InitProducerIdRequest::default().with_transaction_timeout_ms(60_000),
+        );
+        assert_eq!(resp.error_code, 0);
+        assert_eq!(resp.producer_epoch, 0);
+        ids.push(resp.producer_id.0);
+    }
+    assert_eq!(ids, (1000..1006).collect::<Vec<_>>());
+    sink.stop();
+}
+
+fn expect_closed(addr: SocketAddr, bytes: &[u8], what: &str) {
+    let mut c = Client::connect(addr);
+    // The sink may close while we are still writing: ignore write errors.
+    let _ = c.stream.write_all(bytes);
+    assert!(c.closed_by_peer(), "{what}: connection not closed");
+}
+
+#[test]
+fn bad_input_closes_the_connection_and_the_sink_keeps_serving() {
+    let sink = start();
+    let addr = sink.local_addr();
+    // A long-lived client, used before and after the bad ones.
+    let mut good = Client::connect(addr);
+    let _: ApiVersionsResponse = good.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+
+    let mut cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "http garbage",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+        ),
+        ("huge size prefix", 0x7fff_ffffu32.to_be_bytes().to_vec()),
+        (
+            "just over the limit",
+            ((100 << 20) + 1u32).to_be_bytes().to_vec(),
+        ),
+        ("negative size prefix", (-5i32).to_be_bytes().to_vec()),
+        ("frame shorter than a header", vec![0, 0, 0, 3, 0, 18, 0]),
+        ("empty frame", vec![0, 0, 0, 0]),
+    ];
+    let frame = |key: i16, version: i16, body: &[u8]| {
+        let mut f = Vec::new();
+        f.put_i32((8 + 2 + body.len()) as i32);
+        f.put_i16(key);
+        f.put_i16(version);
+        f.put_i32(9);
+        f.put_i16(-1);
+        f.extend_from_slice(body);
+        f
+    };
+    cases.push(("unknown api key", frame(999, 0, &[])));
+    cases.push(("unsupported api (Fetch)", frame(1, 12, &[0; 32])));
+    cases.push(("unsupported Produce version", frame(0, 2, &[0; 32])));
+    cases.push(("Produce v13", frame(0, 13, &[0; 32])));
+    cases.push(("truncated Metadata body", frame(3, 1, &[0, 0])));
+    // Arrays claiming 2^31-1 elements: must not make the decoder allocate.
+    cases.push((
+        "Metadata v1 huge array",
+        frame(3, 1, &0x7fff_ffffi32.to_be_bytes()),
+    ));
+    cases.push((
+        "Produce v3 huge array",
+        frame(
+            0,
+            3,
+            &[0xff, 0xff, 0, 1, 0, 0, 0, 1, 0x7f, 0xff, 0xff, 0xff],
+        ),
+    ));
+    cases.push((
+        "CreateTopics v4 huge array",
+        frame(19, 4, &0x7fff_fff0i32.to_be_bytes()),
+    ));
+    // Not UTF-8 topic name.
+    cases.push((
+        "Metadata v1 bad utf8",
+        frame(3, 1, &[0, 0, 0, 1, 0, 2, 0xff, 0xfe]),
+    ));
+    let n = cases.len() as u64;
+    for (what, bytes) in &cases {
+        expect_closed(addr, bytes, what);
+    }
+    let stats = wait_for(&sink, "decode errors", |s| s.decode_errors == n);
+    assert_eq!(stats.decode_errors, n);
+    // Old and new connections still work.
+    let _: ApiVersionsResponse = good.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let mut c = Client::connect(addr);
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("after", 0, record_batch(2, 1), -1),
+    );
+    assert_eq!(only_partition(&resp), (0, 0));
+    sink.stop();
+}
+
+#[test]
+fn peer_closing_mid_frame_is_not_an_error() {
+    let sink = start();
+    let addr = sink.local_addr();
+    {
+        let mut c = Client::connect(addr);
+        c.stream.write_all(&[0, 0, 1, 0, 0, 18]).unwrap();
+    }
+    let mut c = Client::connect(addr);
+    let _: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let stats = sink.stop();
+    assert_eq!(stats.decode_errors, 0);
+    assert_eq!(stats.connections, 2);
+}
+
+#[test]
+fn stop_returns_per_topic_stats() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    let batch = record_batch(4, 20);
+    for topic in ["a", "b", "b"] {
+        let resp: ProduceResponse = c.call(
+            ApiKey::Produce,
+            12,
+            &produce_request(topic, 0, batch.clone(), -1),
+        );
+        assert_eq!(only_partition(&resp).0, 0);
+    }
+    assert!(sink.stats().topics.is_empty());
+    let stats = sink.stop();
+    assert_eq!(stats.connections, 1);
+    assert_eq!(stats.requests, 3);
+    assert_eq!(stats.topics.len(), 2);
+    assert_eq!(stats.topics["a"].records, 4);
+    assert_eq!(stats.topics["b"].records, 8);
+    assert_eq!(stats.topics["b"].batches, 2);
+    assert_eq!(stats.topics["b"].batch_bytes, 2 * batch.len() as u64);
+    assert_eq!(stats.topics["b"].partitions, 8);
+    let json = format!("{:?}", stats);
+    assert!(json.contains("topics"));
+}
+
+#[test]
+fn stop_is_prompt_with_idle_connections() {
+    let sink = start();
+    let addr = sink.local_addr();
+    let mut idle: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+    let _: ApiVersionsResponse =
+        idle[0].call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    // One client stuck in the middle of a frame.
+    idle[1].stream.write_all(&[0, 0, 0, 100, 0]).unwrap();
+    wait_for(&sink, "connections", |s| s.connections == 4);
+    let t0 = Instant::now();
+    let stats = sink.stop();
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(stats.connections, 4);
+    for c in &mut idle {
+        assert!(c.closed_by_peer());
+    }
+}
+
+#[test]
+fn two_cpu_sink_serves_two_connections() {
+    let cfg = SinkConfig {
+        cpus: vec![0, 1],
+        ..config()
+    };
+    let sink = SinkHandle::start(cfg).expect("2-cpu sink starts");
+    let addr = sink.local_addr();
+    assert_ne!(addr.port(), 0);
+    let batch = record_batch(10, 100);
+    let threads: Vec<_> = (0..2)
+        .map(|i| {
+            let batch = batch.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                let _: MetadataResponse = c.call(
+                    ApiKey::Metadata,
+                    12,
+                    &MetadataRequest::default().with_topics(Some(vec![
+                        MetadataRequestTopic::default().with_name(Some(topic_name("two"))),
+                    ])),
+                );
+                for _ in 0..10 {
+                    let resp: ProduceResponse = c.call(
+                        ApiKey::Produce,
+                        9,
+                        &produce_request("two", i, batch.clone(), -1),
+                    );
+                    assert_eq!(only_partition(&resp).0, 0);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("client thread");
+    }
+    // More connections than executors: all served, whichever executor gets them.
+    for _ in 0..8 {
+        let mut c = Client::connect(addr);
+        let _: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    }
+    let stats = sink.stop();
+    assert_eq!(stats.connections, 10);
+    assert_eq!(stats.records, 200);
+    assert_eq!(stats.topics["two"].records, 200);
+    assert_eq!(stats.topics["two"].batches, 20);
+}
+
+#[test]
+fn bind_conflict_and_bad_config_are_errors() {
+    let sink = start();
+    // glommio binds with SO_REUSEPORT, so a plain std listener holding the
+    // port is what makes a bind fail.
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = std_listener.local_addr().unwrap();
+    match SinkHandle::start(SinkConfig {
+        listen: taken,
+        ..config()
+    }) {
+        Err(SinkError::Bind { addr, .. }) => assert_eq!(addr, taken),
+        other => panic!("expected a bind error, got {other:?}"),
+    }
+    match SinkHandle::start(SinkConfig {
+        default_partitions: 0,
+        ..config()
+    }) {
+        Err(SinkError::Config(_)) => {}
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    match SinkHandle::start(SinkConfig {
+        cpus: vec![4096],
+        ..config()
+    }) {
+        Err(SinkError::Config(_)) => {}
+        other => panic!("expected a config error, got {other:?}"),
+    }
+    sink.stop();
+}
+
+#[test]
+fn batch_scan_edge_cases() {
+    let b = record_batch(10, 100);
+    let scan = batch::scan(&b).unwrap();
+    assert_eq!(
+        (scan.batches, scan.records, scan.offsets, scan.bytes),
+        (1, 10, 10, b.len() as u64)
+    );
+    assert!(matches!(
+        batch::scan(&[]),
+        Err(BatchError::Malformed { .. })
+    ));
+    assert!(matches!(
+        batch::scan(&b[..60]),
+        Err(BatchError::Malformed { .. })
+    ));
+    let mut neg = b.to_vec();
+    neg[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+    assert!(matches!(
+        batch::scan(&neg),
+        Err(BatchError::Malformed { .. })
+    ));
+    let mut short = b.to_vec();
+    short[8..12].copy_from_slice(&10i32.to_be_bytes());
+    assert!(matches!(
+        batch::scan(&short),
+        Err(BatchError::Malformed { .. })
+    ));
+    let mut long = b.to_vec();
+    long[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+    assert!(matches!(
+        batch::scan(&long),
+        Err(BatchError::Malformed { .. })
+    ));
+    let mut crc = b.to_vec();
+    crc[17] ^= 1;
+    assert_eq!(batch::scan(&crc), Err(BatchError::Crc { batch: 0 }));
+    let mut two = b.to_vec();
+    two.extend_from_slice(&crc);
+    assert_eq!(batch::scan(&two), Err(BatchError::Crc { batch: 1 }));
+}
+
+#[test]
+fn frame_buf_splits_frames_across_reads() {
+    let mut wire = Vec::new();
+    for len in [8usize, 0, 300_000, 17] {
+        wire.put_i32(len as i32);
+        wire.extend((0..len).map(|i| (i % 251) as u8));
+    }
+    for chunk in [1usize, 3, 1000, 70_000, usize::MAX] {
+        let mut fb = FrameBuf::default();
+        let mut fed = 0;
+        let mut got = Vec::new();
+        while fed < wire.len() || got.len() < 4 {
+            while let Some(f) = fb.next_frame().unwrap() {
+                got.push(f);
+            }
+            if fed == wire.len() {
+                break;
+            }
+            let space = fb.read_buf();
+            let n = space.len().min(chunk).min(wire.len() - fed);
+            assert!(n > 0);
+            space[..n].copy_from_slice(&wire[fed..fed + n]);
+            fb.filled(n);
+            fed += n;
+        }
+        let lens: Vec<usize> = got.iter().map(|f| f.len()).collect();
+        assert_eq!(lens, vec![8, 0, 300_000, 17], "chunk {chunk}");
+        assert!(got[2]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i % 251) as u8));
+    }
+    let mut fb = FrameBuf::default();
+    fb.read_buf()[..4].copy_from_slice(&(-1i32).to_be_bytes());
+    fb.filled(4);
+    assert!(fb.next_frame().is_err());
+}
+
+#[test]
+fn large_produce_requests_are_served() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    // 3 MB (allocated at once) and 20 MB (grown as it arrives) requests.
+    let mut next = 0;
+    for (records, value_len) in [(300, 10_000), (2_000, 10_000)] {
+        let batch = record_batch(records, value_len);
+        let resp: ProduceResponse =
+            c.call(ApiKey::Produce, 9, &produce_request("big", 3, batch, -1));
+        assert_eq!(only_partition(&resp), (0, next));
+        next += records as i64;
+    }
+    // And small ones after them on the same connection.
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("big", 3, record_batch(1, 1), -1),
+    );
+    assert_eq!(only_partition(&resp), (0, next));
+    let stats = sink.stop();
+    assert_eq!(stats.records, 2_301);
+    assert!(stats.batch_bytes > 23_000_000);
+}
