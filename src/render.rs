@@ -53,10 +53,11 @@ pub fn status_line(p: &Progress) -> String {
     }
     let _ = write!(
         s,
-        " {:>8.1} MB/s  in-flight {:>3}  errors {}  latency p50 {} p99 {} max {}",
+        " {:>8.1} MB/s  in-flight {:>3}  errors {}  retries {}  latency p50 {} p99 {} max {}",
         mb,
         p.totals.requests_in_flight,
         p.totals.errors,
+        p.totals.retries,
         latency(pct(&p.latency, 0.5)),
         latency(pct(&p.latency, 0.99)),
         latency(if p.latency.is_empty() {
@@ -165,6 +166,9 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
             .join(", ")
     };
     let _ = writeln!(s, "  errors          {err_text}");
+    if t.retries > 0 {
+        let _ = writeln!(s, "  retried         {:>14} batches", group(t.retries));
+    }
     if t.records_failed > 0 {
         let _ = writeln!(s, "  records failed  {:>14}", group(t.records_failed));
     }

@@ -287,6 +287,65 @@ pub async fn wait_for_leaders(
     }
 }
 
+/// Waits until every broker that leads a partition of `topic` says so itself.
+///
+/// Right after a topic is created (or a leader moves), the controller's
+/// choice reaches the brokers one by one; a Produce sent to a broker that has
+/// not caught up is answered NOT_LEADER_OR_FOLLOWER. Asking each leader for
+/// its own view of the topic closes that window before the run starts.
+pub async fn wait_until_leaders_agree(
+    info: &ClusterInfo,
+    topic: &str,
+    client_id: &str,
+    wait: Duration,
+) -> Result<(), ClusterError> {
+    let start = Instant::now();
+    let leaders = info.leaders(topic)?;
+    let mut pending: Vec<Broker> = Vec::new();
+    for (_, b) in &leaders {
+        if !pending.contains(b) {
+            pending.push(b.clone());
+        }
+    }
+    while !pending.is_empty() {
+        let left = wait.saturating_sub(start.elapsed());
+        let broker = pending[0].clone();
+        let mut conn =
+            Connection::connect(&broker.addr, client_id, left.max(Duration::from_secs(1))).await?;
+        loop {
+            let view = metadata(&mut conn, &[topic]).await?;
+            let agrees = leaders
+                .iter()
+                .filter(|(_, b)| b.id == broker.id)
+                .all(|(p, _)| {
+                    view.topic(topic).is_some_and(|t| {
+                        t.error == 0
+                            && t.partitions
+                                .iter()
+                                .any(|vp| vp.id == *p && vp.leader == broker.id && vp.error == 0)
+                    })
+                });
+            if agrees {
+                break;
+            }
+            if start.elapsed() >= wait {
+                return Err(ClusterError::NoLeader {
+                    topic: topic.to_owned(),
+                    partitions: leaders
+                        .iter()
+                        .filter(|(_, b)| b.id == broker.id)
+                        .map(|(p, _)| *p)
+                        .collect(),
+                    waited: wait,
+                });
+            }
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+        }
+        pending.remove(0);
+    }
+    Ok(())
+}
+
 fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_owned()))
 }

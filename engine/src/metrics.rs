@@ -77,6 +77,8 @@ counters! {
     requests_in_flight,
     /// Error responses and connection failures.
     errors,
+    /// Batches sent again after a retriable error.
+    retries,
     /// Sum of broker throttle times reported, in milliseconds.
     throttle_ms,
 }

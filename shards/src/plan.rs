@@ -97,6 +97,10 @@ pub struct RunPlan {
     pub max_in_flight: usize,
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Times a batch is sent again after a retriable error (NOT_LEADER_OR_FOLLOWER, ...).
+    pub retries: u32,
+    /// Wait before the first retry; doubles per attempt up to 1 s.
+    pub retry_backoff: Duration,
     pub payload: PayloadSpec,
     pub keys: KeySpec,
     pub seed: u64,
@@ -122,6 +126,8 @@ impl RunPlan {
             max_in_flight: 5,
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            retries: 10,
+            retry_backoff: Duration::from_millis(100),
             payload: PayloadSpec::Fixed {
                 record_size: 100,
                 pool: 1000,

@@ -118,7 +118,18 @@ pub async fn prepare(plan: &RunPlan) -> Result<(Prepared, Vec<(i32, Broker)>), C
     let mut created = false;
     let info = if let Some(spec) = &plan.create_topic {
         created = cluster::create_topic(&mut conn, spec).await? == Created::New;
-        cluster::wait_for_leaders(&mut conn, &plan.topic, Duration::from_secs(30)).await?
+        let info =
+            cluster::wait_for_leaders(&mut conn, &plan.topic, Duration::from_secs(30)).await?;
+        if created {
+            cluster::wait_until_leaders_agree(
+                &info,
+                &plan.topic,
+                &plan.client_id,
+                Duration::from_secs(30),
+            )
+            .await?;
+        }
+        info
     } else {
         cluster::metadata(&mut conn, &[&plan.topic]).await?
     };

@@ -83,6 +83,15 @@ struct Shared {
     errors: RefCell<BTreeMap<String, u64>>,
     failure: RefCell<Option<String>>,
     closing: std::cell::Cell<bool>,
+    /// Batches to send again after a retriable error, with their bytes.
+    retry: RefCell<VecDeque<Retry>>,
+}
+
+/// A batch waiting to be resent.
+struct Retry {
+    acct: BatchAcct,
+    bytes: Vec<u8>,
+    not_before: Instant,
 }
 
 impl Shared {
@@ -113,14 +122,27 @@ struct BatchAcct {
     record_bytes: u64,
     first: Instant,
     last: Instant,
+    /// Where the batch's bytes lie in its request.
+    start: u32,
+    len: u32,
+    /// 0 for the first send.
+    attempt: u32,
+}
+
+/// A request awaiting its response. It keeps its buffer, so a batch the
+/// broker answers with a retriable error can be sent again.
+struct Sent {
+    correlation_id: i32,
+    batches: usize,
+    request: ProduceRequestBuilder,
 }
 
 /// Requests awaiting a response on one connection, oldest first.
-#[derive(Default)]
 struct InFlight {
-    /// (correlation id, number of batches)
-    requests: VecDeque<(i32, usize)>,
+    requests: VecDeque<Sent>,
     batches: VecDeque<BatchAcct>,
+    /// Request buffers not in use, for the sender to take.
+    spare: Vec<ProduceRequestBuilder>,
 }
 
 /// One broker connection as the sender loop sees it.
@@ -172,6 +194,7 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         errors: RefCell::new(BTreeMap::new()),
         failure: RefCell::new(None),
         closing: std::cell::Cell::new(false),
+        retry: RefCell::new(VecDeque::new()),
     });
     let mut result = ShardResult {
         index: setup.index,
@@ -220,9 +243,14 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         };
         result.produce_version = Some(version);
         let (sender, reader) = conn.into_pipeline();
+        let request_capacity = plan.batch_size * 2 + 4096;
         let inflight = Rc::new(RefCell::new(InFlight {
             requests: VecDeque::with_capacity(plan.max_in_flight + 1),
             batches: VecDeque::with_capacity(256),
+            // One buffer per in-flight slot; the link holds one more.
+            spare: (0..plan.max_in_flight)
+                .map(|_| ProduceRequestBuilder::new(&plan.topic, &plan.client_id, request_capacity))
+                .collect(),
         }));
         let permits = Rc::new(Semaphore::new(plan.max_in_flight as u64));
         if acks != Acks::None {
@@ -232,6 +260,7 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
                 permits.clone(),
                 shared.clone(),
                 version,
+                (plan.retries, plan.retry_backoff),
             )));
         }
         links.push(Link {
@@ -316,19 +345,35 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
     )
     .await;
 
-    // Drain: seal what is open, send it, wait for every ack.
+    // Drain: seal what is open, send it, wait for every ack (and resend
+    // what the brokers asked to be retried).
     for i in 0..parts.len() {
         if !parts[i].builder.is_empty() && !shared.failed() {
             seal_and_queue(i, &knobs, &shared, &mut parts, &mut links, &mut sealer).await;
         }
     }
-    for link in links.iter_mut() {
-        if !shared.failed() {
-            flush(link, &knobs, &shared, &mut parts, true).await;
+    let deadline = Instant::now() + plan.drain_timeout;
+    loop {
+        if shared.failed() {
+            break;
         }
-    }
-    if acks != Acks::None {
-        let deadline = Instant::now() + plan.drain_timeout;
+        let due = shared.retry.borrow().iter().map(|r| r.not_before).min();
+        if let Some(due) = due {
+            let wait = due.saturating_duration_since(Instant::now());
+            if !wait.is_zero() {
+                glommio::timer::sleep(wait).await;
+            }
+            requeue_retries(&knobs, &shared, &mut parts, &mut links).await;
+        }
+        for link in links.iter_mut() {
+            if !shared.failed() {
+                flush(link, &knobs, &shared, &mut parts, true).await;
+            }
+        }
+        if acks == Acks::None {
+            break;
+        }
+        // Holding every permit of a link means nothing is in flight on it.
         for link in &links {
             let left = deadline.saturating_duration_since(Instant::now());
             let all = knobs.max_in_flight;
@@ -338,14 +383,21 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
                 })
             })
             .await;
-            if drained.is_err() && !shared.failed() {
-                let n = link.inflight.borrow().requests.len();
-                shared.fail(format!(
-                    "{n} requests to {} were still unanswered {:?} after the run ended",
-                    link.sender.addr(),
-                    plan.drain_timeout
-                ));
+            match drained {
+                Ok(()) => link.permits.signal(all),
+                Err(_) if !shared.failed() => {
+                    let n = link.inflight.borrow().requests.len();
+                    shared.fail(format!(
+                        "{n} requests to {} were still unanswered {:?} after the run ended",
+                        link.sender.addr(),
+                        plan.drain_timeout
+                    ));
+                }
+                Err(_) => {}
             }
+        }
+        if shared.retry.borrow().is_empty() {
+            break;
         }
     }
     shared.closing.set(true);
@@ -356,17 +408,18 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         r.await;
     }
     ticker.cancel().await;
-    // Whatever is still in flight now was never answered.
+    // Whatever is still in flight or waiting for a retry now was never acked.
+    let mut lost: u64 = shared.retry.borrow().iter().map(|r| r.acct.records).sum();
     for link in &links {
-        let lost: u64 = link
+        lost += link
             .inflight
             .borrow()
             .batches
             .iter()
             .map(|b| b.records)
-            .sum();
-        ShardCounters::add(&shared.counters.records_failed, lost);
+            .sum::<u64>();
     }
+    ShardCounters::add(&shared.counters.records_failed, lost);
     ShardCounters::set(&shared.counters.requests_in_flight, 0);
     finish(result, &shared, start)
 }
@@ -554,7 +607,7 @@ async fn seal_and_queue(
         .seal(knobs.compression, &mut sealer.lz4, &mut sealer.scratch);
     debug_assert!(sealed.wire_bytes >= BATCH_HEADER_LEN);
     let link = &mut links[li];
-    link.request.add_batch(part.id, sealer.scratch.as_slice());
+    let range = link.request.add_batch(part.id, sealer.scratch.as_slice());
     link.pending.push(BatchAcct {
         part: pi,
         partition: part.id,
@@ -563,6 +616,9 @@ async fn seal_and_queue(
         record_bytes: sealed.records_bytes as u64,
         first: part.first,
         last: part.last,
+        start: range.start as u32,
+        len: range.len() as u32,
+        attempt: 0,
     });
     ShardCounters::add(&shared.counters.batch_bytes_sent, sealed.wire_bytes as u64);
     part.queued = true;
@@ -570,8 +626,46 @@ async fn seal_and_queue(
     flush(link, knobs, shared, parts, full).await;
 }
 
-/// Sends every link's waiting request for which a slot is free.
+/// Puts batches whose retry backoff has passed back into their broker's
+/// next request.
+async fn requeue_retries(knobs: &Knobs, shared: &Shared, parts: &mut [Part], links: &mut [Link]) {
+    let now = Instant::now();
+    loop {
+        let next = {
+            let mut q = shared.retry.borrow_mut();
+            match q.iter().position(|r| r.not_before <= now) {
+                Some(i) => q.remove(i),
+                None => None,
+            }
+        };
+        let Some(r) = next else { return };
+        let pi = r.acct.part;
+        let li = parts[pi].link;
+        if parts[pi].queued {
+            flush(&mut links[li], knobs, shared, parts, true).await;
+            if shared.failed() {
+                return;
+            }
+        }
+        let link = &mut links[li];
+        let range = link.request.add_batch(r.acct.partition, &r.bytes);
+        link.pending.push(BatchAcct {
+            start: range.start as u32,
+            len: range.len() as u32,
+            ..r.acct
+        });
+        parts[pi].queued = true;
+        ShardCounters::add(&shared.counters.retries, 1);
+        ShardCounters::add(&shared.counters.batch_bytes_sent, r.bytes.len() as u64);
+    }
+}
+
+/// Sends every link's waiting request for which a slot is free, after
+/// requeueing due retries.
 async fn pump(links: &mut [Link], knobs: &Knobs, shared: &Shared, parts: &mut [Part]) {
+    if !shared.retry.borrow().is_empty() {
+        requeue_retries(knobs, shared, parts, links).await;
+    }
     for link in links.iter_mut() {
         if !link.pending.is_empty() {
             flush(link, knobs, shared, parts, false).await;
@@ -617,15 +711,6 @@ async fn flush(link: &mut Link, knobs: &Knobs, shared: &Shared, parts: &mut [Par
     }
     let corr = link.sender.take_correlation_id();
     let records: u64 = link.pending.iter().map(|b| b.records).sum();
-    if knobs.acks != Acks::None {
-        let mut inf = link.inflight.borrow_mut();
-        inf.requests.push_back((corr, link.pending.len()));
-        inf.batches.extend(link.pending.iter().copied());
-        ShardCounters::set(
-            &shared.counters.requests_in_flight,
-            shared.counters.requests_in_flight.load(Relaxed) + 1,
-        );
-    }
     let frame = link.request.finish(
         link.version,
         corr,
@@ -633,13 +718,22 @@ async fn flush(link: &mut Link, knobs: &Knobs, shared: &Shared, parts: &mut [Par
         knobs.acks.wire(),
         knobs.timeout_ms,
     );
+    // The broker cannot answer before the whole request is written, so the
+    // in-flight entry can be added after the write completes.
     let written = link.sender.write(frame).await;
     ShardCounters::add(&shared.counters.requests_sent, 1);
     ShardCounters::add(&shared.counters.records_sent, records);
+    for b in &link.pending {
+        parts[b.part].queued = false;
+    }
     if let Err(e) = written {
         shared.count_error("CONNECTION_FAILED", 1);
         shared.fail(e.to_string());
-    } else if knobs.acks == Acks::None {
+        link.pending.clear();
+        link.request.reset();
+        return;
+    }
+    if knobs.acks == Acks::None {
         // No response will come: a written record counts as acked.
         let c = &shared.counters;
         for b in &link.pending {
@@ -649,12 +743,26 @@ async fn flush(link: &mut Link, knobs: &Knobs, shared: &Shared, parts: &mut [Par
             ShardCounters::add(&c.batches_acked, 1);
         }
         ShardCounters::add(&c.requests_acked, 1);
-    }
-    for b in &link.pending {
-        parts[b.part].queued = false;
+        link.request.reset();
+    } else {
+        let mut inf = link.inflight.borrow_mut();
+        let next = inf
+            .spare
+            .pop()
+            .expect("one spare request buffer per in-flight slot");
+        let request = std::mem::replace(&mut link.request, next);
+        inf.requests.push_back(Sent {
+            correlation_id: corr,
+            batches: link.pending.len(),
+            request,
+        });
+        inf.batches.extend(link.pending.iter().copied());
+        ShardCounters::set(
+            &shared.counters.requests_in_flight,
+            inf.requests.len() as u64,
+        );
     }
     link.pending.clear();
-    link.request.reset();
 }
 
 /// Reads a connection's Produce responses, in order, and accounts for them.
@@ -664,7 +772,9 @@ async fn read_acks(
     permits: Rc<Semaphore>,
     shared: Rc<Shared>,
     version: i16,
+    retry: (u32, Duration),
 ) {
+    let (max_retries, backoff) = retry;
     let addr = reader.addr().to_owned();
     loop {
         let (corr, body) = match reader.next().await {
@@ -680,35 +790,33 @@ async fn read_acks(
         };
         let now = Instant::now();
         let mut inf = inflight.borrow_mut();
-        let Some((expected, n)) = inf.requests.pop_front() else {
+        let Some(mut sent) = inf.requests.pop_front() else {
             shared.fail(format!(
-                "{} sent a response (correlation id {corr}) to no request",
-                addr
+                "{addr} sent a response (correlation id {corr}) to no request"
             ));
             permits.close();
             return;
         };
-        if corr != expected {
+        if corr != sent.correlation_id {
             shared.fail(format!(
-                "{} answered correlation id {corr}, expected {expected}",
-                addr
+                "{addr} answered correlation id {corr}, expected {}",
+                sent.correlation_id
             ));
             permits.close();
             return;
         }
         // Response header v1: correlation id (read) + tagged fields.
-        let body = match skip_header_tags(body) {
-            Some(b) => b,
-            None => {
-                shared.fail(format!("{} sent a truncated response header", addr));
-                permits.close();
-                return;
-            }
+        let Some(body) = skip_header_tags(body) else {
+            shared.fail(format!("{addr} sent a truncated response header"));
+            permits.close();
+            return;
         };
+        let n = sent.batches.min(inf.batches.len());
         let c = &shared.counters;
         let mut total = shared.total.borrow_mut();
         let mut interval = shared.interval.borrow_mut();
-        let batches = inf.batches.range(..n.min(inf.batches.len()));
+        let batches = inf.batches.range(..n);
+        let request = &sent.request;
         let mut answered = 0usize;
         let parsed = read_produce_response(body, version, |ack| {
             let Some(b) = batches.clone().find(|b| b.partition == ack.partition) else {
@@ -724,46 +832,61 @@ async fn read_acks(
                 let last = now.saturating_duration_since(b.last).as_micros() as u64;
                 record_batch_latency(&mut total, first, last, b.records);
                 record_batch_latency(&mut interval, first, last, b.records);
-            } else {
-                let code = codes::lookup(ack.error_code);
-                ShardCounters::add(&c.records_failed, b.records);
-                shared.count_error(code.name, 1);
-                let detail = ack
-                    .error_message
-                    .map(|m| format!(": {}", String::from_utf8_lossy(m)))
-                    .unwrap_or_default();
-                let hint = code.hint.map(|h| format!(". {h}")).unwrap_or_default();
-                shared.fail(format!(
-                    "{} rejected a batch for partition {} with {code}{detail}{hint}",
-                    addr, ack.partition
-                ));
+                return;
             }
+            let code = codes::lookup(ack.error_code);
+            shared.count_error(code.name, 1);
+            if code.retriable && b.attempt < max_retries && !shared.failed() {
+                // Resent by the sender loop after a backoff (error path: the
+                // copy of the batch is allocated here, not per record).
+                let range = b.start as usize..(b.start + b.len) as usize;
+                let wait = backoff
+                    .saturating_mul(1 << b.attempt.min(10))
+                    .min(Duration::from_secs(1));
+                shared.retry.borrow_mut().push_back(Retry {
+                    acct: BatchAcct {
+                        attempt: b.attempt + 1,
+                        ..*b
+                    },
+                    bytes: request.batch(range).to_vec(),
+                    not_before: now + wait,
+                });
+                return;
+            }
+            ShardCounters::add(&c.records_failed, b.records);
+            let detail = ack
+                .error_message
+                .map(|m| format!(": {}", String::from_utf8_lossy(m)))
+                .unwrap_or_default();
+            let hint = code.hint.map(|h| format!(". {h}")).unwrap_or_default();
+            let retried = if b.attempt > 0 {
+                format!(" after {} retries", b.attempt)
+            } else {
+                String::new()
+            };
+            shared.fail(format!(
+                "{addr} rejected a batch for partition {} with {code}{detail}{retried}{hint}",
+                ack.partition
+            ));
         });
         match &parsed {
             Ok(throttle) => ShardCounters::add(&c.throttle_ms, (*throttle).max(0) as u64),
             Err(e) => {
                 shared.fail(format!(
-                    "{} sent a Produce response DataStorm cannot read: {e}",
-                    addr
+                    "{addr} sent a Produce response DataStorm cannot read: {e}"
                 ));
             }
         }
-        if answered < n {
-            let missing: u64 = inf
-                .batches
-                .range(..n.min(inf.batches.len()))
-                .map(|b| b.records)
-                .sum::<u64>();
-            if answered == 0 && parsed.is_ok() {
-                ShardCounters::add(&c.records_failed, missing);
-                shared.fail(format!(
-                    "{} answered a Produce request without any partition",
-                    addr
-                ));
-            }
+        if answered == 0 && n > 0 && parsed.is_ok() {
+            let missing: u64 = inf.batches.range(..n).map(|b| b.records).sum();
+            ShardCounters::add(&c.records_failed, missing);
+            shared.fail(format!(
+                "{addr} answered a Produce request without any partition"
+            ));
         }
-        let done = n.min(inf.batches.len());
-        inf.batches.drain(..done);
+        inf.batches.drain(..n);
+        sent.request.reset();
+        inf.spare.push(sent.request);
         ShardCounters::add(&c.requests_acked, 1);
         ShardCounters::set(&c.requests_in_flight, inf.requests.len() as u64);
         drop(inf);

@@ -74,6 +74,11 @@ pub struct ProduceArgs {
     /// Broker-side timeout for acks, and how long to wait for a response.
     #[arg(long, default_value = "30s", value_parser = units::parse_duration)]
     pub request_timeout: Duration,
+    /// Times a batch is sent again after a retriable broker error
+    /// (NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS, ...), with a backoff
+    /// from 100 ms doubling to 1 s.
+    #[arg(long, default_value_t = 10)]
+    pub retries: u32,
     /// How long to keep trying to reach the bootstrap servers.
     #[arg(long, default_value = "10s", value_parser = units::parse_duration)]
     pub connect_timeout: Duration,
@@ -259,6 +264,7 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> RunPlan
     plan.max_in_flight = a.max_in_flight;
     plan.request_timeout = a.request_timeout;
     plan.connect_timeout = a.connect_timeout;
+    plan.retries = a.retries;
     plan.payload = PayloadSpec::Fixed {
         record_size: a.record_size,
         pool: a.payload_pool.max(1),

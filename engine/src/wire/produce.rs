@@ -71,13 +71,21 @@ impl ProduceRequestBuilder {
         self.buf.len() - self.headroom
     }
 
-    /// Adds one partition's sealed batch. A partition may appear once per request.
-    pub fn add_batch(&mut self, partition: i32, batch: &[u8]) {
+    /// Adds one partition's sealed batch. A partition may appear once per
+    /// request. Returns where the batch lies in this request, for `batch`.
+    pub fn add_batch(&mut self, partition: i32, batch: &[u8]) -> std::ops::Range<usize> {
         self.buf.put_i32(partition);
         self.buf.put_uvarint(batch.len() as u32 + 1);
+        let start = self.buf.len();
         self.buf.put_slice(batch);
         self.buf.put_u8(0); // partition tagged fields
         self.partitions += 1;
+        start..start + batch.len()
+    }
+
+    /// A batch added earlier (until `reset`), by the range `add_batch` returned.
+    pub fn batch(&self, range: std::ops::Range<usize>) -> &[u8] {
+        &self.buf.as_slice()[range]
     }
 
     /// Frames the request and returns the bytes to write. Call `reset` after
@@ -225,8 +233,9 @@ mod tests {
     fn request_decodes_with_kafka_protocol_for_every_version() {
         for version in MIN_VERSION..=MAX_VERSION {
             let mut b = ProduceRequestBuilder::new("orders", "datastorm", 256);
-            b.add_batch(3, b"batch-three");
+            let r3 = b.add_batch(3, b"batch-three");
             b.add_batch(7, &[1u8; 300]);
+            assert_eq!(b.batch(r3.clone()), b"batch-three");
             let frame = b.finish(version, 42, "datastorm", -1, 30_000).to_vec();
             let size = i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
             assert_eq!(size, frame.len() - 4);
@@ -250,6 +259,11 @@ mod tests {
                 .map(|p| (p.index, p.records.clone().unwrap().len()))
                 .collect();
             assert_eq!(parts, vec![(3, 11), (7, 300)]);
+            assert_eq!(
+                b.batch(r3),
+                b"batch-three",
+                "framing leaves batches in place"
+            );
             b.reset();
             assert!(b.is_empty());
         }
