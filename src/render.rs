@@ -140,16 +140,28 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
         group(t.batches_acked)
     );
     let h = &o.latency;
-    let _ = writeln!(
-        s,
-        "  latency         p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
-        latency(pct(h, 0.5)),
-        latency(pct(h, 0.9)),
-        latency(pct(h, 0.99)),
-        latency(pct(h, 0.999)),
-        latency(pct(h, 0.9999)),
-        latency(if h.is_empty() { 0 } else { h.max() }),
-    );
+    if h.is_empty() {
+        let _ = writeln!(
+            s,
+            "  latency         n/a{}",
+            if plan.acks == datastorm_shards::plan::Acks::None {
+                " (acks=0: brokers send no acknowledgements)"
+            } else {
+                " (nothing acknowledged)"
+            }
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "  latency         p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
+            latency(pct(h, 0.5)),
+            latency(pct(h, 0.9)),
+            latency(pct(h, 0.99)),
+            latency(pct(h, 0.999)),
+            latency(pct(h, 0.9999)),
+            latency(if h.is_empty() { 0 } else { h.max() }),
+        );
+    }
     let mut errors: std::collections::BTreeMap<&str, u64> = Default::default();
     for r in &o.shards {
         for (k, v) in &r.errors {

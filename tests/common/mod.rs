@@ -9,32 +9,37 @@ pub fn datastorm() -> Command {
     Command::new(env!("CARGO_BIN_EXE_datastorm"))
 }
 
-/// Runs a command with a time limit; panics if it hangs.
+/// Runs a command with a time limit; panics if it hangs. Output is read
+/// while the command runs, so a chatty command cannot block on a full pipe.
 pub fn run_bounded(mut cmd: Command, limit: Duration) -> (Output, Duration) {
     let start = Instant::now();
-    let mut child = cmd
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(out) => (out.expect("output"), start.elapsed()),
+        Err(_) => {
+            // SAFETY: kill(2) on the child's pid, which is not reaped yet
+            // (its waiter thread is still blocked on it).
+            unsafe {
+                libc::kill(pid as i32, libc::SIGKILL);
+            }
+            let out = rx.recv().expect("waiter").expect("output");
             panic!(
                 "command did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    let out = child.wait_with_output().expect("output");
-    (out, start.elapsed())
 }
 
 pub fn text(b: &[u8]) -> String {
