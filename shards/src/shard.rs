@@ -133,6 +133,7 @@ struct BatchAcct {
 /// broker answers with a retriable error can be sent again.
 struct Sent {
     correlation_id: i32,
+    sent_at: Instant,
     batches: usize,
     request: ProduceRequestBuilder,
 }
@@ -175,7 +176,6 @@ struct Knobs {
     acks: Acks,
     client_id: String,
     timeout_ms: i32,
-    request_timeout: Duration,
     batch_size: usize,
     linger: Duration,
     compression: datastorm_engine::batch::Compression,
@@ -301,12 +301,25 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         acks,
         client_id: plan.client_id.clone(),
         timeout_ms: plan.request_timeout.as_millis().min(i32::MAX as u128) as i32,
-        request_timeout: plan.request_timeout,
         batch_size: plan.batch_size,
         linger: plan.linger,
         compression: plan.compression,
         max_in_flight: plan.max_in_flight as u64,
     };
+    let watchdog = glommio::spawn_local(watch_request_timeouts(
+        shared.clone(),
+        links
+            .iter()
+            .map(|l| {
+                (
+                    l.sender.addr().to_owned(),
+                    l.inflight.clone(),
+                    l.permits.clone(),
+                )
+            })
+            .collect(),
+        plan.request_timeout,
+    ));
     let ticker = glommio::spawn_local(report_intervals(
         shared.clone(),
         setup.index,
@@ -408,6 +421,7 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         r.await;
     }
     ticker.cancel().await;
+    watchdog.cancel().await;
     // Whatever is still in flight or waiting for a retry now was never acked.
     let mut lost: u64 = shared.retry.borrow().iter().map(|r| r.acct.records).sum();
     for link in &links {
@@ -681,27 +695,9 @@ async fn flush(link: &mut Link, knobs: &Knobs, shared: &Shared, parts: &mut [Par
     }
     if knobs.acks != Acks::None {
         let got = if wait {
-            let permits = link.permits.clone();
-            match glommio::timer::timeout(knobs.request_timeout, async move {
-                permits.acquire(1).await.map_err(|e| {
-                    glommio::GlommioError::IoError(std::io::Error::other(e.to_string()))
-                })
-            })
-            .await
-            {
-                Ok(()) => true,
-                Err(_) if shared.failed() => return,
-                Err(_) => {
-                    shared.count_error("REQUEST_TIMED_OUT", 1);
-                    shared.fail(format!(
-                        "no response from {} within the request timeout ({:?}) while {} requests were in flight",
-                        link.sender.addr(),
-                        knobs.request_timeout,
-                        knobs.max_in_flight
-                    ));
-                    return;
-                }
-            }
+            // A closed semaphore means the connection failed or the
+            // watchdog timed a request out; the failure is recorded.
+            link.permits.acquire(1).await.is_ok()
         } else {
             link.permits.try_acquire(1).unwrap_or(false)
         };
@@ -753,6 +749,7 @@ async fn flush(link: &mut Link, knobs: &Knobs, shared: &Shared, parts: &mut [Par
         let request = std::mem::replace(&mut link.request, next);
         inf.requests.push_back(Sent {
             correlation_id: corr,
+            sent_at: Instant::now(),
             batches: link.pending.len(),
             request,
         });
@@ -903,6 +900,30 @@ fn skip_header_tags(body: &[u8]) -> Option<&[u8]> {
         pos += n + len as usize;
     }
     body.get(pos..)
+}
+
+/// Fails the shard when a link's oldest request has waited longer than the
+/// request timeout. One timer for the shard instead of one per request keeps
+/// the send path free of allocations.
+async fn watch_request_timeouts(
+    shared: Rc<Shared>,
+    links: Vec<(String, Rc<RefCell<InFlight>>, Rc<Semaphore>)>,
+    timeout: Duration,
+) {
+    loop {
+        glommio::timer::sleep(Duration::from_millis(100).min(timeout)).await;
+        let now = Instant::now();
+        for (addr, inflight, permits) in &links {
+            let oldest = inflight.borrow().requests.front().map(|r| r.sent_at);
+            if oldest.is_some_and(|t| now.saturating_duration_since(t) > timeout) {
+                shared.count_error("REQUEST_TIMED_OUT", 1);
+                shared.fail(format!(
+                    "no response from {addr} within the request timeout ({timeout:?})"
+                ));
+                permits.close();
+            }
+        }
+    }
 }
 
 /// Hands the latency histogram of the records acked lately to the
