@@ -607,12 +607,8 @@ async fn seal_and_queue(
     sealer: &mut Sealer,
 ) {
     let li = parts[pi].link;
-    if parts[pi].queued {
-        // A partition appears once per request: send the waiting one first.
-        flush(&mut links[li], knobs, shared, parts, true).await;
-        if shared.failed() {
-            return;
-        }
+    if !make_room(pi, knobs, shared, parts, links).await {
+        return;
     }
     let part = &mut parts[pi];
     sealer.scratch.clear();
@@ -640,6 +636,23 @@ async fn seal_and_queue(
     flush(link, knobs, shared, parts, full).await;
 }
 
+/// A partition appears once per request: if partition `pi` already has a
+/// batch in its broker's pending request, sends that request first. False
+/// when the shard has failed.
+async fn make_room(
+    pi: usize,
+    knobs: &Knobs,
+    shared: &Shared,
+    parts: &mut [Part],
+    links: &mut [Link],
+) -> bool {
+    if parts[pi].queued {
+        let li = parts[pi].link;
+        flush(&mut links[li], knobs, shared, parts, true).await;
+    }
+    !shared.failed()
+}
+
 /// Puts batches whose retry backoff has passed back into their broker's
 /// next request.
 async fn requeue_retries(knobs: &Knobs, shared: &Shared, parts: &mut [Part], links: &mut [Link]) {
@@ -654,14 +667,10 @@ async fn requeue_retries(knobs: &Knobs, shared: &Shared, parts: &mut [Part], lin
         };
         let Some(r) = next else { return };
         let pi = r.acct.part;
-        let li = parts[pi].link;
-        if parts[pi].queued {
-            flush(&mut links[li], knobs, shared, parts, true).await;
-            if shared.failed() {
-                return;
-            }
+        if !make_room(pi, knobs, shared, parts, links).await {
+            return;
         }
-        let link = &mut links[li];
+        let link = &mut links[parts[pi].link];
         let range = link.request.add_batch(r.acct.partition, &r.bytes);
         link.pending.push(BatchAcct {
             start: range.start as u32,

@@ -64,36 +64,33 @@ impl<'a> Cursor<'a> {
         Ok(value)
     }
 
-    /// A (nullable) string or bytes field: i16/i32 length or compact.
+    /// A (nullable) string field: i16 length or compact.
     fn string(&mut self, compact: bool) -> R<()> {
-        if compact {
-            let n = self.uvarint()?;
-            if n > 0 {
-                self.skip((n - 1) as usize)?;
-            }
-            Ok(())
-        } else {
-            match self.i16()? {
-                -1 => Ok(()),
-                n if n >= 0 => self.skip(n as usize),
-                _ => Err(GuardError("negative string length")),
-            }
-        }
+        self.sized(compact, false)
     }
 
+    /// A (nullable) bytes field: i32 length or compact.
     fn bytes(&mut self, compact: bool) -> R<()> {
+        self.sized(compact, true)
+    }
+
+    fn sized(&mut self, compact: bool, wide: bool) -> R<()> {
         if compact {
             let n = self.uvarint()?;
             if n > 0 {
                 self.skip((n - 1) as usize)?;
             }
-            Ok(())
+            return Ok(());
+        }
+        let n = if wide {
+            self.i32()?
         } else {
-            match self.i32()? {
-                -1 => Ok(()),
-                n if n >= 0 => self.skip(n as usize),
-                _ => Err(GuardError("negative bytes length")),
-            }
+            i32::from(self.i16()?)
+        };
+        match n {
+            -1 => Ok(()),
+            n if n >= 0 => self.skip(n as usize),
+            _ => Err(GuardError("negative length")),
         }
     }
 
