@@ -53,6 +53,8 @@ enum Command {
     Produce(Box<cli::produce::ProduceArgs>),
     /// Run a Kafka-speaking blackhole broker that counts what it receives.
     Sink(cli::sink::SinkArgs),
+    /// Print records generated from an Avro schema, as JSON lines.
+    Sample(cli::sample::SampleArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Produce(args) => cli::produce::main(*args),
         Command::Sink(args) => cli::sink::main(args),
+        Command::Sample(args) => cli::sample::main(args),
     };
     ExitCode::from(code)
 }

@@ -94,7 +94,7 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
     );
     let _ = writeln!(
         s,
-        "  settings        acks={} compression={} batch-size={} linger={:?} max-in-flight={} record-size={}",
+        "  settings        acks={} compression={} batch-size={} linger={:?} max-in-flight={} payload={}",
         match plan.acks {
             datastorm_shards::plan::Acks::None => "0",
             datastorm_shards::plan::Acks::Leader => "1",
@@ -105,7 +105,13 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
         plan.linger,
         plan.max_in_flight,
         match &plan.payload {
-            datastorm_shards::plan::PayloadSpec::Fixed { record_size, .. } => record_size.to_string(),
+            datastorm_shards::plan::PayloadSpec::Fixed { record_size, .. } => format!("{record_size} bytes"),
+            datastorm_shards::plan::PayloadSpec::Schema(s) => format!(
+                "{} ({}{})",
+                s.path,
+                s.encoding,
+                s.pool.map(|n| format!(", pool of {n}")).unwrap_or_else(|| ", live".into())
+            ),
         },
     );
     let _ = writeln!(

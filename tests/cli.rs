@@ -107,3 +107,106 @@ fn more_cores_than_available_is_explained() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn sample_prints_json_records_that_follow_the_hints() {
+    let mut cmd = datastorm();
+    cmd.args([
+        "sample",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/orders.avsc"),
+        "-n",
+        "5",
+    ]);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(30));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record per line"))
+        .collect();
+    assert_eq!(lines.len(), 5);
+    for r in &lines {
+        // orders.user_id refers to users.user_id: user-1 .. user-1000.
+        let uid = r["user_id"].as_str().expect("user_id");
+        let n: u32 = uid
+            .strip_prefix("user-")
+            .expect("user- prefix")
+            .parse()
+            .unwrap();
+        assert!((1..=1000).contains(&n), "{uid}");
+        assert!(r["items"].as_array().is_some_and(|a| !a.is_empty()));
+    }
+}
+
+#[test]
+fn produce_from_a_schema_to_the_embedded_sink() {
+    let dir = scratch("schema-produce");
+    let report = dir.join("run.json");
+    let mut cmd = datastorm();
+    cmd.args([
+        "produce",
+        "--schema",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/payments.avsc"),
+        "--encoding",
+        "confluent",
+        "--schema-id",
+        "42",
+        "--pool",
+        "1000",
+        "--count",
+        "50000",
+        "--cores",
+        "1",
+        "--quiet",
+        "--report",
+    ])
+    .arg(&report);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let doc = read_json(&report);
+    assert_eq!(doc["results"]["records_acked"], 50_000);
+    assert_eq!(doc["sink"]["records"], 50_000);
+    assert_eq!(doc["config"]["payload"]["Schema"]["encoding"], "confluent");
+    assert_eq!(doc["config"]["payload"]["Schema"]["schema_id"], 42);
+}
+
+#[test]
+fn a_bad_hint_is_reported_with_file_field_and_reason_before_anything_is_sent() {
+    let dir = scratch("bad-hint");
+    let schema = dir.join("bad.avsc");
+    std::fs::write(
+        &schema,
+        r#"{"type":"record","name":"Bad","fields":[{"name":"price","type":"double","datastorm":{"range":{"min":5,"max":1}}}]}"#,
+    )
+    .unwrap();
+    let mut cmd = datastorm();
+    // An unreachable bootstrap: the schema must fail first.
+    cmd.args(["produce", "--bootstrap", "127.0.0.1:1", "--schema"])
+        .arg(&schema);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        text(&out.stderr).trim(),
+        "datastorm produce: bad.avsc: price: range.min (5) is greater than range.max (1)"
+    );
+}
+
+#[test]
+fn confluent_encoding_needs_a_schema_id() {
+    let mut cmd = datastorm();
+    cmd.args([
+        "produce",
+        "--schema",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/users.avsc"),
+        "--encoding",
+        "confluent",
+        "--count",
+        "1",
+    ]);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--schema-id N or --schema-registry URL"),
+        "{}",
+        text(&out.stderr)
+    );
+}

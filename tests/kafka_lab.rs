@@ -239,3 +239,105 @@ fn a_batch_over_the_broker_limit_is_named_and_still_reported() {
         .contains("TOO_LARGE"));
     assert!(doc["results"]["records_failed"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn keys_headers_and_sequence_numbers_land_as_promised() {
+    let cluster = env("DATASTORM_TEST_SINGLE");
+    let topic = "e2e-keys-headers";
+    let mut cmd = datastorm();
+    cmd.args([
+        "produce",
+        "--bootstrap",
+        &env("DATASTORM_TEST_KAFKA"),
+        "--topic",
+        topic,
+        "--create-topic",
+        "--partitions",
+        "4",
+        "--cores",
+        "2",
+        "--count",
+        "20000",
+        "--key",
+        "uniform:50",
+        "--header",
+        "env=lab",
+        "--sequence-header",
+        "--acks",
+        "all",
+        "--quiet",
+    ]);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(120));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // Read everything back with Kafka's console consumer:
+    // Partition:P <TAB> headers <TAB> key <TAB> value
+    let dump = lab(&[
+        "consume",
+        topic,
+        "--name",
+        &cluster,
+        "--max",
+        "20000",
+        "--timeout-ms",
+        "30000",
+        "--details",
+    ]);
+    let mut key_partitions: std::collections::BTreeMap<String, std::collections::BTreeSet<i32>> =
+        Default::default();
+    let mut sequences: std::collections::BTreeMap<(u32, i32), Vec<u64>> = Default::default();
+    let mut records = 0;
+    for line in dump.lines() {
+        let f: Vec<&str> = line.splitn(4, '\t').collect();
+        assert_eq!(f.len(), 4, "line {line:?}");
+        let partition: i32 = f[0]
+            .trim_start_matches("Partition:")
+            .parse()
+            .expect("partition");
+        let headers: Vec<&str> = f[1].split(',').collect();
+        assert!(headers.contains(&"env:lab"), "static header in {line:?}");
+        let seq = headers
+            .iter()
+            .find_map(|h| h.strip_prefix("ds-seq:"))
+            .unwrap_or_else(|| panic!("sequence header in {line:?}"));
+        let parts: Vec<u64> = seq.split('/').map(|x| x.parse().expect("number")).collect();
+        assert_eq!(parts.len(), 5, "{seq}");
+        assert_eq!((parts[0], parts[1]), (1, 0), "version and instance");
+        assert_eq!(
+            parts[3] as i32, partition,
+            "the header names the partition it is in"
+        );
+        sequences
+            .entry((parts[2] as u32, partition))
+            .or_default()
+            .push(parts[4]);
+        key_partitions
+            .entry(f[2].to_owned())
+            .or_default()
+            .insert(partition);
+        assert_eq!(f[3].len(), 100);
+        records += 1;
+    }
+    assert_eq!(records, 20_000);
+    // uniform:50: at most 50 distinct keys, each always in the same partition.
+    assert!(
+        key_partitions.len() <= 50 && key_partitions.len() >= 45,
+        "{} keys",
+        key_partitions.len()
+    );
+    for (k, ps) in &key_partitions {
+        assert_eq!(ps.len(), 1, "key {k} went to partitions {ps:?}");
+    }
+    // Per shard and partition, the sequence numbers are exactly 0..n: nothing lost or doubled.
+    let mut total = 0;
+    for ((shard, p), mut seqs) in sequences {
+        seqs.sort_unstable();
+        let n = seqs.len() as u64;
+        assert!(
+            seqs.iter().copied().eq(0..n),
+            "shard {shard} partition {p}: gaps or duplicates"
+        );
+        total += n;
+    }
+    assert_eq!(total, 20_000);
+}

@@ -17,6 +17,13 @@ fn value(i: usize, len: usize) -> Vec<u8> {
         .collect()
 }
 
+fn header<'a>(r: &'a kafka_protocol::records::Record, key: &str) -> Option<&'a [u8]> {
+    r.headers
+        .iter()
+        .find(|(k, _)| k.as_str() == key)
+        .and_then(|(_, v)| v.as_deref())
+}
+
 fn check(spec: Spec, compression: Compression) {
     let mut b = BatchBuilder::with_capacity(1024);
     let base_ts = 1_732_000_000_000i64;
@@ -27,11 +34,16 @@ fn check(spec: Spec, compression: Compression) {
             value: key.as_bytes(),
         }];
         let keyed = i % 3 != 0;
-        b.append(
+        let extra = (i % 5 == 0).then_some(RecordHeader {
+            key: b"extra",
+            value: b"x",
+        });
+        b.append_with(
             base_ts + (i as i64 % 50),
             keyed.then_some(key.as_bytes()),
             &value(i, spec.value_len),
             if i % 2 == 0 { &headers } else { &[] },
+            extra,
         );
     }
     let mut out = WriteBuf::default();
@@ -65,13 +77,13 @@ fn check(spec: Spec, compression: Compression) {
             assert!(r.key.is_none());
         }
         assert_eq!(r.value.as_deref(), Some(&value(i, spec.value_len)[..]));
+        let expected = usize::from(i % 2 == 0) + usize::from(i % 5 == 0);
+        assert_eq!(r.headers.len(), expected, "record {i}");
         if i % 2 == 0 {
-            assert_eq!(r.headers.len(), 1);
-            let (k, v) = r.headers.iter().next().unwrap();
-            assert_eq!(k.as_str(), "seq");
-            assert_eq!(v.as_deref(), Some(key.as_bytes()));
-        } else {
-            assert!(r.headers.is_empty());
+            assert_eq!(header(r, "seq"), Some(key.as_bytes()));
+        }
+        if i % 5 == 0 {
+            assert_eq!(header(r, "extra"), Some(&b"x"[..]));
         }
     }
     assert!(b.is_empty(), "builder reset after seal");

@@ -38,36 +38,139 @@ impl std::str::FromStr for Acks {
     }
 }
 
-/// How record keys are made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// How record keys are made. Keys are 16 ASCII characters.
+///
+/// Each shard draws from its own slice of the key space (key ids `k` with
+/// `k % shards == shard`), so a key is only ever produced by one shard and
+/// always lands in the same partition (murmur2 of the key over that shard's
+/// partitions). Rates are split evenly across shards, so `zipf` is exact
+/// within a shard and stepped across shards (the `shards` hottest keys are
+/// equally hot).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
 pub enum KeySpec {
     /// No key: batches fill one partition at a time (sticky partitioning).
     None,
     /// 16 decimal digits, a sequence unique across shards.
     Seq,
-    /// 16 hex digits from the shard's seeded random stream.
+    /// 16 hex digits from the shard's seeded random stream (all distinct in practice).
     Random,
+    /// Uniform over `n` distinct keys.
+    Uniform { n: u64 },
+    /// Zipf-distributed over `n` distinct keys, with this exponent.
+    Zipf { exponent: f64, n: u64 },
 }
 
 impl std::str::FromStr for KeySpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(KeySpec::None),
-            "seq" | "sequential" => Ok(KeySpec::Seq),
-            "random" => Ok(KeySpec::Random),
-            _ => Err(format!("--keys takes none, seq or random, not '{s}'")),
+        let usage =
+            || format!("--key takes none, seq, random, uniform:N or zipf:EXPONENT:N, not '{s}'");
+        let parts: Vec<&str> = s.split(':').collect();
+        let count = |t: &str| -> Result<u64, String> {
+            match t.replace('_', "").parse::<u64>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err(format!(
+                    "'{t}' in --key {s} must be a whole number of keys, at least 1"
+                )),
+            }
+        };
+        match parts.as_slice() {
+            ["none"] => Ok(KeySpec::None),
+            ["seq" | "sequential"] => Ok(KeySpec::Seq),
+            ["random"] => Ok(KeySpec::Random),
+            ["uniform", n] => Ok(KeySpec::Uniform { n: count(n)? }),
+            ["zipf", e, n] => {
+                let exponent: f64 = e
+                    .parse()
+                    .ok()
+                    .filter(|x: &f64| x.is_finite() && *x > 0.0)
+                    .ok_or_else(|| {
+                        format!("the zipf exponent in --key {s} must be a number above 0")
+                    })?;
+                Ok(KeySpec::Zipf {
+                    exponent,
+                    n: count(n)?,
+                })
+            }
+            _ => Err(usage()),
         }
     }
 }
 
-/// What each record carries.
+/// A static record header from `--header k=v`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Header {
+    pub key: String,
+    pub value: String,
+}
+
+impl std::str::FromStr for Header {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok(Header {
+                key: k.to_owned(),
+                value: v.to_owned(),
+            }),
+            _ => Err(format!(
+                "--header takes KEY=VALUE with a non-empty key, not '{s}'"
+            )),
+        }
+    }
+}
+
+/// The opt-in sequence header's key. Its value is ASCII,
+/// `1/INSTANCE/SHARD/PARTITION/SEQUENCE`: format version 1, the producing
+/// instance and shard, the partition, and the record's number within that
+/// shard and partition (from 0, no gaps).
+pub const SEQUENCE_HEADER: &str = "ds-seq";
+
+/// What each record carries.
+#[derive(Debug, Clone, Serialize)]
 pub enum PayloadSpec {
     /// Fixed-size values of printable random bytes, drawn in turn from a
     /// pool of `pool` pre-generated values per shard.
     Fixed { record_size: usize, pool: usize },
+    /// Records generated from an Avro schema with generation hints.
+    Schema(SchemaPayload),
+}
+
+/// A schema-driven payload: the compiled schema and how to encode it.
+#[derive(Clone, Serialize)]
+pub struct SchemaPayload {
+    /// The schema file, as given.
+    pub path: String,
+    /// avro, confluent or json.
+    pub encoding: String,
+    /// Confluent schema id, when the encoding is confluent.
+    pub schema_id: Option<u32>,
+    /// Pre-generated records per shard (cycled); `None` generates live.
+    pub pool: Option<usize>,
+    #[serde(skip)]
+    pub compiled: crate::payload::avro::CompiledSchema,
+}
+
+impl std::fmt::Debug for SchemaPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SchemaPayload")
+            .field("path", &self.path)
+            .field("encoding", &self.encoding)
+            .field("schema_id", &self.schema_id)
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl SchemaPayload {
+    pub fn encoding(&self) -> crate::payload::avro::Encoding {
+        use crate::payload::avro::Encoding;
+        match (self.encoding.as_str(), self.schema_id) {
+            ("json", _) => Encoding::Json,
+            ("confluent", Some(schema_id)) => Encoding::Confluent { schema_id },
+            _ => Encoding::Avro,
+        }
+    }
 }
 
 /// When a run ends (whichever comes first; neither = until stopped).
@@ -103,6 +206,10 @@ pub struct RunPlan {
     pub retry_backoff: Duration,
     pub payload: PayloadSpec,
     pub keys: KeySpec,
+    /// Static headers on every record.
+    pub headers: Vec<Header>,
+    /// Add the `ds-seq` header (see `SEQUENCE_HEADER`) to every record.
+    pub sequence_header: bool,
     pub seed: u64,
     pub client_id: String,
     /// How long to wait for in-flight acks after generation stops.
@@ -133,6 +240,8 @@ impl RunPlan {
                 pool: 1000,
             },
             keys: KeySpec::None,
+            headers: Vec::new(),
+            sequence_header: false,
             seed: 1,
             client_id: datastorm_engine::DEFAULT_CLIENT_ID.to_owned(),
             drain_timeout: Duration::from_secs(30),
@@ -158,6 +267,44 @@ mod tests {
         }
         assert_eq!(split_evenly(7, 3, 0), 3);
         assert_eq!(split_evenly(7, 3, 2), 2);
+    }
+
+    #[test]
+    fn key_specs_parse() {
+        assert_eq!("seq".parse::<KeySpec>().unwrap(), KeySpec::Seq);
+        assert_eq!(
+            "uniform:1000".parse::<KeySpec>().unwrap(),
+            KeySpec::Uniform { n: 1000 }
+        );
+        assert_eq!(
+            "zipf:1.2:10_000".parse::<KeySpec>().unwrap(),
+            KeySpec::Zipf {
+                exponent: 1.2,
+                n: 10_000
+            }
+        );
+        for bad in [
+            "uniform",
+            "uniform:0",
+            "zipf:0:10",
+            "zipf:x:10",
+            "zipf:1:-3",
+            "field",
+        ] {
+            assert!(bad.parse::<KeySpec>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            "zipf:-1:10".parse::<KeySpec>().unwrap_err(),
+            "the zipf exponent in --key zipf:-1:10 must be a number above 0"
+        );
+    }
+
+    #[test]
+    fn headers_parse() {
+        let h: Header = "env=lab=1".parse().unwrap();
+        assert_eq!((h.key.as_str(), h.value.as_str()), ("env", "lab=1"));
+        assert!("=v".parse::<Header>().is_err());
+        assert!("novalue".parse::<Header>().is_err());
     }
 
     #[test]

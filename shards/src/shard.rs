@@ -8,9 +8,9 @@
 
 use crate::pacer::Pacer;
 use crate::payload::{murmur2, value_source, Keys, ValueSource};
-use crate::plan::{Acks, RunPlan};
+use crate::plan::{Acks, RunPlan, SEQUENCE_HEADER};
 use datastorm_engine::arena::WriteBuf;
-use datastorm_engine::batch::{BatchBuilder, Lz4FrameEncoder, BATCH_HEADER_LEN};
+use datastorm_engine::batch::{BatchBuilder, Lz4FrameEncoder, RecordHeader, BATCH_HEADER_LEN};
 use datastorm_engine::cluster::Broker;
 use datastorm_engine::conn::{Connection, PipeReader, PipeSender};
 use datastorm_engine::metrics::{latency_histogram, record_batch_latency, Counters, ShardCounters};
@@ -169,6 +169,8 @@ struct Part {
     last_seq: u64,
     /// A sealed batch of this partition waits in its link's request.
     queued: bool,
+    /// The next record's number in this partition (the sequence header).
+    next_seq: u64,
 }
 
 /// Settings the hot loop reads.
@@ -294,6 +296,7 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
             last: start,
             last_seq: 0,
             queued: false,
+            next_seq: 0,
         })
         .collect();
 
@@ -326,7 +329,7 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         setup.events.clone(),
     ));
 
-    let mut values = value_source(&plan.payload, plan.seed, setup.index);
+    let mut values = value_source(&plan.payload, plan.seed, setup.index, setup.shards);
     let mut keys = Keys::new(
         plan.keys,
         setup.index,
@@ -337,7 +340,17 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         lz4: Lz4FrameEncoder::new(),
         scratch: WriteBuf::with_capacity(plan.batch_size + 1024),
     };
+    let static_headers: Vec<RecordHeader<'_>> = plan
+        .headers
+        .iter()
+        .map(|h| RecordHeader {
+            key: h.key.as_bytes(),
+            value: h.value.as_bytes(),
+        })
+        .collect();
     let gen = Generation {
+        headers: &static_headers,
+        sequence_header: plan.sequence_header.then_some((0u16, setup.index as u16)),
         limit: setup.count.unwrap_or(u64::MAX),
         deadline: plan.stop.duration.map(|d| start + d),
         pacer: setup
@@ -449,7 +462,10 @@ fn finish(mut result: ShardResult, shared: &Shared, start: Instant) -> ShardResu
     result
 }
 
-struct Generation {
+struct Generation<'a> {
+    headers: &'a [RecordHeader<'a>],
+    /// (instance, shard) for the sequence header, when it is on.
+    sequence_header: Option<(u16, u16)>,
     limit: u64,
     deadline: Option<Instant>,
     pacer: Option<Pacer>,
@@ -465,7 +481,7 @@ struct Sealer {
 /// the record would overflow it, append key and value.
 #[allow(clippy::too_many_arguments)]
 async fn generate(
-    gen: &Generation,
+    gen: &Generation<'_>,
     knobs: &Knobs,
     shared: &Shared,
     parts: &mut [Part],
@@ -543,7 +559,20 @@ async fn generate(
             part.last = now;
             part.last_seq = seq;
             part.payload_bytes += need as u64 - 24;
-            part.builder.append(now_ms, key, value, &[]);
+            match gen.sequence_header {
+                None => part.builder.append(now_ms, key, value, gen.headers),
+                Some((instance, shard)) => {
+                    let mut v = [0u8; 64];
+                    let n = sequence_header_value(&mut v, instance, shard, part.id, part.next_seq);
+                    part.next_seq += 1;
+                    let extra = RecordHeader {
+                        key: SEQUENCE_HEADER.as_bytes(),
+                        value: &v[..n],
+                    };
+                    part.builder
+                        .append_with(now_ms, key, value, gen.headers, Some(extra));
+                }
+            }
             seq += 1;
         }
 
@@ -563,6 +592,44 @@ async fn generate(
             part.last = p.intended(part.last_seq);
         }
     }
+}
+
+/// Writes `1/INSTANCE/SHARD/PARTITION/SEQUENCE` in ASCII (readable by any
+/// consumer tool) into `out` and returns its length. No allocation.
+fn sequence_header_value(
+    out: &mut [u8; 64],
+    instance: u16,
+    shard: u16,
+    partition: i32,
+    seq: u64,
+) -> usize {
+    fn put(out: &mut [u8; 64], pos: usize, mut n: u64) -> usize {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let len = digits.len() - i;
+        out[pos..pos + len].copy_from_slice(&digits[i..]);
+        pos + len
+    }
+    out[0] = b'1';
+    let mut pos = 1;
+    for n in [
+        u64::from(instance),
+        u64::from(shard),
+        partition.max(0) as u64,
+        seq,
+    ] {
+        out[pos] = b'/';
+        pos = put(out, pos + 1, n);
+    }
+    pos
 }
 
 fn epoch_ms() -> i64 {
@@ -947,5 +1014,19 @@ async fn report_intervals(shared: Rc<Shared>, shard: usize, events: mpsc::Sender
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_header_is_readable_ascii() {
+        let mut v = [0u8; 64];
+        let n = sequence_header_value(&mut v, 0, 3, 17, 0);
+        assert_eq!(&v[..n], b"1/0/3/17/0");
+        let n = sequence_header_value(&mut v, 65535, 65535, i32::MAX, u64::MAX);
+        assert_eq!(&v[..n], b"1/65535/65535/2147483647/18446744073709551615");
     }
 }

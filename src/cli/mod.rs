@@ -1,6 +1,7 @@
 //! Subcommands.
 
 pub mod produce;
+pub mod sample;
 pub mod sink;
 
 /// Sets `flag` on SIGINT/SIGTERM; a second signal exits at once.

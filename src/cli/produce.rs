@@ -6,7 +6,8 @@ use datastorm_engine::batch::Compression;
 use datastorm_engine::cluster::TopicSpec;
 use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec};
 use datastorm_engine::sink::{SinkConfig, SinkHandle};
-use datastorm_shards::plan::{Acks, KeySpec, PayloadSpec, RunPlan, StopAt};
+use datastorm_shards::payload::{avro, registry};
+use datastorm_shards::plan::{Acks, Header, KeySpec, PayloadSpec, RunPlan, SchemaPayload, StopAt};
 use datastorm_shards::run::{run, RunOutcome};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,12 +63,40 @@ pub struct ProduceArgs {
     /// Value size of each record in bytes.
     #[arg(long, default_value_t = 100)]
     pub record_size: usize,
-    /// Distinct pre-generated values per shard (cycled).
+    /// Distinct pre-generated values per shard (cycled), for --record-size.
     #[arg(long, default_value_t = 1000)]
     pub payload_pool: usize,
-    /// Record keys: none, seq (unique sequence numbers) or random.
-    #[arg(long, default_value = "none")]
-    pub keys: KeySpec,
+    /// Generate records from this Avro schema (.avsc with generation hints,
+    /// see docs/schema-hints.md) instead of fixed-size values. Schemas its
+    /// `ref` hints name are loaded from the same folder.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["record_size", "payload_pool"])]
+    pub schema: Option<PathBuf>,
+    /// How schema records are written: avro (binary), confluent (magic byte
+    /// and schema id, then Avro binary) or json.
+    #[arg(long, default_value = "avro", value_parser = ["avro", "confluent", "json"], requires = "schema")]
+    pub encoding: String,
+    /// Schema id for --encoding confluent.
+    #[arg(long, requires = "schema", conflicts_with = "schema_registry")]
+    pub schema_id: Option<u32>,
+    /// Register the schema with this Confluent-compatible schema registry
+    /// (subject TOPIC-value) and use the id it returns; implies --encoding confluent.
+    #[arg(long, value_name = "URL", requires = "schema")]
+    pub schema_registry: Option<String>,
+    /// Pre-generate this many schema records per shard and cycle them (the
+    /// fastest path); without it, records are generated live.
+    #[arg(long, value_name = "N", requires = "schema")]
+    pub pool: Option<usize>,
+    /// Record keys: none, seq (unique sequence numbers), random,
+    /// uniform:N (N distinct keys) or zipf:EXPONENT:N (N keys, skewed).
+    #[arg(long, alias = "keys", default_value = "none")]
+    pub key: KeySpec,
+    /// A header on every record, KEY=VALUE (repeatable).
+    #[arg(long = "header", value_name = "KEY=VALUE")]
+    pub headers: Vec<Header>,
+    /// Add a `ds-seq` header to every record: shard, partition and sequence
+    /// number, so a consumer can prove nothing was lost or duplicated.
+    #[arg(long)]
+    pub sequence_header: bool,
     /// Seed for generated data; the same seed gives the same records.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -152,7 +181,16 @@ pub fn main(args: ProduceArgs) -> u8 {
         }
     };
 
-    let plan = to_plan(&args, bootstrap, cpus);
+    let mut plan = to_plan(&args, bootstrap, cpus);
+    if let Some(path) = &args.schema {
+        match schema_payload(&args, path) {
+            Ok(p) => plan.payload = PayloadSpec::Schema(p),
+            Err(e) => {
+                eprintln!("datastorm produce: {e}");
+                return exit::USAGE;
+            }
+        }
+    }
     let stop = super::stop_on_signals();
     let quiet = args.quiet;
     let started_at = std::time::SystemTime::now();
@@ -201,6 +239,31 @@ fn finish(
         }
     }
     code
+}
+
+/// Compiles the schema (and what it references) and settles the encoding,
+/// registering the schema first when a registry is given.
+fn schema_payload(a: &ProduceArgs, path: &std::path::Path) -> Result<SchemaPayload, String> {
+    let compiled = avro::load_with_references(path).map_err(|e| e.to_string())?;
+    let mut encoding = a.encoding.clone();
+    let mut schema_id = a.schema_id;
+    if let Some(url) = &a.schema_registry {
+        let subject = registry::value_subject(&a.topic);
+        let id = registry::register(url, &subject, compiled.source(), Duration::from_secs(10))
+            .map_err(|e| e.to_string())?;
+        encoding = "confluent".into();
+        schema_id = Some(id);
+    }
+    if encoding == "confluent" && schema_id.is_none() {
+        return Err("--encoding confluent needs --schema-id N or --schema-registry URL".into());
+    }
+    Ok(SchemaPayload {
+        path: path.display().to_string(),
+        encoding,
+        schema_id,
+        pool: a.pool,
+        compiled,
+    })
 }
 
 fn validate(a: &ProduceArgs) -> Result<(), String> {
@@ -269,7 +332,9 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> RunPlan
         record_size: a.record_size,
         pool: a.payload_pool.max(1),
     };
-    plan.keys = a.keys;
+    plan.keys = a.key;
+    plan.headers = a.headers.clone();
+    plan.sequence_header = a.sequence_header;
     plan.seed = a.seed;
     plan.client_id = a.client_id.clone();
     plan

@@ -77,6 +77,20 @@ impl BatchBuilder {
         value: &[u8],
         headers: &[RecordHeader<'_>],
     ) {
+        self.append_with(timestamp_ms, key, value, headers, None);
+    }
+
+    /// Appends one record with `headers` followed by a per-record `extra`
+    /// header (a sequence header, say), which the caller builds on its stack.
+    #[inline]
+    pub fn append_with(
+        &mut self,
+        timestamp_ms: i64,
+        key: Option<&[u8]>,
+        value: &[u8],
+        headers: &[RecordHeader<'_>],
+        extra: Option<RecordHeader<'_>>,
+    ) {
         if self.count == 0 {
             self.base_timestamp = timestamp_ms;
             self.max_timestamp = timestamp_ms;
@@ -94,8 +108,8 @@ impl BatchBuilder {
             + key.map_or(0, <[u8]>::len)
             + varint_len(value.len() as i32)
             + value.len()
-            + varint_len(headers.len() as i32);
-        for h in headers {
+            + varint_len((headers.len() + usize::from(extra.is_some())) as i32);
+        for h in headers.iter().chain(extra.as_ref()) {
             body += varint_len(h.key.len() as i32)
                 + h.key.len()
                 + varint_len(h.value.len() as i32)
@@ -114,8 +128,8 @@ impl BatchBuilder {
         }
         put_varint(out, value.len() as i32);
         out.extend_from_slice(value);
-        put_varint(out, headers.len() as i32);
-        for h in headers {
+        put_varint(out, (headers.len() + usize::from(extra.is_some())) as i32);
+        for h in headers.iter().chain(extra.as_ref()) {
             put_varint(out, h.key.len() as i32);
             out.extend_from_slice(h.key);
             put_varint(out, h.value.len() as i32);

@@ -3,6 +3,7 @@
 use crate::plan::KeySpec;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
 
 /// Makes one shard's keys.
 pub struct Keys {
@@ -10,16 +11,32 @@ pub struct Keys {
     shard: u64,
     shards: u64,
     rng: SmallRng,
+    /// Key ids this shard owns for `uniform` and `zipf`: `j * shards + shard` for `j < owned`.
+    owned: u64,
+    zipf: Option<Zipf<f64>>,
     buf: [u8; 16],
 }
 
 impl Keys {
     pub fn new(spec: KeySpec, shard: usize, shards: usize, seed: u64) -> Self {
+        let (shard, shards) = (shard as u64, shards.max(1) as u64);
+        let owned = match spec {
+            KeySpec::Uniform { n } | KeySpec::Zipf { n, .. } => {
+                n.saturating_sub(shard).div_ceil(shards)
+            }
+            _ => 0,
+        };
+        let zipf = match spec {
+            KeySpec::Zipf { exponent, .. } if owned > 0 => Zipf::new(owned as f64, exponent).ok(),
+            _ => None,
+        };
         Self {
             spec,
-            shard: shard as u64,
-            shards: shards.max(1) as u64,
+            shard,
+            shards,
             rng: SmallRng::seed_from_u64(seed ^ 0x6b65_7973),
+            owned,
+            zipf,
             buf: [b'0'; 16],
         }
     }
@@ -27,16 +44,23 @@ impl Keys {
     /// The key of the shard's `seq`-th record, or `None` for unkeyed records.
     #[inline]
     pub fn key(&mut self, seq: u64) -> Option<&[u8]> {
-        let n = match self.spec {
+        let id = match self.spec {
             KeySpec::None => return None,
-            // Shard s takes s, s+S, s+2S, ...: unique across shards.
             KeySpec::Seq => seq * self.shards + self.shard,
-            KeySpec::Random => self.rng.random(),
+            KeySpec::Random => {
+                write_hex(&mut self.buf, self.rng.random());
+                return Some(&self.buf);
+            }
+            // A shard with no share of a tiny key space reuses its first id.
+            KeySpec::Uniform { .. } => {
+                self.rng.random_range(0..self.owned.max(1)) * self.shards + self.shard
+            }
+            KeySpec::Zipf { .. } => {
+                let rank = self.zipf.as_ref().map_or(1.0, |z| z.sample(&mut self.rng)) as u64;
+                (rank.max(1) - 1) * self.shards + self.shard
+            }
         };
-        match self.spec {
-            KeySpec::Random => write_hex(&mut self.buf, n),
-            _ => write_decimal(&mut self.buf, n),
-        }
+        write_decimal(&mut self.buf, id);
         Some(&self.buf)
     }
 
@@ -114,6 +138,52 @@ mod tests {
         assert_eq!(b.key(0).unwrap(), b"0000000000000001");
         assert_eq!(a.key(21).unwrap(), b"0000000000000042");
         assert!(Keys::new(KeySpec::None, 0, 1, 1).key(5).is_none());
+    }
+
+    #[test]
+    fn uniform_keys_stay_in_the_shards_slice_of_the_key_space() {
+        let mut seen = std::collections::BTreeSet::new();
+        for shard in 0..3 {
+            let mut k = Keys::new(KeySpec::Uniform { n: 10 }, shard, 3, 5);
+            for seq in 0..2000 {
+                let id: u64 = std::str::from_utf8(k.key(seq).unwrap())
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!(id < 10);
+                assert_eq!(id % 3, shard as u64, "shard {shard} drew {id}");
+                seen.insert(id);
+            }
+        }
+        assert_eq!(seen.len(), 10, "every key is drawn: {seen:?}");
+    }
+
+    #[test]
+    fn zipf_keys_favour_low_ranks() {
+        let mut k = Keys::new(
+            KeySpec::Zipf {
+                exponent: 1.1,
+                n: 1000,
+            },
+            0,
+            1,
+            5,
+        );
+        let mut counts = std::collections::HashMap::new();
+        for seq in 0..20_000 {
+            *counts.entry(k.key(seq).unwrap().to_vec()).or_insert(0u32) += 1;
+        }
+        let hot = counts[&b"0000000000000000".to_vec()];
+        let tenth = counts
+            .get(&b"0000000000000009".to_vec())
+            .copied()
+            .unwrap_or(0);
+        assert!(hot > 5 * tenth.max(1), "rank 1: {hot}, rank 10: {tenth}");
+        assert!(
+            counts.len() > 100,
+            "a long tail: {} distinct keys",
+            counts.len()
+        );
     }
 
     #[test]

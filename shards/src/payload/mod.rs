@@ -1,12 +1,14 @@
 //! Record contents: values, keys, and the partitioner for keyed records.
 //!
-//! `ValueSource` is the seam for generators: fixed-size values today,
-//! schema-driven values later. A source hands out a slice it owns (a pool or
+//! `ValueSource` is the seam for generators: fixed-size values, and values
+//! generated from Avro schemas with hints (`avro`). A source hands out a slice it owns (a pool or
 //! a scratch buffer it rewrites), so the hot path copies each value once,
 //! into the batch.
 
+pub mod avro;
 mod fixed;
 mod keys;
+pub mod registry;
 
 pub use fixed::FixedValues;
 pub use keys::{murmur2, Keys};
@@ -22,10 +24,23 @@ pub trait ValueSource {
 }
 
 /// Builds the value source a plan asks for, seeded per shard.
-pub fn value_source(spec: &PayloadSpec, seed: u64, shard: usize) -> Box<dyn ValueSource> {
+pub fn value_source(
+    spec: &PayloadSpec,
+    seed: u64,
+    shard: usize,
+    shards: usize,
+) -> Box<dyn ValueSource> {
     match *spec {
         PayloadSpec::Fixed { record_size, pool } => {
             Box::new(FixedValues::new(record_size, pool, shard_seed(seed, shard)))
+        }
+        PayloadSpec::Schema(ref s) => {
+            let seed = shard_seed(seed, shard);
+            let values = match s.pool {
+                Some(n) => avro::AvroValues::pooled(&s.compiled, s.encoding(), seed, n.max(1)),
+                None => avro::AvroValues::live(&s.compiled, s.encoding(), seed),
+            };
+            Box::new(values.with_shard(shard, shards))
         }
     }
 }

@@ -1,0 +1,361 @@
+//! Schema-driven values: Avro schemas with generation hints, compiled into
+//! plans that write records straight into a buffer.
+//!
+//! A schema (`.avsc`) is ordinary Avro JSON; generation hints ride in a
+//! `"datastorm"` attribute on fields and type objects, which other Avro
+//! tools ignore. The vocabulary is documented in `docs/schema-hints.md`.
+//!
+//! # Shape
+//!
+//! 1. [`load`] / [`compile_str`] / [`compile_all`] parse the schema with
+//!    apache-avro (so only valid Avro gets through), check every hint against
+//!    the type it is attached to, and compile a [`CompiledSchema`]: a flat
+//!    vector of generator nodes. Errors name the file, the field path and the
+//!    reason (`orders.avsc: items[].price: range.min (5) is greater than
+//!    range.max (1)`).
+//! 2. [`AvroValues`] is the shard's [`ValueSource`]: it walks the plan per
+//!    record (`live`) or cycles a pool generated up front (`pooled`), writing
+//!    Avro binary, Confluent wire format, or JSON. The same seed gives the
+//!    same data in every encoding: both writers see the same random draws.
+//!
+//! # Hot path and allocation
+//!
+//! Live generation does not allocate per record once its buffers have grown
+//! to the largest record: strings are built in a reused scratch buffer, and
+//! `regex` and `fake` values (whose libraries allocate a `String` per value)
+//! are drawn from per-field pools of [`POOL_VALUES`] values pre-generated at
+//! compile time from the dataset seed. `uuid`, `ipv4`, `ipv6`, iteration and
+//! plain random strings are generated in place.
+//!
+//! # Determinism
+//!
+//! A generator's random stream comes from the seed passed to
+//! [`AvroValues::live`] / [`AvroValues::pooled`] (one per shard). Cardinality
+//! sets and value pools come from the *dataset* seed given at compile time
+//! ([`compile_all_seeded`]; 0 otherwise), so every shard, and every stream
+//! that `ref`erences a set, sees the same set. Timestamps near "now" follow the
+//! wall clock unless [`AvroValues::with_fixed_now`] pins it.
+
+mod compile;
+mod error;
+mod hints;
+mod plan;
+mod values;
+mod write;
+
+#[cfg(test)]
+mod tests;
+
+pub use compile::POOL_VALUES;
+pub use error::SchemaError;
+pub use hints::{FAKE_KINDS, HINT_ATTRIBUTE, HINT_KEYS};
+pub use values::AvroValues;
+
+use super::ValueSource;
+use compile::{show, Compiler, SetInfo};
+use plan::{Cx, Node, Plan};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use write::{AvroSink, JsonSink};
+
+/// How a generated datum is framed in the record value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// Avro binary encoding of the datum, nothing else.
+    Avro,
+    /// Confluent Schema Registry wire format: magic byte 0, the schema id as
+    /// 4 bytes big-endian, then the Avro binary datum.
+    Confluent { schema_id: u32 },
+    /// One JSON object (or value) per record, no trailing newline.
+    Json,
+}
+
+/// A schema compiled into a generator plan. Cheap to clone (shared), and
+/// `Send + Sync`: compile once, hand a clone to every shard.
+#[derive(Clone)]
+pub struct CompiledSchema {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    source: String,
+    avro: apache_avro::Schema,
+    plan: Plan,
+    max_avro_len: usize,
+}
+
+impl std::fmt::Debug for CompiledSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledSchema")
+            .field("name", &self.inner.name)
+            .field("nodes", &self.inner.plan.nodes.len())
+            .finish()
+    }
+}
+
+impl CompiledSchema {
+    /// The file (or given) name the schema was compiled from.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The schema text as given, hints included (Avro tools ignore them).
+    pub fn source(&self) -> &str {
+        &self.inner.source
+    }
+
+    /// The schema as apache-avro parsed it.
+    pub fn avro_schema(&self) -> &apache_avro::Schema {
+        &self.inner.avro
+    }
+
+    /// The Parsing Canonical Form (no hints, no docs), e.g. for a registry.
+    pub fn canonical_form(&self) -> String {
+        self.inner.avro.canonical_form()
+    }
+
+    /// An upper bound on one datum's Avro binary size (saturating).
+    pub fn max_avro_len(&self) -> usize {
+        self.inner.max_avro_len
+    }
+
+    fn plan(&self) -> &Plan {
+        &self.inner.plan
+    }
+}
+
+/// Reads and compiles one schema file. Its stream name (for `ref`) is the
+/// file stem: `schemas/users.avsc` is stream `users`.
+pub fn load(path: &Path) -> Result<CompiledSchema, SchemaError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    compile_str(&name, &text)
+}
+
+/// Reads and compiles a schema file together with the schemas its `ref`
+/// hints point at, found beside it by stream name (`"ref": "users.user_id"`
+/// loads `users.avsc` from the same folder), transitively.
+pub fn load_with_references(path: &Path) -> Result<CompiledSchema, SchemaError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut files: Vec<(String, String)> = Vec::new();
+    let mut todo = vec![path.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        // compile_all takes stream names (file stems).
+        let name = p
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| p.display().to_string());
+        if files.iter().any(|(n, _)| *n == name) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).map_err(|source| SchemaError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
+            let mut refs = Vec::new();
+            collect_refs(&json, &mut refs);
+            for stream in refs {
+                todo.push(dir.join(format!("{stream}.avsc")));
+            }
+        }
+        files.push((name, text));
+    }
+    let streams: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    let mut compiled = compile_all(&streams)?;
+    Ok(compiled.swap_remove(0))
+}
+
+/// Stream names that `ref` hints in a schema point at.
+fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(r) = m
+                .get(HINT_ATTRIBUTE)
+                .and_then(|h| h.get("ref"))
+                .and_then(serde_json::Value::as_str)
+            {
+                if let Some((stream, _)) = r.split_once('.') {
+                    out.push(stream.to_owned());
+                }
+            }
+            m.values().for_each(|x| collect_refs(x, out));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_refs(x, out)),
+        _ => {}
+    }
+}
+
+/// Compiles one schema from text; `name` is used in error messages, and its
+/// stem (the part before `.avsc`) is the stream name for `ref`s.
+pub fn compile_str(name: &str, json: &str) -> Result<CompiledSchema, SchemaError> {
+    compile_str_seeded(name, json, 0)
+}
+
+/// [`compile_str`] with a dataset seed for cardinality sets and value pools.
+pub fn compile_str_seeded(
+    name: &str,
+    json: &str,
+    dataset_seed: u64,
+) -> Result<CompiledSchema, SchemaError> {
+    let stream = name.strip_suffix(".avsc").unwrap_or(name);
+    let mut all = compile_named(&[(stream, name, json)], dataset_seed)?;
+    Ok(all.remove(0))
+}
+
+/// Compiles several streams' schemas together, so that `ref` hints can
+/// point from one to another (`"ref": "users.user_id"`). Each entry is
+/// `(stream name, schema JSON)`; errors name the stream's schema as
+/// `STREAM.avsc`. Returns the schemas in the order given.
+pub fn compile_all(streams: &[(&str, &str)]) -> Result<Vec<CompiledSchema>, SchemaError> {
+    compile_all_seeded(streams, 0)
+}
+
+/// [`compile_all`] with a dataset seed for cardinality sets and value pools.
+pub fn compile_all_seeded(
+    streams: &[(&str, &str)],
+    dataset_seed: u64,
+) -> Result<Vec<CompiledSchema>, SchemaError> {
+    let files: Vec<String> = streams.iter().map(|(s, _)| format!("{s}.avsc")).collect();
+    let named: Vec<(&str, &str, &str)> = streams
+        .iter()
+        .zip(&files)
+        .map(|((s, j), f)| (*s, f.as_str(), *j))
+        .collect();
+    compile_named(&named, dataset_seed)
+}
+
+/// `(stream, file name, json)` per stream.
+fn compile_named(
+    streams: &[(&str, &str, &str)],
+    dataset_seed: u64,
+) -> Result<Vec<CompiledSchema>, SchemaError> {
+    struct Partial<'a> {
+        file: &'a str,
+        source: &'a str,
+        avro: apache_avro::Schema,
+        compiler: Compiler<'a>,
+        root: plan::NodeId,
+    }
+    let mut parts = Vec::with_capacity(streams.len());
+    for (stream, file, json) in streams {
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|source| SchemaError::Json {
+                file: file.to_string(),
+                source,
+            })?;
+        let avro = apache_avro::Schema::parse(&value).map_err(|e| SchemaError::Avro {
+            file: file.to_string(),
+            reason: e.to_string(),
+        })?;
+        let mut compiler = Compiler::new(stream, dataset_seed);
+        let root = compiler
+            .compile(&value, None, "", hints::Hints::default())
+            .map_err(|(path, reason)| SchemaError::Hint {
+                file: file.to_string(),
+                path,
+                reason,
+            })?;
+        parts.push(Partial {
+            file,
+            source: json,
+            avro,
+            compiler,
+            root,
+        });
+    }
+    // Every stream's cardinality sets, by "stream.field.path".
+    let mut sets: HashMap<String, SetInfo> = HashMap::new();
+    for ((stream, _, _), p) in streams.iter().zip(&parts) {
+        for (path, info) in &p.compiler.sets {
+            sets.insert(format!("{stream}.{path}"), info.clone());
+        }
+    }
+    let known: Vec<&str> = streams.iter().map(|s| s.0).collect();
+    let mut out = Vec::with_capacity(parts.len());
+    for mut p in parts {
+        let refs = std::mem::take(&mut p.compiler.refs);
+        for r in refs {
+            let fail = |reason: String| SchemaError::Hint {
+                file: p.file.to_owned(),
+                path: show(&r.path),
+                reason,
+            };
+            let info = sets.get(&r.target).ok_or_else(|| {
+                fail(format!(
+                    "unknown reference {:?}: no field with a `cardinality` hint by that name \
+                     among the streams compiled together ({})",
+                    r.target,
+                    known.join(", ")
+                ))
+            })?;
+            if info.container {
+                return Err(fail(format!(
+                    "reference {:?} is a record, array, map or union; only fields of \
+                     primitive, enum or fixed types can be referenced",
+                    r.target
+                )));
+            }
+            let mine = p.compiler.signature(r.id);
+            if mine != info.signature {
+                return Err(fail(format!(
+                    "reference {:?} has type {} but this field has type {}",
+                    r.target, info.signature, mine
+                )));
+            }
+            let inner = p
+                .compiler
+                .push_node(info.inner.clone(), info.signature.clone());
+            p.compiler.nodes[r.id as usize] = Node::Cardinality {
+                n: info.n,
+                seed: info.seed,
+                inner,
+            };
+        }
+        let plan = p.compiler.finish(p.root);
+        let max_avro_len = plan.max_avro_len();
+        out.push(CompiledSchema {
+            inner: Arc::new(Inner {
+                name: p.file.to_owned(),
+                source: p.source.to_owned(),
+                avro: p.avro,
+                plan,
+                max_avro_len,
+            }),
+        });
+    }
+    Ok(out)
+}
+
+/// `n` records as JSON values, for showing what a schema generates
+/// (`datastorm sample`). Timestamps follow the wall clock.
+pub fn sample_json(schema: &CompiledSchema, seed: u64, n: usize) -> Vec<serde_json::Value> {
+    let mut v = AvroValues::live(schema, Encoding::Json, seed);
+    (0..n as u64)
+        .map(|seq| serde_json::from_slice(v.value(seq)).unwrap_or(serde_json::Value::Null))
+        .collect()
+}
+
+/// Writes one datum of `schema` in `enc` into `out` (appending).
+fn write_datum(plan: &Plan, cx: &mut Cx, enc: Encoding, out: &mut Vec<u8>) {
+    match enc {
+        Encoding::Avro => plan.write(cx, &mut AvroSink(out)),
+        Encoding::Confluent { schema_id } => {
+            out.push(0);
+            out.extend_from_slice(&schema_id.to_be_bytes());
+            plan.write(cx, &mut AvroSink(out));
+        }
+        Encoding::Json => plan.write(cx, &mut JsonSink(out)),
+    }
+}

@@ -1,0 +1,321 @@
+//! The two writers of a generated datum: Avro binary and JSON.
+//!
+//! The plan drives a [`Sink`] with one call per value; both sinks see the
+//! same calls for the same random draws, so a seed gives the same data in
+//! either encoding. Both are written by hand into a caller-owned `Vec<u8>`:
+//! a general serializer (apache-avro's writer, serde_json over a `Value`)
+//! costs an allocation per node and about 1 to 3 microseconds per record,
+//! which would make the generator, not the cluster, the bottleneck.
+
+use std::io::Write as _;
+
+/// Receives one datum, value by value, in schema order.
+pub trait Sink {
+    fn null(&mut self);
+    fn boolean(&mut self, v: bool);
+    fn int(&mut self, v: i32);
+    fn long(&mut self, v: i64);
+    fn float(&mut self, v: f32);
+    fn double(&mut self, v: f64);
+    fn bytes(&mut self, v: &[u8]);
+    /// `v` is valid UTF-8.
+    fn string(&mut self, v: &[u8]);
+    fn fixed(&mut self, v: &[u8]);
+    /// A decimal's unscaled value; `size` is the fixed size, or `None` for bytes.
+    fn decimal(&mut self, unscaled: i128, scale: u32, size: Option<usize>);
+    fn enumeration(&mut self, index: u32, symbol: &str);
+    fn record_start(&mut self);
+    fn field(&mut self, name: &str, first: bool);
+    fn record_end(&mut self);
+    fn array_start(&mut self, len: usize);
+    fn item(&mut self, first: bool);
+    fn array_end(&mut self, len: usize);
+    fn map_start(&mut self, len: usize);
+    /// `key` is valid UTF-8.
+    fn map_key(&mut self, key: &[u8], first: bool);
+    fn map_end(&mut self, len: usize);
+    fn union_branch(&mut self, index: u32);
+}
+
+/// Avro binary encoding (the spec's "binary encoding"), appended to a buffer.
+pub struct AvroSink<'a>(pub &'a mut Vec<u8>);
+
+#[inline]
+pub fn put_long(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.push((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.push(z as u8);
+}
+
+/// Two's complement big-endian bytes of `v`: the shortest form for
+/// `size == None` (decimal as bytes), sign-extended to `size` for fixed.
+pub fn decimal_bytes(v: i128, size: Option<usize>) -> ([u8; 16], usize) {
+    let be = v.to_be_bytes();
+    let n = match size {
+        Some(s) => s,
+        None => {
+            // Drop leading bytes that only repeat the sign.
+            let mut start = 0;
+            while start < 15 {
+                let (b, next) = (be[start], be[start + 1]);
+                if (b == 0x00 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+                    start += 1;
+                } else {
+                    break;
+                }
+            }
+            16 - start
+        }
+    };
+    (be, n)
+}
+
+impl Sink for AvroSink<'_> {
+    #[inline]
+    fn null(&mut self) {}
+    #[inline]
+    fn boolean(&mut self, v: bool) {
+        self.0.push(v as u8);
+    }
+    #[inline]
+    fn int(&mut self, v: i32) {
+        put_long(self.0, i64::from(v));
+    }
+    #[inline]
+    fn long(&mut self, v: i64) {
+        put_long(self.0, v);
+    }
+    #[inline]
+    fn float(&mut self, v: f32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    #[inline]
+    fn double(&mut self, v: f64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    #[inline]
+    fn bytes(&mut self, v: &[u8]) {
+        put_long(self.0, v.len() as i64);
+        self.0.extend_from_slice(v);
+    }
+    #[inline]
+    fn string(&mut self, v: &[u8]) {
+        self.bytes(v);
+    }
+    #[inline]
+    fn fixed(&mut self, v: &[u8]) {
+        self.0.extend_from_slice(v);
+    }
+    fn decimal(&mut self, unscaled: i128, _scale: u32, size: Option<usize>) {
+        let (be, n) = decimal_bytes(unscaled, size);
+        if size.is_none() {
+            put_long(self.0, n as i64);
+        }
+        if n > 16 {
+            let pad = if unscaled < 0 { 0xff } else { 0 };
+            self.0.resize(self.0.len() + n - 16, pad);
+            self.0.extend_from_slice(&be);
+        } else {
+            self.0.extend_from_slice(&be[16 - n..]);
+        }
+    }
+    #[inline]
+    fn enumeration(&mut self, index: u32, _symbol: &str) {
+        put_long(self.0, i64::from(index));
+    }
+    #[inline]
+    fn record_start(&mut self) {}
+    #[inline]
+    fn field(&mut self, _name: &str, _first: bool) {}
+    #[inline]
+    fn record_end(&mut self) {}
+    #[inline]
+    fn array_start(&mut self, len: usize) {
+        if len > 0 {
+            put_long(self.0, len as i64);
+        }
+    }
+    #[inline]
+    fn item(&mut self, _first: bool) {}
+    #[inline]
+    fn array_end(&mut self, _len: usize) {
+        self.0.push(0);
+    }
+    #[inline]
+    fn map_start(&mut self, len: usize) {
+        self.array_start(len);
+    }
+    #[inline]
+    fn map_key(&mut self, key: &[u8], _first: bool) {
+        self.bytes(key);
+    }
+    #[inline]
+    fn map_end(&mut self, _len: usize) {
+        self.0.push(0);
+    }
+    #[inline]
+    fn union_branch(&mut self, index: u32) {
+        put_long(self.0, i64::from(index));
+    }
+}
+
+/// Plain JSON, one object per record: unions are written as the bare
+/// value, enums as their symbol, bytes and fixed as strings of code points
+/// U+0000..U+00FF (the Avro JSON convention), decimals as JSON numbers with
+/// `scale` fraction digits, logical dates and times as their numbers.
+pub struct JsonSink<'a>(pub &'a mut Vec<u8>);
+
+impl JsonSink<'_> {
+    fn escaped(&mut self, s: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let out = &mut *self.0;
+        out.push(b'"');
+        let mut start = 0;
+        for (i, &c) in s.iter().enumerate() {
+            let esc: &[u8] = match c {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0..=0x1f => b"",
+                _ => continue,
+            };
+            out.extend_from_slice(&s[start..i]);
+            if esc.is_empty() {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c >> 4) as usize]);
+                out.push(HEX[(c & 0xf) as usize]);
+            } else {
+                out.extend_from_slice(esc);
+            }
+            start = i + 1;
+        }
+        out.extend_from_slice(&s[start..]);
+        out.push(b'"');
+    }
+
+    fn latin1(&mut self, v: &[u8]) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let out = &mut *self.0;
+        out.push(b'"');
+        for &c in v {
+            match c {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                0x20..=0x7e => out.push(c),
+                _ => {
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[(c >> 4) as usize]);
+                    out.push(HEX[(c & 0xf) as usize]);
+                }
+            }
+        }
+        out.push(b'"');
+    }
+
+    fn separator(&mut self, first: bool) {
+        if !first {
+            self.0.push(b',');
+        }
+    }
+}
+
+/// Writes a finite float; JSON has no NaN or infinities, so those become null.
+fn json_float(out: &mut Vec<u8>, v: impl std::fmt::Display, finite: bool) {
+    if finite {
+        // Display prints the shortest form that round-trips, never an exponent.
+        let _ = write!(out, "{v}");
+    } else {
+        out.extend_from_slice(b"null");
+    }
+}
+
+impl Sink for JsonSink<'_> {
+    fn null(&mut self) {
+        self.0.extend_from_slice(b"null");
+    }
+    fn boolean(&mut self, v: bool) {
+        self.0
+            .extend_from_slice(if v { b"true" as &[u8] } else { b"false" });
+    }
+    fn int(&mut self, v: i32) {
+        let _ = write!(self.0, "{v}");
+    }
+    fn long(&mut self, v: i64) {
+        let _ = write!(self.0, "{v}");
+    }
+    fn float(&mut self, v: f32) {
+        json_float(self.0, v, v.is_finite());
+    }
+    fn double(&mut self, v: f64) {
+        json_float(self.0, v, v.is_finite());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.latin1(v);
+    }
+    fn string(&mut self, v: &[u8]) {
+        self.escaped(v);
+    }
+    fn fixed(&mut self, v: &[u8]) {
+        self.latin1(v);
+    }
+    fn decimal(&mut self, unscaled: i128, scale: u32, _size: Option<usize>) {
+        let out = &mut *self.0;
+        if unscaled < 0 {
+            out.push(b'-');
+        }
+        let mag = unscaled.unsigned_abs();
+        if scale == 0 {
+            let _ = write!(out, "{mag}");
+            return;
+        }
+        let p = 10u128.pow(scale);
+        let _ = write!(
+            out,
+            "{}.{:0width$}",
+            mag / p,
+            mag % p,
+            width = scale as usize
+        );
+    }
+    fn enumeration(&mut self, _index: u32, symbol: &str) {
+        self.escaped(symbol.as_bytes());
+    }
+    fn record_start(&mut self) {
+        self.0.push(b'{');
+    }
+    fn field(&mut self, name: &str, first: bool) {
+        self.separator(first);
+        self.0.push(b'"');
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+    fn record_end(&mut self) {
+        self.0.push(b'}');
+    }
+    fn array_start(&mut self, _len: usize) {
+        self.0.push(b'[');
+    }
+    fn item(&mut self, first: bool) {
+        self.separator(first);
+    }
+    fn array_end(&mut self, _len: usize) {
+        self.0.push(b']');
+    }
+    fn map_start(&mut self, _len: usize) {
+        self.0.push(b'{');
+    }
+    fn map_key(&mut self, key: &[u8], first: bool) {
+        self.separator(first);
+        self.escaped(key);
+        self.0.push(b':');
+    }
+    fn map_end(&mut self, _len: usize) {
+        self.0.push(b'}');
+    }
+    fn union_branch(&mut self, _index: u32) {}
+}
