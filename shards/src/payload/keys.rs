@@ -173,9 +173,9 @@ mod tests {
         for seq in 0..20_000 {
             *counts.entry(k.key(seq).unwrap().to_vec()).or_insert(0u32) += 1;
         }
-        let hot = counts[&b"0000000000000000".to_vec()];
+        let hot = counts[b"0000000000000000".as_slice()];
         let tenth = counts
-            .get(&b"0000000000000009".to_vec())
+            .get(b"0000000000000009".as_slice())
             .copied()
             .unwrap_or(0);
         assert!(hot > 5 * tenth.max(1), "rank 1: {hot}, rank 10: {tenth}");
