@@ -341,3 +341,121 @@ fn keys_headers_and_sequence_numbers_land_as_promised() {
     }
     assert_eq!(total, 20_000);
 }
+
+/// Runs tests/lab/avro_consume.py (librdkafka + fastavro) and returns its summary.
+fn avro_consume(topic: &str, schema: &str, expect: u64, fields: &[&str]) -> serde_json::Value {
+    let mut cmd = Command::new(env("DATASTORM_TEST_PYTHON"));
+    cmd.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/lab/avro_consume.py"
+    ))
+    .args([
+        "--bootstrap",
+        &env("DATASTORM_TEST_KAFKA"),
+        "--topic",
+        topic,
+        "--schema",
+        schema,
+    ])
+    .args(["--expect", &expect.to_string()]);
+    for f in fields {
+        cmd.args(["--field", f]);
+    }
+    let (out, _) = run_bounded(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "consumer failed: {}",
+        text(&out.stderr)
+    );
+    serde_json::from_str(text(&out.stdout).trim()).expect("summary JSON")
+}
+
+#[test]
+fn avro_orders_and_users_decode_with_an_independent_client() {
+    let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas");
+    let produce = |topic: &str, schema: &str, count: &str, key: &str, id: &str| {
+        let mut cmd = datastorm();
+        cmd.args([
+            "produce",
+            "--bootstrap",
+            &env("DATASTORM_TEST_KAFKA"),
+            "--topic",
+            topic,
+            "--create-topic",
+            "--partitions",
+            "4",
+            "--cores",
+            "2",
+            "--count",
+            count,
+            "--key",
+            key,
+            "--encoding",
+            "confluent",
+            "--schema-id",
+            id,
+            "--acks",
+            "all",
+            "--quiet",
+            "--schema",
+        ])
+        .arg(format!("{schemas}/{schema}"));
+        let (out, _) = run_bounded(cmd, Duration::from_secs(120));
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    produce("e2e-avro-users", "users.avsc", "2000", "none", "11");
+    produce(
+        "e2e-avro-orders",
+        "orders.avsc",
+        "20000",
+        "uniform:100",
+        "12",
+    );
+
+    let users = avro_consume(
+        "e2e-avro-users",
+        &format!("{schemas}/users.avsc"),
+        2000,
+        &["user_id"],
+    );
+    assert_eq!(users["count"], 2000, "{users}");
+    assert_eq!(users["errors"], serde_json::json!([]), "{users}");
+    assert_eq!(users["schema_ids"], serde_json::json!([11]));
+    let user_ids: Vec<String> = serde_json::from_value(users["fields"]["user_id"].clone()).unwrap();
+    assert!(
+        user_ids.iter().all(|u| u.starts_with("user-")),
+        "{user_ids:?}"
+    );
+
+    let orders = avro_consume(
+        "e2e-avro-orders",
+        &format!("{schemas}/orders.avsc"),
+        20000,
+        &["user_id"],
+    );
+    assert_eq!(orders["count"], 20000, "{orders}");
+    assert_eq!(orders["errors"], serde_json::json!([]), "{orders}");
+    assert_eq!(orders["schema_ids"], serde_json::json!([12]));
+    // Keys: uniform over 100, each key in one partition.
+    let keys = orders["distinct_keys"].as_u64().unwrap();
+    assert!((90..=100).contains(&keys), "{keys} distinct keys");
+    assert_eq!(
+        orders["keys_in_more_than_one_partition"],
+        serde_json::json!([])
+    );
+    // References: every order's user_id is a user id the users stream makes (user-1..user-1000).
+    let order_users: Vec<String> =
+        serde_json::from_value(orders["fields"]["user_id"].clone()).unwrap();
+    assert!(
+        order_users.len() > 100,
+        "orders spread over many users: {}",
+        order_users.len()
+    );
+    for u in &order_users {
+        let n: u32 = u
+            .strip_prefix("user-")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!((1..=1000).contains(&n), "order refers to unknown user {u}");
+    }
+}

@@ -169,6 +169,10 @@ pub fn executor_builder(cpu: usize, name: &str) -> LocalExecutorBuilder {
         // Time slice before the executor polls io_uring again: short enough
         // that ack readers run while a generator loop keeps the core busy.
         .preempt_timer(std::time::Duration::from_micros(500))
+        // Poll for a while before parking the reactor: acks usually arrive
+        // within milliseconds, and glommio 0.9's sleep (linked rings) has
+        // been seen to miss wake-ups under load, so park as rarely as possible.
+        .spin_before_park(std::time::Duration::from_millis(10))
 }
 
 #[cfg(test)]

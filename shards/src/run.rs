@@ -233,12 +233,20 @@ pub fn run(
     let mut last_totals = Counters::default();
     let mut interval = latency_histogram();
     let mut timeline = Vec::new();
+    let mut seen = latency_histogram();
     let tick = Duration::from_secs(1);
+    // A shard whose requests stay unanswered well past the request timeout
+    // has stopped running (its own watchdog would have failed it): end the
+    // run with what was measured instead of waiting forever.
+    let stall_limit = plan.request_timeout + Duration::from_secs(15);
+    let mut progress: Vec<((u64, u64), Instant)> = vec![((0, 0), Instant::now()); shards];
+    let mut stalled: Option<String> = None;
     while !shard_thread.is_finished() {
         let wait = (last_tick + tick).saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
             Ok(ShardEvent::Interval { latency, .. }) => {
                 let _ = interval.add(&latency);
+                let _ = seen.add(&latency);
             }
             Err(mpsc::RecvTimeoutError::Timeout) | Err(mpsc::RecvTimeoutError::Disconnected) => {}
         }
@@ -257,7 +265,41 @@ pub fn run(
             on_progress(&p);
             last_totals = totals;
             last_tick = now;
+            for (i, c) in counters.iter().enumerate() {
+                let snap = c.snapshot();
+                let mark = (snap.requests_sent, snap.requests_acked);
+                if mark != progress[i].0 || snap.requests_in_flight == 0 {
+                    progress[i] = (mark, now);
+                } else if now - progress[i].1 > stall_limit {
+                    stalled = Some(format!(
+                        "shard {i} made no progress for {:?} with {} requests in flight; its executor \
+                         stopped waking up (a glommio reactor stall). The run was ended with what it measured",
+                        now - progress[i].1,
+                        snap.requests_in_flight
+                    ));
+                }
+            }
+            if stalled.is_some() {
+                break;
+            }
         }
+    }
+    if let Some(failure) = stalled {
+        // The shard threads cannot be joined; report from the counters and
+        // the latency the shards handed over so far.
+        stop.store(true, Relaxed);
+        let mut totals = sum(&counters);
+        totals.requests_in_flight = 0;
+        return Ok(RunOutcome {
+            prepared,
+            shards: Vec::new(),
+            totals,
+            latency: seen,
+            timeline,
+            elapsed: started.elapsed(),
+            failure: Some(failure),
+            interrupted: false,
+        });
     }
     let results = shard_thread
         .join()
