@@ -42,6 +42,37 @@ fn end_offsets(cluster: &str, topic: &str) -> Vec<(i32, i64)> {
         .collect()
 }
 
+/// `datastorm produce` to a lab cluster into a topic it creates, with
+/// `partitions` partitions, on 2 cores, `count` records, then `extra` flags.
+fn produce_to(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &str,
+    count: &str,
+    extra: &[&str],
+) -> Command {
+    let mut cmd = datastorm();
+    cmd.args([
+        "produce",
+        "--bootstrap",
+        bootstrap,
+        "--topic",
+        topic,
+        "--create-topic",
+    ])
+    .args([
+        "--partitions",
+        partitions,
+        "--cores",
+        "2",
+        "--count",
+        count,
+        "--quiet",
+    ])
+    .args(extra);
+    cmd
+}
+
 struct Scenario {
     cluster_env: &'static str,
     name_env: &'static str,
@@ -55,31 +86,23 @@ fn produce_a_million(s: Scenario) {
     let cluster = env(s.name_env);
     let dir = scratch(s.topic);
     let report = dir.join("run.json");
-    let mut cmd = datastorm();
-    cmd.args([
-        "produce",
-        "--bootstrap",
+    let mut cmd = produce_to(
         &bootstrap,
-        "--topic",
         s.topic,
-        "--create-topic",
-        "--partitions",
         "8",
-        "--replication-factor",
-        s.replication,
-        "--cores",
-        "2",
-        "--count",
         "1000000",
-        "--record-size",
-        "100",
-        "--compression",
-        "lz4",
-        "--acks",
-        s.acks,
-        "--quiet",
-        "--report",
-    ]);
+        &[
+            "--replication-factor",
+            s.replication,
+            "--record-size",
+            "100",
+            "--compression",
+            "lz4",
+            "--acks",
+            s.acks,
+            "--report",
+        ],
+    );
     cmd.arg(&report);
     let (out, _) = run_bounded(cmd, Duration::from_secs(240));
     assert!(
@@ -244,29 +267,21 @@ fn a_batch_over_the_broker_limit_is_named_and_still_reported() {
 fn keys_headers_and_sequence_numbers_land_as_promised() {
     let cluster = env("DATASTORM_TEST_SINGLE");
     let topic = "e2e-keys-headers";
-    let mut cmd = datastorm();
-    cmd.args([
-        "produce",
-        "--bootstrap",
+    let cmd = produce_to(
         &env("DATASTORM_TEST_KAFKA"),
-        "--topic",
         topic,
-        "--create-topic",
-        "--partitions",
         "4",
-        "--cores",
-        "2",
-        "--count",
         "20000",
-        "--key",
-        "uniform:50",
-        "--header",
-        "env=lab",
-        "--sequence-header",
-        "--acks",
-        "all",
-        "--quiet",
-    ]);
+        &[
+            "--key",
+            "uniform:50",
+            "--header",
+            "env=lab",
+            "--sequence-header",
+            "--acks",
+            "all",
+        ],
+    );
     let (out, _) = run_bounded(cmd, Duration::from_secs(120));
     assert!(out.status.success(), "{}", text(&out.stderr));
 
@@ -374,32 +389,24 @@ fn avro_consume(topic: &str, schema: &str, expect: u64, fields: &[&str]) -> serd
 fn avro_orders_and_users_decode_with_an_independent_client() {
     let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas");
     let produce = |topic: &str, schema: &str, count: &str, key: &str, id: &str| {
-        let mut cmd = datastorm();
-        cmd.args([
-            "produce",
-            "--bootstrap",
+        let mut cmd = produce_to(
             &env("DATASTORM_TEST_KAFKA"),
-            "--topic",
             topic,
-            "--create-topic",
-            "--partitions",
             "4",
-            "--cores",
-            "2",
-            "--count",
             count,
-            "--key",
-            key,
-            "--encoding",
-            "confluent",
-            "--schema-id",
-            id,
-            "--acks",
-            "all",
-            "--quiet",
-            "--schema",
-        ])
-        .arg(format!("{schemas}/{schema}"));
+            &[
+                "--key",
+                key,
+                "--encoding",
+                "confluent",
+                "--schema-id",
+                id,
+                "--acks",
+                "all",
+                "--schema",
+            ],
+        );
+        cmd.arg(format!("{schemas}/{schema}"));
         let (out, _) = run_bounded(cmd, Duration::from_secs(120));
         assert!(out.status.success(), "{}", text(&out.stderr));
     };

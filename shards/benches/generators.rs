@@ -5,7 +5,7 @@
 //! `cargo bench -p datastorm-shards --bench generators`
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use datastorm_shards::payload::avro::{compile_all, AvroValues, CompiledSchema, Encoding};
+use datastorm_shards::payload::avro::{load_dir, AvroValues, CompiledSchema, Encoding};
 use datastorm_shards::payload::{FixedValues, ValueSource};
 use std::hint::black_box;
 use std::path::Path;
@@ -14,22 +14,7 @@ const BATCH: u64 = 1000;
 
 fn schemas() -> Vec<CompiledSchema> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
-    let mut streams: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .expect("schemas/ directory")
-        .filter_map(|e| {
-            let p = e.ok()?.path();
-            (p.extension()? == "avsc").then(|| {
-                let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
-                (stem, std::fs::read_to_string(&p).expect("readable schema"))
-            })
-        })
-        .collect();
-    streams.sort();
-    let refs: Vec<(&str, &str)> = streams
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    compile_all(&refs).unwrap_or_else(|e| panic!("{e}"))
+    load_dir(&dir).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Pulls `BATCH` values, as a shard would, summing lengths so nothing is

@@ -9,35 +9,14 @@ use datastorm_engine::sink::{SinkConfig, SinkHandle};
 use datastorm_shards::plan::{Acks, RunPlan};
 use datastorm_shards::run::prepare;
 use datastorm_shards::shard::{run_shard, ShardSetup};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // try_with: the thread-local may be gone while a thread exits.
-        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+mod common;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::Counting = common::Counting;
 
 #[test]
 fn a_running_shard_allocates_per_request_not_per_record() {
@@ -80,7 +59,7 @@ fn a_running_shard_allocates_per_request_not_per_record() {
                 (
                     c.records_acked.load(Relaxed),
                     c.requests_acked.load(Relaxed),
-                    ALLOCS.with(Cell::get),
+                    common::allocations(),
                 )
             };
             let (r0, q0, a0) = sample();

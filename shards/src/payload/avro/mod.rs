@@ -177,6 +177,36 @@ pub fn load_with_references(path: &Path) -> Result<CompiledSchema, SchemaError> 
     Ok(compiled.swap_remove(0))
 }
 
+/// Compiles every `.avsc` file in `dir` together (so `ref`s between them
+/// resolve), sorted by stream name.
+pub fn load_dir(dir: &Path) -> Result<Vec<CompiledSchema>, SchemaError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| SchemaError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut files: Vec<(String, String)> = Vec::new();
+    for entry in entries.flatten() {
+        let p = entry.path();
+        if p.extension().is_some_and(|e| e == "avsc") {
+            let text = std::fs::read_to_string(&p).map_err(|source| SchemaError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            let stem = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            files.push((stem, text));
+        }
+    }
+    files.sort();
+    let streams: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    compile_all(&streams)
+}
+
 /// Stream names that `ref` hints in a schema point at.
 fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
