@@ -13,7 +13,7 @@ use crate::wire::frame::{FrameReader, DEFAULT_FRAME_LIMIT};
 use crate::wire::WireError;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest};
+use kafka_protocol::messages::ApiVersionsRequest;
 use kafka_protocol::protocol::{Request, StrBytes};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -352,9 +352,4 @@ impl PipeReader {
     pub fn addr(&self) -> &str {
         &self.addr
     }
-}
-
-/// ApiKey as i16, for callers that match on versions.
-pub fn api_key(key: ApiKey) -> i16 {
-    key as i16
 }

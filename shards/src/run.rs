@@ -23,13 +23,6 @@ pub enum RunError {
     Setup(String),
 }
 
-impl RunError {
-    /// True when the cluster could not be reached at all.
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, RunError::Cluster(ClusterError::Unreachable { .. }))
-    }
-}
-
 /// What the cluster looked like when the run started.
 #[derive(Debug, Clone, Serialize)]
 pub struct Prepared {

@@ -59,12 +59,6 @@ impl ProduceRequestBuilder {
         self.partitions == 0
     }
 
-    /// Number of partitions (batches) in the request.
-    #[inline]
-    pub fn partitions(&self) -> u32 {
-        self.partitions
-    }
-
     /// Bytes of batches and their entry framing so far.
     #[inline]
     pub fn body_len(&self) -> usize {
