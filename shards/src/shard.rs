@@ -603,20 +603,11 @@ fn sequence_header_value(
     partition: i32,
     seq: u64,
 ) -> usize {
-    fn put(out: &mut [u8; 64], pos: usize, mut n: u64) -> usize {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let len = digits.len() - i;
-        out[pos..pos + len].copy_from_slice(&digits[i..]);
-        pos + len
+    fn put(out: &mut [u8; 64], pos: usize, n: u64) -> usize {
+        let mut tmp = [0u8; 20];
+        let digits = crate::payload::decimal(n, &mut tmp);
+        out[pos..pos + digits.len()].copy_from_slice(digits);
+        pos + digits.len()
     }
     out[0] = b'1';
     let mut pos = 1;

@@ -45,6 +45,22 @@ pub fn value_source(
     }
 }
 
+/// The decimal digits of `n`, written into `tmp` without allocating.
+#[inline]
+pub fn decimal(n: u64, tmp: &mut [u8; 20]) -> &[u8] {
+    let mut n = n;
+    let mut i = tmp.len();
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &tmp[i..]
+}
+
 /// Each shard's own random stream: the same seed and shard always give the
 /// same records, and shards never share a stream.
 pub fn shard_seed(seed: u64, shard: usize) -> u64 {

@@ -663,18 +663,7 @@ fn push_decimal(buf: &mut Vec<u8>, v: i64) {
     if v < 0 {
         buf.push(b'-');
     }
-    let mut n = v.unsigned_abs();
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&tmp[i..]);
+    buf.extend_from_slice(crate::payload::decimal(v.unsigned_abs(), &mut [0u8; 20]));
 }
 
 pub fn write_const<S: Sink>(c: &Const, out: &mut S) {
