@@ -438,12 +438,7 @@ impl Plan {
                 out.record_end();
             }
             Node::Array { len, item } => {
-                let n = if cx.exhausted() {
-                    0
-                } else {
-                    len.next(&mut cx.rng)
-                };
-                cx.work += n as u32;
+                let n = container_len(len, cx);
                 cx.depth += 1;
                 out.array_start(n);
                 for i in 0..n {
@@ -454,12 +449,7 @@ impl Plan {
                 cx.depth -= 1;
             }
             Node::Map { len, key, value } => {
-                let n = if cx.exhausted() {
-                    0
-                } else {
-                    len.next(&mut cx.rng)
-                };
-                cx.work += n as u32;
+                let n = container_len(len, cx);
                 cx.depth += 1;
                 out.map_start(n);
                 for i in 0..n {
@@ -657,6 +647,19 @@ fn gen_str(kind: &StrKind, cx: &mut Cx, buf: &mut Vec<u8>) {
             }
         }
     }
+}
+
+/// How many items an array or map gets: none once the record hit its depth
+/// or work bound (so recursive schemas end), else a draw from `len`; the
+/// items count towards the record's work.
+fn container_len(len: &Len, cx: &mut Cx) -> usize {
+    let n = if cx.exhausted() {
+        0
+    } else {
+        len.next(&mut cx.rng)
+    };
+    cx.work += n as u32;
+    n
 }
 
 fn push_decimal(buf: &mut Vec<u8>, v: i64) {
