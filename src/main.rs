@@ -14,6 +14,7 @@ macro_rules! outln {
 mod cli;
 mod render;
 mod report;
+mod runfile;
 mod units;
 
 use clap::{Parser, Subcommand};

@@ -2,7 +2,7 @@
 //! Plain text only, so it reads the same in a terminal and in a log file.
 
 use datastorm_engine::sink::SinkStats;
-use datastorm_shards::plan::RunPlan;
+use datastorm_shards::plan::{KeySpec, PayloadSpec, RunPlan, StreamPlan};
 use datastorm_shards::run::{Progress, RunOutcome};
 use hdrhistogram::Histogram;
 use std::fmt::Write;
@@ -78,23 +78,33 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
     let t = &o.totals;
     let el = secs(o.elapsed);
     let mut s = String::new();
-    let cpus: Vec<String> = o.shards.iter().map(|r| r.cpu.to_string()).collect();
+    let mut cpus: Vec<usize> = o.shards.iter().map(|r| r.cpu).collect();
+    cpus.dedup();
+    let cpus: Vec<String> = cpus.iter().map(usize::to_string).collect();
+    let topic = |i: usize| {
+        o.prepared.topics.get(i).map_or(String::new(), |t| {
+            format!(
+                "topic '{}' ({} partitions{})",
+                t.topic,
+                t.partitions.len(),
+                if t.created { ", created" } else { "" }
+            )
+        })
+    };
+    let what = if plan.streams.len() == 1 {
+        topic(0)
+    } else {
+        format!("{} streams", plan.streams.len())
+    };
     let _ = writeln!(
         s,
-        "\nDataStorm produce summary: topic '{}' ({} partitions{}), {} shard(s) on CPU {}",
-        plan.topic,
-        o.prepared.partitions.len(),
-        if o.prepared.topic_created {
-            ", created"
-        } else {
-            ""
-        },
-        o.shards.len(),
+        "\nDataStorm produce summary: {what}, {} shard(s) on CPU {}",
+        cpus.len(),
         cpus.join(","),
     );
     let _ = writeln!(
         s,
-        "  settings        acks={} compression={} batch-size={} linger={:?} max-in-flight={} payload={}",
+        "  settings        acks={} compression={} batch-size={} linger={:?} max-in-flight={}{}",
         match plan.acks {
             datastorm_shards::plan::Acks::None => "0",
             datastorm_shards::plan::Acks::Leader => "1",
@@ -104,16 +114,40 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
         plan.batch_size,
         plan.linger,
         plan.max_in_flight,
-        match &plan.payload {
-            datastorm_shards::plan::PayloadSpec::Fixed { record_size, .. } => format!("{record_size} bytes"),
-            datastorm_shards::plan::PayloadSpec::Schema(s) => format!(
-                "{} ({}{})",
-                s.path,
-                s.encoding,
-                s.pool.map(|n| format!(", pool of {n}")).unwrap_or_else(|| ", live".into())
-            ),
+        if plan.streams.len() == 1 {
+            format!(" payload={}", payload_label(plan.stream()))
+        } else {
+            String::new()
         },
     );
+    if plan.streams.len() > 1 {
+        let width = plan
+            .streams
+            .iter()
+            .map(|st| st.name.len())
+            .max()
+            .unwrap_or(0);
+        for (i, st) in plan.streams.iter().enumerate() {
+            let t = o.stream_totals(i);
+            let h = o.stream_latency(i);
+            let _ = writeln!(
+                s,
+                "  stream {:<width$} {}: {} records = {} records/s, {:.1} MB/s{}; payload {}{}",
+                st.name,
+                topic(i),
+                group(t.records_acked),
+                group((t.records_acked as f64 / el) as u64),
+                t.payload_bytes_acked as f64 / 1e6 / el,
+                if h.is_empty() {
+                    String::new()
+                } else {
+                    format!(", p99 {}", latency(pct(&h, 0.99)))
+                },
+                payload_label(st),
+                key_label(&st.keys),
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "  records acked   {:>14}  in {:.2} s  = {} records/s",
@@ -194,6 +228,31 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
         let _ = writeln!(s, "  stopped early by a signal");
     }
     s
+}
+
+fn payload_label(st: &StreamPlan) -> String {
+    match &st.payload {
+        PayloadSpec::Fixed { record_size, .. } => format!("{record_size} bytes"),
+        PayloadSpec::Schema(s) => format!(
+            "{} ({}{})",
+            s.path,
+            s.encoding,
+            s.pool
+                .map(|n| format!(", pool of {n}"))
+                .unwrap_or_else(|| ", live".into())
+        ),
+    }
+}
+
+fn key_label(k: &KeySpec) -> String {
+    match k {
+        KeySpec::None => String::new(),
+        KeySpec::Seq => ", key seq".into(),
+        KeySpec::Random => ", key random".into(),
+        KeySpec::Uniform { n } => format!(", key uniform:{n}"),
+        KeySpec::Zipf { exponent, n } => format!(", key zipf:{exponent}:{n}"),
+        KeySpec::Field { name } => format!(", key field:{name}"),
+    }
 }
 
 /// What the sink received.

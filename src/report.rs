@@ -61,9 +61,24 @@ pub fn build(
             "latency": percentiles(&o.latency),
             "failure": o.failure,
             "interrupted": o.interrupted,
+            "streams": plan.streams.iter().enumerate().map(|(i, st)| {
+                let t = o.stream_totals(i);
+                json!({
+                    "name": st.name,
+                    "topic": st.topic,
+                    "records_acked": t.records_acked,
+                    "records_failed": t.records_failed,
+                    "records_per_s": t.records_acked as f64 / el,
+                    "payload_bytes_acked": t.payload_bytes_acked,
+                    "payload_mb_per_s": t.payload_bytes_acked as f64 / el / 1e6,
+                    "errors": t.errors,
+                    "latency": percentiles(&o.stream_latency(i)),
+                })
+            }).collect::<Vec<_>>(),
         },
         "shards": o.shards.iter().map(|r| json!({
             "index": r.index,
+            "stream": r.stream,
             "cpu": r.cpu,
             "partitions": r.partitions,
             "brokers": r.brokers,
@@ -93,7 +108,7 @@ fn environment(o: &RunOutcome) -> Value {
         "hostname": read("/proc/sys/kernel/hostname"),
         "cpu_model": cpu_model,
         "logical_cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpus_used": o.shards.iter().map(|r| r.cpu).collect::<Vec<_>>(),
+        "cpus_used": o.shards.iter().map(|r| r.cpu).collect::<std::collections::BTreeSet<_>>(),
         "crates": {
             "datastorm": env!("CARGO_PKG_VERSION"),
             "kafka-protocol": "0.18",

@@ -40,7 +40,7 @@ fn produce_with_no_bootstrap_uses_an_embedded_sink_and_reports() {
     assert_eq!(doc["results"]["records_acked"], 300_000);
     assert_eq!(doc["sink"]["records"], 300_000);
     assert_eq!(doc["sink"]["crc_errors"], 0);
-    assert_eq!(doc["config"]["topic"], "datastorm");
+    assert_eq!(doc["config"]["streams"][0]["topic"], "datastorm");
     assert!(doc["environment"]["kernel"].is_string());
     assert!(doc["environment"]["logical_cpus"].as_u64().unwrap() >= 1);
     assert!(doc["results"]["latency"]["p99"].as_u64().unwrap() > 0);
@@ -165,8 +165,14 @@ fn produce_from_a_schema_to_the_embedded_sink() {
     let doc = read_json(&report);
     assert_eq!(doc["results"]["records_acked"], 50_000);
     assert_eq!(doc["sink"]["records"], 50_000);
-    assert_eq!(doc["config"]["payload"]["Schema"]["encoding"], "confluent");
-    assert_eq!(doc["config"]["payload"]["Schema"]["schema_id"], 42);
+    assert_eq!(
+        doc["config"]["streams"][0]["payload"]["Schema"]["encoding"],
+        "confluent"
+    );
+    assert_eq!(
+        doc["config"]["streams"][0]["payload"]["Schema"]["schema_id"],
+        42
+    );
 }
 
 #[test]

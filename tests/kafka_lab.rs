@@ -359,6 +359,18 @@ fn keys_headers_and_sequence_numbers_land_as_promised() {
 
 /// Runs tests/lab/avro_consume.py (librdkafka + fastavro) and returns its summary.
 fn avro_consume(topic: &str, schema: &str, expect: u64, fields: &[&str]) -> serde_json::Value {
+    avro_consume_keyed(topic, schema, expect, fields, None)
+}
+
+/// [`avro_consume`], also checking that keys are `key_field`'s string form
+/// placed by Kafka's default partitioner.
+fn avro_consume_keyed(
+    topic: &str,
+    schema: &str,
+    expect: u64,
+    fields: &[&str],
+    key_field: Option<&str>,
+) -> serde_json::Value {
     let mut cmd = Command::new(env("DATASTORM_TEST_PYTHON"));
     cmd.arg(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -375,6 +387,9 @@ fn avro_consume(topic: &str, schema: &str, expect: u64, fields: &[&str]) -> serd
     .args(["--expect", &expect.to_string()]);
     for f in fields {
         cmd.args(["--field", f]);
+    }
+    if let Some(k) = key_field {
+        cmd.args(["--key-field", k]);
     }
     let (out, _) = run_bounded(cmd, Duration::from_secs(120));
     assert!(
@@ -465,4 +480,130 @@ fn avro_orders_and_users_decode_with_an_independent_client() {
             .unwrap_or(0);
         assert!((1..=1000).contains(&n), "order refers to unknown user {u}");
     }
+}
+
+/// A run file with two schema streams keyed by the same field: every key is
+/// the record's user_id, every record sits where Kafka's partitioner puts its
+/// key (so users and orders are co-partitioned), and orders refer to users.
+#[test]
+fn a_run_file_streams_users_and_orders_keyed_by_user_id() {
+    let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas");
+    let dir = scratch("lab-run-file");
+    let run = dir.join("shop.toml");
+    std::fs::write(
+        &run,
+        format!(
+            r#"
+[run]
+count = 30000
+acks = "all"
+create_topic = true
+partitions = 6
+
+[[stream]]
+name = "users"
+topic = "e2e-rf-users"
+schema = "{schemas}/users.avsc"
+encoding = "confluent"
+schema_id = 21
+key = "field:user_id"
+
+[[stream]]
+name = "orders"
+topic = "e2e-rf-orders"
+schema = "{schemas}/orders.avsc"
+encoding = "confluent"
+schema_id = 22
+key = "field:user_id"
+share = 2
+"#
+        ),
+    )
+    .expect("write run file");
+    let mut cmd = datastorm();
+    cmd.args([
+        "produce",
+        "--bootstrap",
+        &env("DATASTORM_TEST_KAFKA"),
+        "--cores",
+        "2",
+        "--quiet",
+        "--run-file",
+    ])
+    .arg(&run);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(180));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    let users = avro_consume_keyed(
+        "e2e-rf-users",
+        &format!("{schemas}/users.avsc"),
+        10_000,
+        &["user_id"],
+        Some("user_id"),
+    );
+    let orders = avro_consume_keyed(
+        "e2e-rf-orders",
+        &format!("{schemas}/orders.avsc"),
+        20_000,
+        &["user_id"],
+        Some("user_id"),
+    );
+    for (name, s, count, id) in [
+        ("users", &users, 10_000, 21),
+        ("orders", &orders, 20_000, 22),
+    ] {
+        assert_eq!(s["count"], count, "{name}: {s}");
+        assert_eq!(s["errors"], serde_json::json!([]), "{name}: {s}");
+        assert_eq!(s["schema_ids"], serde_json::json!([id]), "{name}");
+        assert_eq!(s["partitions"], 6, "{name}");
+        assert_eq!(s["key_mismatches"], serde_json::json!([]), "{name}: {s}");
+        assert_eq!(
+            s["partitioner_mismatches"],
+            serde_json::json!([]),
+            "{name}: {s}"
+        );
+        assert_eq!(
+            s["keys_in_more_than_one_partition"],
+            serde_json::json!([]),
+            "{name}"
+        );
+    }
+    // Co-partitioned: a user's orders are in the partition of the user.
+    let user_part = users["key_partitions"].as_object().expect("key partitions");
+    let order_part = orders["key_partitions"]
+        .as_object()
+        .expect("key partitions");
+    let mut shared = 0;
+    for (user, p) in order_part {
+        if let Some(q) = user_part.get(user) {
+            assert_eq!(p, q, "user {user}");
+            shared += 1;
+        }
+    }
+    assert!(
+        shared > 100,
+        "orders name users the users stream produced ({shared})"
+    );
+    let users_ids: std::collections::BTreeSet<String> =
+        serde_json::from_value(users["fields"]["user_id"].clone()).unwrap();
+    let order_users: Vec<String> =
+        serde_json::from_value(orders["fields"]["user_id"].clone()).unwrap();
+    assert!(
+        order_users.iter().all(|u| u.starts_with("user-")),
+        "{order_users:?}"
+    );
+    // 10,000 draws from the 1000-user key set leave out almost none.
+    assert!(users_ids.len() > 990, "{} users", users_ids.len());
+    assert!(
+        order_users.iter().all(|u| u
+            .strip_prefix("user-")
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| (1..=1000).contains(&n))),
+        "every order refers to a user of the users key set"
+    );
 }

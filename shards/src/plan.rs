@@ -46,7 +46,7 @@ impl std::str::FromStr for Acks {
 /// partitions). Rates are split evenly across shards, so `zipf` is exact
 /// within a shard and stepped across shards (the `shards` hottest keys are
 /// equally hot).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "lowercase", tag = "kind")]
 pub enum KeySpec {
     /// No key: batches fill one partition at a time (sticky partitioning).
@@ -59,13 +59,30 @@ pub enum KeySpec {
     Uniform { n: u64 },
     /// Zipf-distributed over `n` distinct keys, with this exponent.
     Zipf { exponent: f64, n: u64 },
+    /// The string form of a top-level field of the generated record (schema
+    /// payloads only). Every shard writes to every partition of the topic and
+    /// picks the partition as Kafka's default partitioner does
+    /// (murmur2(key) mod partitions), so a key lands in the same partition
+    /// whichever shard, instance or client produced it.
+    Field { name: String },
+}
+
+impl KeySpec {
+    /// Keys that come from the generated value rather than from the key generator.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            KeySpec::Field { name } => Some(name),
+            _ => None,
+        }
+    }
 }
 
 impl std::str::FromStr for KeySpec {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let usage =
-            || format!("--key takes none, seq, random, uniform:N or zipf:EXPONENT:N, not '{s}'");
+        let usage = || {
+            format!("--key takes none, seq, random, uniform:N, zipf:EXPONENT:N or field:NAME, not '{s}'")
+        };
         let parts: Vec<&str> = s.split(':').collect();
         let count = |t: &str| -> Result<u64, String> {
             match t.replace('_', "").parse::<u64>() {
@@ -79,6 +96,9 @@ impl std::str::FromStr for KeySpec {
             ["none"] => Ok(KeySpec::None),
             ["seq" | "sequential"] => Ok(KeySpec::Seq),
             ["random"] => Ok(KeySpec::Random),
+            ["field", name] if !name.is_empty() => Ok(KeySpec::Field {
+                name: (*name).to_owned(),
+            }),
             ["uniform", n] => Ok(KeySpec::Uniform { n: count(n)? }),
             ["zipf", e, n] => {
                 let exponent: f64 = e
@@ -183,9 +203,8 @@ pub struct StopAt {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunPlan {
     pub bootstrap: Vec<String>,
-    pub topic: String,
-    /// Create the topic (if missing) with these settings.
-    pub create_topic: Option<TopicSpec>,
+    /// What to produce: one stream from flags, one or more from a run file.
+    pub streams: Vec<StreamPlan>,
     /// CPUs to run shards on, one shard each.
     pub cpus: Vec<usize>,
     pub stop: StopAt,
@@ -204,25 +223,58 @@ pub struct RunPlan {
     pub retries: u32,
     /// Wait before the first retry; doubles per attempt up to 1 s.
     pub retry_backoff: Duration,
-    pub payload: PayloadSpec,
-    pub keys: KeySpec,
-    /// Static headers on every record.
-    pub headers: Vec<Header>,
-    /// Add the `ds-seq` header (see `SEQUENCE_HEADER`) to every record.
-    pub sequence_header: bool,
     pub seed: u64,
     pub client_id: String,
     /// How long to wait for in-flight acks after generation stops.
     pub drain_timeout: Duration,
 }
 
+/// One stream of records: a topic, what its records carry, and its share of
+/// the run's rate and count.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamPlan {
+    /// The stream's name: `ref` hints in other streams' schemas name it.
+    pub name: String,
+    pub topic: String,
+    /// Create the topic (if missing) with these settings.
+    pub create_topic: Option<TopicSpec>,
+    pub payload: PayloadSpec,
+    pub keys: KeySpec,
+    /// Static headers on every record.
+    pub headers: Vec<Header>,
+    /// Add the `ds-seq` header (see `SEQUENCE_HEADER`) to every record.
+    pub sequence_header: bool,
+    /// Relative weight: the stream gets `share / sum of shares` of the run's
+    /// `--rate` and `--count`.
+    pub share: f64,
+}
+
+impl StreamPlan {
+    /// A stream of 100-byte fixed values without keys or headers.
+    pub fn new(topic: impl Into<String>) -> Self {
+        let topic = topic.into();
+        StreamPlan {
+            name: topic.clone(),
+            topic,
+            create_topic: None,
+            payload: PayloadSpec::Fixed {
+                record_size: 100,
+                pool: 1000,
+            },
+            keys: KeySpec::None,
+            headers: Vec::new(),
+            sequence_header: false,
+            share: 1.0,
+        }
+    }
+}
+
 impl RunPlan {
-    /// A plan with DataStorm's defaults for the given brokers and topic.
+    /// A plan with DataStorm's defaults for the given brokers and one topic.
     pub fn new(bootstrap: Vec<String>, topic: impl Into<String>) -> Self {
         RunPlan {
             bootstrap,
-            topic: topic.into(),
-            create_topic: None,
+            streams: vec![StreamPlan::new(topic)],
             cpus: vec![0],
             stop: StopAt::default(),
             rate: None,
@@ -235,17 +287,54 @@ impl RunPlan {
             connect_timeout: Duration::from_secs(10),
             retries: 10,
             retry_backoff: Duration::from_millis(100),
-            payload: PayloadSpec::Fixed {
-                record_size: 100,
-                pool: 1000,
-            },
-            keys: KeySpec::None,
-            headers: Vec::new(),
-            sequence_header: false,
             seed: 1,
             client_id: datastorm_engine::DEFAULT_CLIENT_ID.to_owned(),
             drain_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+impl RunPlan {
+    /// The single stream of a plan built from flags (the first stream otherwise).
+    pub fn stream(&self) -> &StreamPlan {
+        &self.streams[0]
+    }
+
+    /// Mutable [`RunPlan::stream`].
+    pub fn stream_mut(&mut self) -> &mut StreamPlan {
+        &mut self.streams[0]
+    }
+
+    /// Each stream's part of `total` by its share: exact (largest remainders),
+    /// so the parts add up to `total`.
+    pub fn split_by_share(&self, total: u64) -> Vec<u64> {
+        let sum: f64 = self.streams.iter().map(|s| s.share).sum();
+        let exact: Vec<f64> = self
+            .streams
+            .iter()
+            .map(|s| total as f64 * s.share / sum)
+            .collect();
+        let mut parts: Vec<u64> = exact.iter().map(|x| x.floor() as u64).collect();
+        let mut left = total.saturating_sub(parts.iter().sum());
+        let mut order: Vec<usize> = (0..parts.len()).collect();
+        order.sort_by(|&a, &b| {
+            let (ra, rb) = (exact[a] - exact[a].floor(), exact[b] - exact[b].floor());
+            rb.total_cmp(&ra).then(a.cmp(&b))
+        });
+        for i in order.into_iter().cycle().take(parts.len() * 2) {
+            if left == 0 {
+                break;
+            }
+            parts[i] += 1;
+            left -= 1;
+        }
+        parts
+    }
+
+    /// Each stream's part of a rate by its share.
+    pub fn rate_by_share(&self, rate: f64) -> Vec<f64> {
+        let sum: f64 = self.streams.iter().map(|s| s.share).sum();
+        self.streams.iter().map(|s| rate * s.share / sum).collect()
     }
 }
 
@@ -297,6 +386,34 @@ mod tests {
             "zipf:-1:10".parse::<KeySpec>().unwrap_err(),
             "the zipf exponent in --key zipf:-1:10 must be a number above 0"
         );
+    }
+
+    #[test]
+    fn field_keys_parse() {
+        assert_eq!(
+            "field:user_id".parse::<KeySpec>().unwrap(),
+            KeySpec::Field {
+                name: "user_id".into()
+            }
+        );
+        assert!("field:".parse::<KeySpec>().is_err());
+    }
+
+    #[test]
+    fn shares_split_count_and_rate_exactly() {
+        let mut plan = RunPlan::new(vec![], "a");
+        let mut b = StreamPlan::new("b");
+        b.share = 2.0;
+        let mut c = StreamPlan::new("c");
+        c.share = 0.5;
+        plan.streams.push(b);
+        plan.streams.push(c);
+        assert_eq!(plan.split_by_share(350), vec![100, 200, 50]);
+        let odd = plan.split_by_share(1001);
+        assert_eq!(odd.iter().sum::<u64>(), 1001);
+        assert_eq!(plan.split_by_share(1), vec![0, 1, 0]);
+        let r = plan.rate_by_share(3500.0);
+        assert_eq!(r, vec![1000.0, 2000.0, 500.0]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::assign::assign;
 use crate::plan::{split_evenly, RunPlan};
-use crate::shard::{run_shard, ShardEvent, ShardResult, ShardSetup};
+use crate::shard::{run_shard, ShardEvent, ShardResult, ShardSetup, StreamShare};
 use datastorm_engine::cluster::{self, Broker, ClusterError, Created};
 use datastorm_engine::metrics::{latency_histogram, Counters, ShardCounters};
 use datastorm_engine::runtime::{run_pinned, RuntimeError};
@@ -28,9 +28,22 @@ pub enum RunError {
 pub struct Prepared {
     pub cluster_id: Option<String>,
     pub brokers: Vec<(i32, String)>,
-    pub partitions: Vec<i32>,
-    pub topic_created: bool,
+    /// One per stream, in the plan's order.
+    pub topics: Vec<PreparedTopic>,
 }
+
+/// A stream's topic when the run started.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreparedTopic {
+    pub stream: String,
+    pub topic: String,
+    pub partitions: Vec<i32>,
+    /// This run created it.
+    pub created: bool,
+}
+
+/// Partition leaders of each stream's topic, in the plan's order.
+pub type Leaders = Vec<Vec<(i32, Broker)>>;
 
 /// One second of a run, as the status line shows it.
 #[derive(Debug, Clone)]
@@ -104,42 +117,128 @@ pub struct RunOutcome {
     pub interrupted: bool,
 }
 
-/// Connects, creates the topic if asked, and finds the partition leaders.
-pub async fn prepare(plan: &RunPlan) -> Result<(Prepared, Vec<(i32, Broker)>), ClusterError> {
+impl RunOutcome {
+    /// The counters of one stream, summed over its shards.
+    pub fn stream_totals(&self, stream: usize) -> Counters {
+        let mut t = self
+            .shards
+            .iter()
+            .filter(|r| r.stream == stream)
+            .fold(Counters::default(), |acc, r| acc.plus(&r.counters));
+        t.requests_in_flight = 0;
+        t
+    }
+
+    /// The latency of one stream's records, merged over its shards.
+    pub fn stream_latency(&self, stream: usize) -> Histogram<u64> {
+        let mut h = latency_histogram();
+        for r in self.shards.iter().filter(|r| r.stream == stream) {
+            let _ = h.add(&r.latency);
+        }
+        h
+    }
+}
+
+/// Connects, creates the streams' topics where asked, and finds the
+/// partition leaders of each.
+pub async fn prepare(plan: &RunPlan) -> Result<(Prepared, Leaders), ClusterError> {
     let mut conn =
         cluster::bootstrap(&plan.bootstrap, &plan.client_id, plan.connect_timeout).await?;
-    let mut created = false;
-    let info = if let Some(spec) = &plan.create_topic {
-        created = cluster::create_topic(&mut conn, spec).await? == Created::New;
-        let info =
-            cluster::wait_for_leaders(&mut conn, &plan.topic, Duration::from_secs(30)).await?;
-        if created {
-            cluster::wait_until_leaders_agree(
-                &info,
-                &plan.topic,
-                &plan.client_id,
-                Duration::from_secs(30),
-            )
-            .await?;
-        }
-        info
-    } else {
-        cluster::metadata(&mut conn, &[&plan.topic]).await?
-    };
-    let leaders = info.leaders(&plan.topic)?;
+    let mut topics = Vec::with_capacity(plan.streams.len());
+    let mut leaders_by_stream = Vec::with_capacity(plan.streams.len());
+    let mut cluster_id = None;
+    let mut brokers = Vec::new();
+    for stream in &plan.streams {
+        let mut created = false;
+        let info = if let Some(spec) = &stream.create_topic {
+            created = cluster::create_topic(&mut conn, spec).await? == Created::New;
+            let info = cluster::wait_for_leaders(&mut conn, &stream.topic, Duration::from_secs(30))
+                .await?;
+            if created {
+                cluster::wait_until_leaders_agree(
+                    &info,
+                    &stream.topic,
+                    &plan.client_id,
+                    Duration::from_secs(30),
+                )
+                .await?;
+            }
+            info
+        } else {
+            cluster::metadata(&mut conn, &[&stream.topic]).await?
+        };
+        let leaders = info.leaders(&stream.topic)?;
+        cluster_id = info.cluster_id.clone();
+        brokers = info
+            .brokers
+            .iter()
+            .map(|b| (b.id, b.addr.clone()))
+            .collect();
+        topics.push(PreparedTopic {
+            stream: stream.name.clone(),
+            topic: stream.topic.clone(),
+            partitions: leaders.iter().map(|(p, _)| *p).collect(),
+            created,
+        });
+        leaders_by_stream.push(leaders);
+    }
     Ok((
         Prepared {
-            cluster_id: info.cluster_id.clone(),
-            brokers: info
-                .brokers
-                .iter()
-                .map(|b| (b.id, b.addr.clone()))
-                .collect(),
-            partitions: leaders.iter().map(|(p, _)| *p).collect(),
-            topic_created: created,
+            cluster_id,
+            brokers,
+            topics,
         },
-        leaders,
+        leaders_by_stream,
     ))
+}
+
+/// How one stream is spread over the shards.
+#[derive(Clone)]
+struct StreamLayout {
+    /// Partitions per shard.
+    assignment: Vec<Vec<i32>>,
+    /// Per shard: its index among the shards with partitions (`None`: idle).
+    active_index: Vec<Option<usize>>,
+    active: usize,
+    count: Option<u64>,
+    rate: Option<f64>,
+}
+
+impl StreamLayout {
+    fn new(plan: &RunPlan, stream: usize, leaders: &[(i32, Broker)], shards: usize) -> Self {
+        let mut ids: Vec<i32> = leaders.iter().map(|(p, _)| *p).collect();
+        ids.sort_unstable();
+        // Field keys follow Kafka's default partitioner over all partitions,
+        // so every shard writes to every partition.
+        let assignment = if plan.streams[stream].keys.field().is_some() {
+            vec![ids; shards]
+        } else {
+            assign(&ids, shards)
+        };
+        let mut active_index = vec![None; shards];
+        let mut k = 0;
+        for (i, a) in assignment.iter().enumerate() {
+            if !a.is_empty() {
+                active_index[i] = Some(k);
+                k += 1;
+            }
+        }
+        StreamLayout {
+            assignment,
+            active_index,
+            active: k.max(1),
+            count: plan.stop.count.map(|c| plan.split_by_share(c)[stream]),
+            rate: plan.rate.map(|r| plan.rate_by_share(r)[stream]),
+        }
+    }
+
+    /// Shard `index`'s part of the stream's count; idle shards get none.
+    fn count_for(&self, index: usize) -> Option<u64> {
+        self.count.map(|c| match self.active_index[index] {
+            Some(ai) => split_evenly(c, self.active, ai),
+            None => 0,
+        })
+    }
 }
 
 /// Runs a plan to completion. `stop` ends the run early (records in flight
@@ -158,22 +257,16 @@ pub fn run(
 
     let plan = Arc::new(plan);
     let shards = plan.cpus.len().max(1);
-    let ids: Vec<i32> = leaders.iter().map(|(p, _)| *p).collect();
-    let assignment = assign(&ids, shards);
-    let counters: Vec<Arc<ShardCounters>> = (0..shards)
+    let n_streams = plan.streams.len();
+    let layouts: Vec<StreamLayout> = (0..n_streams)
+        .map(|si| StreamLayout::new(&plan, si, &leaders[si], shards))
+        .collect();
+    // One set of counters per shard and stream: shard `i`, stream `s` at
+    // `i * n_streams + s`.
+    let counters: Vec<Arc<ShardCounters>> = (0..shards * n_streams)
         .map(|_| Arc::new(ShardCounters::default()))
         .collect();
     let (tx, rx) = mpsc::channel::<ShardEvent>();
-    // Shards without partitions get no share of count or rate.
-    let active = assignment.iter().filter(|a| !a.is_empty()).count().max(1);
-    let mut active_index = vec![usize::MAX; shards];
-    let mut k = 0;
-    for (i, a) in assignment.iter().enumerate() {
-        if !a.is_empty() {
-            active_index[i] = k;
-            k += 1;
-        }
-    }
 
     let shard_thread = {
         let plan = plan.clone();
@@ -184,38 +277,35 @@ pub fn run(
             .name("datastorm-shards".into())
             .spawn(move || {
                 run_pinned(&cpus, "datastorm-shard", move |index, cpu| {
-                    let ai = active_index[index];
-                    let owned = assignment[index].clone();
-                    let setup = ShardSetup {
+                    let streams = layouts
+                        .iter()
+                        .enumerate()
+                        .map(|(si, layout)| {
+                            let owned = &layout.assignment[index];
+                            let mut partitions: Vec<(i32, Broker)> = leaders[si]
+                                .iter()
+                                .filter(|(p, _)| owned.contains(p))
+                                .cloned()
+                                .collect();
+                            partitions.sort_by_key(|(p, _)| *p);
+                            StreamShare {
+                                stream: si,
+                                partitions,
+                                count: layout.count_for(index),
+                                rate: layout.rate.map(|r| r / layout.active as f64),
+                                counters: counters[index * n_streams + si].clone(),
+                            }
+                        })
+                        .collect();
+                    run_shard(ShardSetup {
                         index,
                         shards,
                         cpu,
                         plan: plan.clone(),
-                        partitions: leaders
-                            .iter()
-                            .filter(|(p, _)| owned.contains(p))
-                            .cloned()
-                            .collect(),
-                        count: plan.stop.count.map(|c| {
-                            if ai == usize::MAX {
-                                0
-                            } else {
-                                split_evenly(c, active, ai)
-                            }
-                        }),
-                        rate: plan.rate.map(|r| r / active as f64),
-                        counters: counters[index].clone(),
+                        streams,
                         events: tx.clone(),
                         stop: stop.clone(),
-                    };
-                    let stop = stop.clone();
-                    async move {
-                        let r = run_shard(setup).await;
-                        if r.failure.is_some() {
-                            stop.store(true, Relaxed);
-                        }
-                        r
-                    }
+                    })
                 })
             })
             .map_err(|e| RunError::Setup(e.to_string()))?
@@ -232,7 +322,7 @@ pub fn run(
     // has stopped running (its own watchdog would have failed it): end the
     // run with what was measured instead of waiting forever.
     let stall_limit = plan.request_timeout + Duration::from_secs(15);
-    let mut progress: Vec<((u64, u64), Instant)> = vec![((0, 0), Instant::now()); shards];
+    let mut progress: Vec<((u64, u64), Instant)> = vec![((0, 0), Instant::now()); counters.len()];
     let mut stalled: Option<String> = None;
     while !shard_thread.is_finished() {
         let wait = (last_tick + tick).saturating_duration_since(Instant::now());
@@ -265,8 +355,9 @@ pub fn run(
                     progress[i] = (mark, now);
                 } else if now - progress[i].1 > stall_limit {
                     stalled = Some(format!(
-                        "shard {i} made no progress for {:?} with {} requests in flight; its executor \
+                        "shard {} made no progress for {:?} with {} requests in flight; its executor \
                          stopped waking up (a glommio reactor stall). The run was ended with what it measured",
+                        i / n_streams,
                         now - progress[i].1,
                         snap.requests_in_flight
                     ));
@@ -294,9 +385,12 @@ pub fn run(
             interrupted: false,
         });
     }
-    let results = shard_thread
+    let results: Vec<ShardResult> = shard_thread
         .join()
-        .map_err(|_| RunError::Setup("the shard thread panicked".into()))??;
+        .map_err(|_| RunError::Setup("the shard thread panicked".into()))??
+        .into_iter()
+        .flatten()
+        .collect();
     let elapsed = results.iter().map(|r| r.elapsed).max().unwrap_or_default();
     let mut latency = latency_histogram();
     let mut totals = Counters::default();

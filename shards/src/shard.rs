@@ -8,7 +8,7 @@
 
 use crate::pacer::Pacer;
 use crate::payload::{murmur2, value_source, Keys, ValueSource};
-use crate::plan::{Acks, RunPlan, SEQUENCE_HEADER};
+use crate::plan::{Acks, RunPlan, StreamPlan, SEQUENCE_HEADER};
 use datastorm_engine::arena::WriteBuf;
 use datastorm_engine::batch::{BatchBuilder, Lz4FrameEncoder, RecordHeader, BATCH_HEADER_LEN};
 use datastorm_engine::cluster::Broker;
@@ -37,14 +37,34 @@ pub struct ShardSetup {
     pub shards: usize,
     pub cpu: usize,
     pub plan: Arc<RunPlan>,
-    /// This shard's partitions and their leaders.
+    /// This shard's part of each of the plan's streams.
+    pub streams: Vec<StreamShare>,
+    pub events: mpsc::Sender<ShardEvent>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// One shard's part of one stream.
+pub struct StreamShare {
+    /// Index into the plan's streams.
+    pub stream: usize,
+    /// The partitions this shard writes to, and their leaders.
     pub partitions: Vec<(i32, Broker)>,
-    /// This shard's share of `--count` and `--rate`.
+    /// This shard's share of the stream's count and rate.
     pub count: Option<u64>,
     pub rate: Option<f64>,
     pub counters: Arc<ShardCounters>,
-    pub events: mpsc::Sender<ShardEvent>,
-    pub stop: Arc<AtomicBool>,
+}
+
+/// One stream on one shard: the unit that owns connections, batches and a
+/// generator.
+struct StreamTask {
+    index: usize,
+    shards: usize,
+    cpu: usize,
+    plan: Arc<RunPlan>,
+    share: StreamShare,
+    events: mpsc::Sender<ShardEvent>,
+    stop: Arc<AtomicBool>,
 }
 
 /// Sent to the coordinator a few times a second.
@@ -56,10 +76,12 @@ pub enum ShardEvent {
     },
 }
 
-/// What a shard reports when it ends.
+/// What one stream on one shard reports when it ends.
 #[derive(Debug, Clone)]
 pub struct ShardResult {
     pub index: usize,
+    /// Index into the plan's streams.
+    pub stream: usize,
     pub cpu: usize,
     pub partitions: Vec<i32>,
     pub brokers: Vec<String>,
@@ -184,13 +206,65 @@ struct Knobs {
     max_in_flight: u64,
 }
 
-/// Runs one shard to completion. Never panics on broker behaviour: failures
-/// end the shard and are reported in the result.
-pub async fn run_shard(setup: ShardSetup) -> ShardResult {
+/// Runs one shard to completion: each of its streams as a task on this
+/// executor, with its own connections. Never panics on broker behaviour:
+/// failures end the stream (and the run) and are reported in the results,
+/// one per stream in the plan's order.
+pub async fn run_shard(setup: ShardSetup) -> Vec<ShardResult> {
+    let ShardSetup {
+        index,
+        shards,
+        cpu,
+        plan,
+        streams,
+        events,
+        stop,
+    } = setup;
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|share| {
+            let task = StreamTask {
+                index,
+                shards,
+                cpu,
+                plan: plan.clone(),
+                share,
+                events: events.clone(),
+                stop: stop.clone(),
+            };
+            let stop = stop.clone();
+            glommio::spawn_local(async move {
+                let r = run_stream(task).await;
+                if r.failure.is_some() {
+                    stop.store(true, Relaxed);
+                }
+                r
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        results.push(t.await);
+    }
+    results
+}
+
+/// The seed of a stream's data: the run's seed for the first stream, an
+/// uncorrelated one derived from it for the others.
+fn stream_seed(seed: u64, stream: usize) -> u64 {
+    if stream == 0 {
+        seed
+    } else {
+        crate::payload::shard_seed(seed, usize::MAX - stream)
+    }
+}
+
+async fn run_stream(setup: StreamTask) -> ShardResult {
     let start = Instant::now();
     let plan = setup.plan.clone();
+    let stream: &StreamPlan = &plan.streams[setup.share.stream];
     let shared = Rc::new(Shared {
-        counters: setup.counters.clone(),
+        counters: setup.share.counters.clone(),
         total: RefCell::new(latency_histogram()),
         interval: RefCell::new(latency_histogram()),
         errors: RefCell::new(BTreeMap::new()),
@@ -200,8 +274,9 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
     });
     let mut result = ShardResult {
         index: setup.index,
+        stream: setup.share.stream,
         cpu: setup.cpu,
-        partitions: setup.partitions.iter().map(|(p, _)| *p).collect(),
+        partitions: setup.share.partitions.iter().map(|(p, _)| *p).collect(),
         brokers: Vec::new(),
         produce_version: None,
         counters: Counters::default(),
@@ -210,13 +285,28 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         failure: None,
         elapsed: Duration::ZERO,
     };
-    if setup.partitions.is_empty() {
+    if setup.share.partitions.is_empty() {
         return result;
     }
+    // Payload first: a key field the schema lacks fails before connecting.
+    let seed = stream_seed(plan.seed, setup.share.stream);
+    let mut values = match value_source(
+        &stream.payload,
+        &stream.keys,
+        seed,
+        setup.index,
+        setup.shards,
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            shared.fail(e);
+            return finish(result, &shared, start);
+        }
+    };
 
     // One connection per broker that leads one of our partitions.
     let mut broker_addrs: Vec<String> = Vec::new();
-    for (_, b) in &setup.partitions {
+    for (_, b) in &setup.share.partitions {
         if !broker_addrs.contains(&b.addr) {
             broker_addrs.push(b.addr.clone());
         }
@@ -251,7 +341,9 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
             batches: VecDeque::with_capacity(256),
             // One buffer per in-flight slot; the link holds one more.
             spare: (0..plan.max_in_flight)
-                .map(|_| ProduceRequestBuilder::new(&plan.topic, &plan.client_id, request_capacity))
+                .map(|_| {
+                    ProduceRequestBuilder::new(&stream.topic, &plan.client_id, request_capacity)
+                })
                 .collect(),
         }));
         let permits = Rc::new(Semaphore::new(plan.max_in_flight as u64));
@@ -268,7 +360,7 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         links.push(Link {
             sender,
             request: ProduceRequestBuilder::new(
-                &plan.topic,
+                &stream.topic,
                 &plan.client_id,
                 plan.batch_size * 2 + 4096,
             ),
@@ -281,6 +373,7 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
     result.brokers = broker_addrs.clone();
 
     let mut parts: Vec<Part> = setup
+        .share
         .partitions
         .iter()
         .map(|(id, b)| Part {
@@ -329,18 +422,17 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         setup.events.clone(),
     ));
 
-    let mut values = value_source(&plan.payload, plan.seed, setup.index, setup.shards);
     let mut keys = Keys::new(
-        plan.keys,
+        &stream.keys,
         setup.index,
         setup.shards,
-        crate::payload::shard_seed(plan.seed, setup.index),
+        crate::payload::shard_seed(seed, setup.index),
     );
     let mut sealer = Sealer {
         lz4: Lz4FrameEncoder::new(),
         scratch: WriteBuf::with_capacity(plan.batch_size + 1024),
     };
-    let static_headers: Vec<RecordHeader<'_>> = plan
+    let static_headers: Vec<RecordHeader<'_>> = stream
         .headers
         .iter()
         .map(|h| RecordHeader {
@@ -350,10 +442,12 @@ pub async fn run_shard(setup: ShardSetup) -> ShardResult {
         .collect();
     let gen = Generation {
         headers: &static_headers,
-        sequence_header: plan.sequence_header.then_some((0u16, setup.index as u16)),
-        limit: setup.count.unwrap_or(u64::MAX),
+        field_keys: stream.keys.field().is_some(),
+        sequence_header: stream.sequence_header.then_some((0u16, setup.index as u16)),
+        limit: setup.share.count.unwrap_or(u64::MAX),
         deadline: plan.stop.duration.map(|d| start + d),
         pacer: setup
+            .share
             .rate
             .filter(|r| *r > 0.0)
             .map(|r| Pacer::new(r, start)),
@@ -464,6 +558,8 @@ fn finish(mut result: ShardResult, shared: &Shared, start: Instant) -> ShardResu
 
 struct Generation<'a> {
     headers: &'a [RecordHeader<'a>],
+    /// Keys come from the value source (`--key field:NAME`).
+    field_keys: bool,
     /// (instance, shard) for the sequence header, when it is on.
     sequence_header: Option<(u16, u16)>,
     limit: u64,
@@ -491,6 +587,7 @@ async fn generate(
     keys: &mut Keys,
 ) {
     let keyed = keys.is_keyed();
+    let field_keys = gen.field_keys;
     let n_parts = parts.len();
     let mut cur = 0usize;
     let mut seq = 0u64;
@@ -531,8 +628,13 @@ async fn generate(
         }
 
         for _ in 0..budget {
-            let key = keys.key(seq);
-            let value = values.value(seq);
+            let record = values.record(seq);
+            let value = record.value;
+            let key = if field_keys {
+                record.key
+            } else {
+                keys.key(seq)
+            };
             let mut pi = match key {
                 Some(k) if keyed => (murmur2(k) & 0x7fff_ffff) as usize % n_parts,
                 _ => cur,

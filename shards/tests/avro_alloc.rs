@@ -1,7 +1,9 @@
 //! Live schema-driven generation under a counting allocator: once the
 //! output buffer has grown to the largest record, generating a record
-//! allocates nothing, in every encoding, for every schema in schemas/.
+//! allocates nothing, in every encoding, for every schema in schemas/, with
+//! and without a key taken from a field (`--key field:NAME`).
 
+use apache_avro::Schema;
 use datastorm_shards::payload::avro::{load_dir, AvroValues, Encoding};
 use datastorm_shards::payload::ValueSource;
 use std::path::Path;
@@ -42,6 +44,46 @@ fn live_generation_does_not_allocate_per_record() {
                 "{} {enc:?}: {n} allocations in 10000 records",
                 schema.name()
             );
+        }
+    }
+}
+
+#[test]
+fn keyed_live_generation_does_not_allocate_per_record() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    for schema in load_dir(&dir).unwrap() {
+        let Schema::Record(root) = schema.avro_schema() else {
+            panic!("{}: not a record", schema.name())
+        };
+        // Every field that can be a key, one source each.
+        let keys: Vec<_> = root
+            .fields
+            .iter()
+            .filter_map(|f| schema.key_field(&f.name).ok())
+            .collect();
+        assert!(!keys.is_empty(), "{}", schema.name());
+        for key in keys {
+            for enc in [Encoding::Avro, Encoding::Json] {
+                let mut v = AvroValues::live(&schema, enc, 3).with_key(key.clone());
+                for seq in 0..20_000 {
+                    v.record(seq);
+                }
+                let before = allocs();
+                let (mut total, mut keyed) = (0, 0);
+                for seq in 20_000..30_000 {
+                    let r = v.record(seq);
+                    total += r.value.len();
+                    keyed += usize::from(r.key.is_some());
+                }
+                let n = allocs() - before;
+                assert!(total > 0 && keyed > 0);
+                assert!(
+                    n <= 2,
+                    "{} key {} {enc:?}: {n} allocations in 10000 records",
+                    schema.name(),
+                    key.name()
+                );
+            }
         }
     }
 }

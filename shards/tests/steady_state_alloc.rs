@@ -8,7 +8,7 @@ use datastorm_engine::metrics::ShardCounters;
 use datastorm_engine::sink::{SinkConfig, SinkHandle};
 use datastorm_shards::plan::{Acks, RunPlan};
 use datastorm_shards::run::prepare;
-use datastorm_shards::shard::{run_shard, ShardSetup};
+use datastorm_shards::shard::{run_shard, ShardSetup, StreamShare};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -44,10 +44,13 @@ fn a_running_shard_allocates_per_request_not_per_record() {
             shards: 1,
             cpu: 0,
             plan: plan.clone(),
-            partitions: leaders,
-            count: None,
-            rate: None,
-            counters: counters.clone(),
+            streams: vec![StreamShare {
+                stream: 0,
+                partitions: leaders.into_iter().next().expect("one stream"),
+                count: None,
+                rate: None,
+                counters: counters.clone(),
+            }],
             events: tx,
             stop: Arc::new(AtomicBool::new(false)),
         };
@@ -67,8 +70,8 @@ fn a_running_shard_allocates_per_request_not_per_record() {
             let (r1, q1, a1) = sample();
             (r1 - r0, q1 - q0, a1 - a0)
         });
-        let result = run_shard(setup).await;
-        assert!(result.failure.is_none(), "{:?}", result.failure);
+        let results = run_shard(setup).await;
+        assert!(results[0].failure.is_none(), "{:?}", results[0].failure);
         watcher.await
     });
     let stats = sink.stop();

@@ -1,25 +1,39 @@
 //! `datastorm produce`: flags to a run plan, the run, the output.
 
+use crate::runfile::{self, RunFile};
 use crate::{exit, render, report, units};
 use clap::Args;
 use datastorm_engine::batch::Compression;
 use datastorm_engine::cluster::TopicSpec;
 use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec};
 use datastorm_engine::sink::{SinkConfig, SinkHandle};
+use datastorm_shards::payload::check_keys;
 use datastorm_shards::payload::{avro, registry};
-use datastorm_shards::plan::{Acks, Header, KeySpec, PayloadSpec, RunPlan, SchemaPayload, StopAt};
+use datastorm_shards::plan::{
+    Acks, Header, KeySpec, PayloadSpec, RunPlan, SchemaPayload, StopAt, StreamPlan,
+};
 use datastorm_shards::run::{run, RunOutcome};
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Args)]
 pub struct ProduceArgs {
+    /// Produce the streams of this run file (TOML; see docs/run-files.md).
+    /// Its `[run]` table sets flags; flags given here win.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub run_file: Option<PathBuf>,
     /// Brokers to bootstrap from (host:port, comma-separated). Without it, an
     /// embedded sink broker is started on loopback and used.
     #[arg(long, short = 'b', value_delimiter = ',', value_name = "HOST:PORT,...")]
     pub bootstrap: Vec<String>,
     /// Topic to produce to.
-    #[arg(long, short = 't', default_value = "datastorm")]
+    #[arg(
+        long,
+        short = 't',
+        default_value = "datastorm",
+        conflicts_with = "run_file"
+    )]
     pub topic: String,
     /// Create the topic if it does not exist (with --partitions and --replication-factor).
     #[arg(long)]
@@ -61,15 +75,15 @@ pub struct ProduceArgs {
     #[arg(long, default_value_t = 5)]
     pub max_in_flight: usize,
     /// Value size of each record in bytes.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, conflicts_with = "run_file")]
     pub record_size: usize,
     /// Distinct pre-generated values per shard (cycled), for --record-size.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, conflicts_with = "run_file")]
     pub payload_pool: usize,
     /// Generate records from this Avro schema (.avsc with generation hints,
     /// see docs/schema-hints.md) instead of fixed-size values. Schemas its
     /// `ref` hints name are loaded from the same folder.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["record_size", "payload_pool"])]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["record_size", "payload_pool", "run_file"])]
     pub schema: Option<PathBuf>,
     /// How schema records are written: avro (binary), confluent (magic byte
     /// and schema id, then Avro binary) or json.
@@ -79,23 +93,30 @@ pub struct ProduceArgs {
     #[arg(long, requires = "schema", conflicts_with = "schema_registry")]
     pub schema_id: Option<u32>,
     /// Register the schema with this Confluent-compatible schema registry
-    /// (subject TOPIC-value) and use the id it returns; implies --encoding confluent.
-    #[arg(long, value_name = "URL", requires = "schema")]
+    /// (subject TOPIC-value) and use the id it returns; implies --encoding
+    /// confluent. With a run file, every schema stream is registered.
+    #[arg(long, value_name = "URL")]
     pub schema_registry: Option<String>,
     /// Pre-generate this many schema records per shard and cycle them (the
     /// fastest path); without it, records are generated live.
     #[arg(long, value_name = "N", requires = "schema")]
     pub pool: Option<usize>,
     /// Record keys: none, seq (unique sequence numbers), random,
-    /// uniform:N (N distinct keys) or zipf:EXPONENT:N (N keys, skewed).
-    #[arg(long, alias = "keys", default_value = "none")]
+    /// uniform:N (N distinct keys), zipf:EXPONENT:N (N keys, skewed) or
+    /// field:NAME (a field of the schema's records; Kafka's partitioner).
+    #[arg(
+        long,
+        alias = "keys",
+        default_value = "none",
+        conflicts_with = "run_file"
+    )]
     pub key: KeySpec,
     /// A header on every record, KEY=VALUE (repeatable).
-    #[arg(long = "header", value_name = "KEY=VALUE")]
+    #[arg(long = "header", value_name = "KEY=VALUE", conflicts_with = "run_file")]
     pub headers: Vec<Header>,
     /// Add a `ds-seq` header to every record: shard, partition and sequence
     /// number, so a consumer can prove nothing was lost or duplicated.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "run_file")]
     pub sequence_header: bool,
     /// Seed for generated data; the same seed gives the same records.
     #[arg(long, default_value_t = 1)]
@@ -122,11 +143,38 @@ pub struct ProduceArgs {
     pub quiet: bool,
 }
 
+/// `produce` parsed again with a run file's `[run]` flags in front of the
+/// command line's, the later winning.
+#[derive(clap::Parser)]
+#[command(name = "datastorm produce", args_override_self = true)]
+struct WithRunFile {
+    #[command(flatten)]
+    args: ProduceArgs,
+}
+
 pub fn main(args: ProduceArgs) -> u8 {
+    let (args, file) = match &args.run_file {
+        None => (args, None),
+        Some(path) => match with_run_file(&args, path) {
+            Ok((a, f)) => (a, Some(f)),
+            Err(e) => {
+                eprintln!("datastorm produce: {e}");
+                return exit::USAGE;
+            }
+        },
+    };
     if let Err(e) = validate(&args) {
         eprintln!("datastorm produce: {e}");
         return exit::USAGE;
     }
+    // Schemas, keys and registrations are settled before anything starts.
+    let streams = match streams(&args, file.as_ref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("datastorm produce: {e}");
+            return exit::USAGE;
+        }
+    };
     let allowed = allowed_cpus();
 
     // No bootstrap: an embedded sink, on its own core where one is free.
@@ -182,15 +230,7 @@ pub fn main(args: ProduceArgs) -> u8 {
     };
 
     let mut plan = to_plan(&args, bootstrap, cpus);
-    if let Some(path) = &args.schema {
-        match schema_payload(&args, path) {
-            Ok(p) => plan.payload = PayloadSpec::Schema(p),
-            Err(e) => {
-                eprintln!("datastorm produce: {e}");
-                return exit::USAGE;
-            }
-        }
-    }
+    plan.streams = streams;
     let stop = super::stop_on_signals();
     let quiet = args.quiet;
     let started_at = std::time::SystemTime::now();
@@ -241,18 +281,190 @@ fn finish(
     code
 }
 
-/// Compiles the schema (and what it references) and settles the encoding,
-/// registering the schema first when a registry is given.
-fn schema_payload(a: &ProduceArgs, path: &std::path::Path) -> Result<SchemaPayload, String> {
-    let compiled = avro::load_with_references(path).map_err(|e| e.to_string())?;
-    let mut encoding = a.encoding.clone();
-    let mut schema_id = a.schema_id;
+/// Reads the run file and parses the flags again with its `[run]` table.
+fn with_run_file(first: &ProduceArgs, path: &Path) -> Result<(ProduceArgs, RunFile), String> {
+    use clap::Parser;
+    let mut file = runfile::read(path)?;
+    if !first.bootstrap.is_empty() {
+        // A list flag would add up; the command line's list replaces the file's.
+        if let Some(i) = file.run_args.iter().position(|a| a == "--bootstrap") {
+            file.run_args.drain(i..i + 2);
+        }
+    }
+    let raw: Vec<OsString> = std::env::args_os().collect();
+    let after = raw
+        .iter()
+        .position(|a| a == "produce")
+        .map_or(raw.len(), |i| i + 1);
+    let mut argv: Vec<OsString> = vec!["datastorm produce".into()];
+    argv.extend(file.run_args.iter().cloned());
+    argv.extend(raw[after..].iter().cloned());
+    let parsed = WithRunFile::try_parse_from(argv).map_err(|e| {
+        let text = e.to_string();
+        let first_line = text.lines().next().unwrap_or_default();
+        format!(
+            "{} [run]: {}",
+            path.display(),
+            first_line.trim_start_matches("error: ")
+        )
+    })?;
+    Ok((parsed.args, file))
+}
+
+/// The run's streams: one from flags, or those of the run file.
+fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, String> {
+    let Some(file) = file else {
+        validate_topic(&a.topic)?;
+        if a.schema_registry.is_some() && a.schema.is_none() {
+            return Err("--schema-registry registers the --schema; give one".into());
+        }
+        let mut s = StreamPlan::new(a.topic.clone());
+        s.create_topic = a.create_topic.then(|| TopicSpec {
+            name: a.topic.clone(),
+            partitions: a.partitions,
+            replication_factor: a.replication_factor,
+        });
+        s.payload = match &a.schema {
+            Some(path) => {
+                let compiled = avro::load_with_references(path).map_err(|e| e.to_string())?;
+                PayloadSpec::Schema(schema_payload(
+                    a,
+                    path,
+                    compiled,
+                    &a.encoding,
+                    a.schema_id,
+                    a.pool,
+                    &a.topic,
+                )?)
+            }
+            None => PayloadSpec::Fixed {
+                record_size: a.record_size,
+                pool: a.payload_pool.max(1),
+            },
+        };
+        s.keys = a.key.clone();
+        s.headers = a.headers.clone();
+        s.sequence_header = a.sequence_header;
+        check_keys(&s.payload, &s.keys)?;
+        return Ok(vec![s]);
+    };
+
+    let shown = file_label(a);
+    if a.schema_registry.is_some() && file.streams.iter().all(|e| e.schema.is_none()) {
+        return Err(format!(
+            "--schema-registry registers the streams' schemas, but no stream of {shown} has a schema"
+        ));
+    }
+    // Every schema of the run is compiled together: `ref` hints name streams.
+    let schema_streams: Vec<(String, PathBuf)> = file
+        .streams
+        .iter()
+        .filter_map(|e| {
+            e.schema
+                .as_ref()
+                .map(|p| (e.name().to_owned(), file.dir.join(p)))
+        })
+        .collect();
+    let mut compiled = avro::load_streams(&schema_streams)
+        .map_err(|e| e.to_string())?
+        .into_iter();
+    let mut out = Vec::with_capacity(file.streams.len());
+    for (i, e) in file.streams.iter().enumerate() {
+        let at = |why: String| format!("{shown}: stream {} ({}): {why}", i + 1, e.name());
+        validate_topic(&e.topic).map_err(at)?;
+        let mut s = StreamPlan::new(e.topic.clone());
+        s.name = e.name().to_owned();
+        let partitions = e.partitions.unwrap_or(a.partitions);
+        let replication_factor = e.replication_factor.unwrap_or(a.replication_factor);
+        if partitions < 1 || replication_factor < 1 {
+            return Err(at(
+                "partitions and replication_factor must be at least 1".into()
+            ));
+        }
+        s.create_topic = e.create_topic.unwrap_or(a.create_topic).then(|| TopicSpec {
+            name: e.topic.clone(),
+            partitions,
+            replication_factor,
+        });
+        s.payload = match &e.schema {
+            Some(path) => {
+                let c = compiled
+                    .next()
+                    .expect("one compiled schema per schema stream");
+                PayloadSpec::Schema(
+                    schema_payload(
+                        a,
+                        &file.dir.join(path),
+                        c,
+                        e.encoding.as_deref().unwrap_or("avro"),
+                        e.schema_id,
+                        e.pool,
+                        &e.topic,
+                    )
+                    .map_err(at)?,
+                )
+            }
+            None => {
+                let record_size = e.record_size.unwrap_or(100);
+                if record_size > 16 * 1024 * 1024 {
+                    return Err(at("record_size must be at most 16MiB".into()));
+                }
+                PayloadSpec::Fixed {
+                    record_size,
+                    pool: e.payload_pool.unwrap_or(1000).max(1),
+                }
+            }
+        };
+        if let Some(k) = &e.key {
+            s.keys = k.parse().map_err(at)?;
+        }
+        s.headers = e
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}={v}").parse::<Header>())
+            .collect::<Result<_, _>>()
+            .map_err(at)?;
+        s.sequence_header = e.sequence_header;
+        s.share = e.share.unwrap_or(1.0);
+        check_keys(&s.payload, &s.keys).map_err(at)?;
+        out.push(s);
+    }
+    Ok(out)
+}
+
+fn file_label(a: &ProduceArgs) -> String {
+    a.run_file
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Settles a schema stream's encoding, registering the schema first when a
+/// registry is given.
+fn schema_payload(
+    a: &ProduceArgs,
+    path: &Path,
+    compiled: avro::CompiledSchema,
+    encoding: &str,
+    schema_id: Option<u32>,
+    pool: Option<usize>,
+    topic: &str,
+) -> Result<SchemaPayload, String> {
+    if !["avro", "confluent", "json"].contains(&encoding) {
+        return Err(format!(
+            "encoding takes avro, confluent or json, not {encoding:?}"
+        ));
+    }
+    let mut encoding = encoding.to_owned();
+    let mut schema_id = schema_id;
     if let Some(url) = &a.schema_registry {
-        let subject = registry::value_subject(&a.topic);
-        let id = registry::register(url, &subject, compiled.source(), Duration::from_secs(10))
-            .map_err(|e| e.to_string())?;
-        encoding = "confluent".into();
-        schema_id = Some(id);
+        if encoding != "json" && schema_id.is_none() {
+            let subject = registry::value_subject(topic);
+            let id = registry::register(url, &subject, compiled.source(), Duration::from_secs(10))
+                .map_err(|e| e.to_string())?;
+            encoding = "confluent".into();
+            schema_id = Some(id);
+        }
     }
     if encoding == "confluent" && schema_id.is_none() {
         return Err("--encoding confluent needs --schema-id N or --schema-registry URL".into());
@@ -261,24 +473,26 @@ fn schema_payload(a: &ProduceArgs, path: &std::path::Path) -> Result<SchemaPaylo
         path: path.display().to_string(),
         encoding,
         schema_id,
-        pool: a.pool,
+        pool,
         compiled,
     })
 }
 
-fn validate(a: &ProduceArgs) -> Result<(), String> {
-    if a.topic.is_empty()
-        || a.topic.len() > 249
-        || !a
-            .topic
+fn validate_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty()
+        || topic.len() > 249
+        || !topic
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
     {
         return Err(format!(
-            "invalid topic name '{}': use letters, digits, '.', '_' and '-', at most 249 characters",
-            a.topic
+            "invalid topic name '{topic}': use letters, digits, '.', '_' and '-', at most 249 characters"
         ));
     }
+    Ok(())
+}
+
+fn validate(a: &ProduceArgs) -> Result<(), String> {
     if a.partitions < 1 {
         return Err("--partitions must be at least 1".into());
     }
@@ -305,11 +519,6 @@ fn validate(a: &ProduceArgs) -> Result<(), String> {
 
 fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> RunPlan {
     let mut plan = RunPlan::new(bootstrap, a.topic.clone());
-    plan.create_topic = a.create_topic.then(|| TopicSpec {
-        name: a.topic.clone(),
-        partitions: a.partitions,
-        replication_factor: a.replication_factor,
-    });
     plan.cpus = cpus;
     plan.stop = StopAt {
         count: a.count.map(|c| c as u64),
@@ -328,13 +537,6 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> RunPlan
     plan.request_timeout = a.request_timeout;
     plan.connect_timeout = a.connect_timeout;
     plan.retries = a.retries;
-    plan.payload = PayloadSpec::Fixed {
-        record_size: a.record_size,
-        pool: a.payload_pool.max(1),
-    };
-    plan.keys = a.key;
-    plan.headers = a.headers.clone();
-    plan.sequence_header = a.sequence_header;
     plan.seed = a.seed;
     plan.client_id = a.client_id.clone();
     plan

@@ -18,7 +18,8 @@ pub struct Keys {
 }
 
 impl Keys {
-    pub fn new(spec: KeySpec, shard: usize, shards: usize, seed: u64) -> Self {
+    pub fn new(spec: &KeySpec, shard: usize, shards: usize, seed: u64) -> Self {
+        let spec = spec.clone();
         let (shard, shards) = (shard as u64, shards.max(1) as u64);
         let owned = match spec {
             KeySpec::Uniform { n } | KeySpec::Zipf { n, .. } => {
@@ -44,8 +45,9 @@ impl Keys {
     /// The key of the shard's `seq`-th record, or `None` for unkeyed records.
     #[inline]
     pub fn key(&mut self, seq: u64) -> Option<&[u8]> {
-        let id = match self.spec {
-            KeySpec::None => return None,
+        let id = match &self.spec {
+            // Field keys come with the value (`ValueSource::record`).
+            KeySpec::None | KeySpec::Field { .. } => return None,
             KeySpec::Seq => seq * self.shards + self.shard,
             KeySpec::Random => {
                 write_hex(&mut self.buf, self.rng.random());
@@ -132,19 +134,19 @@ mod tests {
 
     #[test]
     fn sequential_keys_are_disjoint_across_shards() {
-        let mut a = Keys::new(KeySpec::Seq, 0, 2, 1);
-        let mut b = Keys::new(KeySpec::Seq, 1, 2, 1);
+        let mut a = Keys::new(&KeySpec::Seq, 0, 2, 1);
+        let mut b = Keys::new(&KeySpec::Seq, 1, 2, 1);
         assert_eq!(a.key(0).unwrap(), b"0000000000000000");
         assert_eq!(b.key(0).unwrap(), b"0000000000000001");
         assert_eq!(a.key(21).unwrap(), b"0000000000000042");
-        assert!(Keys::new(KeySpec::None, 0, 1, 1).key(5).is_none());
+        assert!(Keys::new(&KeySpec::None, 0, 1, 1).key(5).is_none());
     }
 
     #[test]
     fn uniform_keys_stay_in_the_shards_slice_of_the_key_space() {
         let mut seen = std::collections::BTreeSet::new();
         for shard in 0..3 {
-            let mut k = Keys::new(KeySpec::Uniform { n: 10 }, shard, 3, 5);
+            let mut k = Keys::new(&KeySpec::Uniform { n: 10 }, shard, 3, 5);
             for seq in 0..2000 {
                 let id: u64 = std::str::from_utf8(k.key(seq).unwrap())
                     .unwrap()
@@ -161,7 +163,7 @@ mod tests {
     #[test]
     fn zipf_keys_favour_low_ranks() {
         let mut k = Keys::new(
-            KeySpec::Zipf {
+            &KeySpec::Zipf {
                 exponent: 1.1,
                 n: 1000,
             },
@@ -188,8 +190,8 @@ mod tests {
 
     #[test]
     fn random_keys_are_hex_and_seeded() {
-        let mut a = Keys::new(KeySpec::Random, 0, 1, 9);
-        let mut b = Keys::new(KeySpec::Random, 0, 1, 9);
+        let mut a = Keys::new(&KeySpec::Random, 0, 1, 9);
+        let mut b = Keys::new(&KeySpec::Random, 0, 1, 9);
         let ka = a.key(0).unwrap().to_vec();
         assert!(ka.iter().all(u8::is_ascii_hexdigit));
         assert_eq!(ka, b.key(0).unwrap());

@@ -13,35 +13,74 @@ pub mod registry;
 pub use fixed::FixedValues;
 pub use keys::{murmur2, Keys};
 
-use crate::plan::PayloadSpec;
+use crate::plan::{KeySpec, PayloadSpec};
+
+/// One generated record's value, and its key when the source makes keys
+/// (`--key field:NAME`: the key is a field of the value).
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub value: &'a [u8],
+    pub key: Option<&'a [u8]>,
+}
 
 /// Produces record values for one shard.
 pub trait ValueSource {
     /// The value of the shard's `seq`-th record.
     fn value(&mut self, seq: u64) -> &[u8];
+    /// The shard's `seq`-th record with its key, for sources that derive the
+    /// key from the value. Sources without keys return `key: None`.
+    #[inline]
+    fn record(&mut self, seq: u64) -> Record<'_> {
+        Record {
+            value: self.value(seq),
+            key: None,
+        }
+    }
     /// An upper bound on value length, for sealing batches before they overflow.
     fn max_len(&self) -> usize;
 }
 
-/// Builds the value source a plan asks for, seeded per shard.
+/// Builds the value source a stream asks for, seeded per shard. Fails when
+/// `keys` names a field the payload cannot give keys from (checked before a
+/// run starts, see [`check_keys`]).
 pub fn value_source(
     spec: &PayloadSpec,
+    keys: &KeySpec,
     seed: u64,
     shard: usize,
     shards: usize,
-) -> Box<dyn ValueSource> {
-    match *spec {
+) -> Result<Box<dyn ValueSource>, String> {
+    check_keys(spec, keys)?;
+    Ok(match *spec {
         PayloadSpec::Fixed { record_size, pool } => {
             Box::new(FixedValues::new(record_size, pool, shard_seed(seed, shard)))
         }
         PayloadSpec::Schema(ref s) => {
             let seed = shard_seed(seed, shard);
-            let values = match s.pool {
+            let mut values = match s.pool {
                 Some(n) => avro::AvroValues::pooled(&s.compiled, s.encoding(), seed, n.max(1)),
                 None => avro::AvroValues::live(&s.compiled, s.encoding(), seed),
             };
+            if let Some(name) = keys.field() {
+                values = values.with_key(s.compiled.key_field(name)?);
+            }
             Box::new(values.with_shard(shard, shards))
         }
+    })
+}
+
+/// Whether the stream's key spec fits its payload: `field:NAME` needs a
+/// schema payload with a top-level field NAME of a type with a key form.
+pub fn check_keys(spec: &PayloadSpec, keys: &KeySpec) -> Result<(), String> {
+    let Some(name) = keys.field() else {
+        return Ok(());
+    };
+    match spec {
+        PayloadSpec::Fixed { .. } => Err(format!(
+            "--key field:{name} takes the key from a field of schema records; \
+             it needs a schema payload (--schema, or `schema` in a run file)"
+        )),
+        PayloadSpec::Schema(s) => s.compiled.key_field(name).map(|_| ()),
     }
 }
 

@@ -5,6 +5,7 @@
 //! every kind of type. Every hint is checked against the type it is attached
 //! to here, once, so the per-record walk never meets a bad hint.
 
+use super::draw::{Alias, Chance};
 use super::hints::{self, Distribution, Hints};
 use super::plan::*;
 use fake::Fake;
@@ -405,7 +406,7 @@ impl<'a> Compiler<'a> {
             let node = match kind_owned.as_str() {
                 "null" => Node::Null,
                 "boolean" => Node::Bool {
-                    p_true: h.probability.unwrap_or(0.5),
+                    p_true: Chance::new(h.probability.unwrap_or(0.5)),
                 },
                 "int" => Node::Int(c.int_gen(h, i64::from(i32::MIN), i64::from(i32::MAX), true)?),
                 "long" => Node::Long(c.int_gen(h, i64::MIN, i64::MAX, false)?),
@@ -577,8 +578,7 @@ impl<'a> Compiler<'a> {
                 let s = h.exponent.unwrap_or(1.0);
                 if n <= ZIPF_TABLE_MAX as f64 {
                     let w: Vec<f64> = (1..=n as usize).map(|k| (k as f64).powf(-s)).collect();
-                    let t = rand_distr::weighted::WeightedAliasIndex::new(w)
-                        .map_err(|e| format!("bad zipf distribution: {e}"))?;
+                    let t = Alias::new(&w).ok_or("bad zipf distribution: weights too small")?;
                     return Ok(Dist::ZipfTable(std::sync::Arc::new(t)));
                 }
                 Dist::Zipf(
@@ -606,23 +606,22 @@ impl<'a> Compiler<'a> {
         let kind = if let Some(re) = &h.regex {
             let re = rand_regex::Regex::compile(re, 16)
                 .map_err(|e| format!("`regex` {re:?} does not compile: {e}"))?;
-            let pool = (0..POOL_VALUES)
-                .map(|_| {
+            StrKind::Pool(StrPool::new(
+                &prefix,
+                (0..POOL_VALUES).map(|_| {
                     let s: String = rand::distr::Distribution::sample(&re, &mut rng);
-                    s.into_bytes().into_boxed_slice()
-                })
-                .collect();
-            StrKind::Pool(pool)
+                    s.into_bytes()
+                }),
+            ))
         } else if let Some(f) = &h.fake {
             match f.as_str() {
                 "uuid" => StrKind::Uuid,
                 "ipv4" => StrKind::Ipv4,
                 "ipv6" => StrKind::Ipv6,
-                f => StrKind::Pool(
-                    (0..POOL_VALUES)
-                        .map(|_| fake_value(f, &mut rng).into_bytes().into_boxed_slice())
-                        .collect(),
-                ),
+                f => StrKind::Pool(StrPool::new(
+                    &prefix,
+                    (0..POOL_VALUES).map(|_| fake_value(f, &mut rng).into_bytes()),
+                )),
             }
         } else if let Some(it) = &h.iteration {
             let int = |n: &serde_json::Number, name: &str| {
@@ -651,6 +650,11 @@ impl<'a> Compiler<'a> {
             })
         } else {
             StrKind::Alnum(len_of(h, 8, 16))
+        };
+        // Pools hold their values with the prefix already in front.
+        let prefix = match kind {
+            StrKind::Pool(_) => Box::default(),
+            _ => prefix,
         };
         Ok(StrGen { prefix, kind })
     }
@@ -1066,9 +1070,10 @@ impl<'a> Compiler<'a> {
                 }
                 return Err(format!("fits no branch of the union ({last})"));
             }
-            Node::Options { .. } | Node::Cardinality { .. } | Node::Unresolved => {
-                return Err("options cannot be given here".into())
-            }
+            Node::Options { .. }
+            | Node::Cardinality { .. }
+            | Node::Set { .. }
+            | Node::Unresolved => return Err("options cannot be given here".into()),
         })
     }
 }

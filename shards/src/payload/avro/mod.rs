@@ -37,9 +37,13 @@
 //! wall clock unless [`AvroValues::with_fixed_now`] pins it.
 
 mod compile;
+mod draw;
 mod error;
 mod hints;
+mod key;
 mod plan;
+mod sets;
+mod streams;
 mod values;
 mod write;
 
@@ -49,10 +53,13 @@ mod tests;
 pub use compile::POOL_VALUES;
 pub use error::SchemaError;
 pub use hints::{FAKE_KINDS, HINT_ATTRIBUTE, HINT_KEYS};
+pub use key::KeyField;
+pub use streams::load_streams;
 pub use values::AvroValues;
 
 use super::ValueSource;
 use compile::{show, Compiler, SetInfo};
+use key::KeyBuf;
 use plan::{Cx, Node, Plan};
 use std::collections::HashMap;
 use std::path::Path;
@@ -353,7 +360,8 @@ fn compile_named(
                 inner,
             };
         }
-        let plan = p.compiler.finish(p.root);
+        let mut plan = p.compiler.finish(p.root);
+        plan.tabulate();
         let max_avro_len = plan.max_avro_len();
         out.push(CompiledSchema {
             inner: Arc::new(Inner {
@@ -377,15 +385,33 @@ pub fn sample_json(schema: &CompiledSchema, seed: u64, n: usize) -> Vec<serde_js
         .collect()
 }
 
-/// Writes one datum of `schema` in `enc` into `out` (appending).
-fn write_datum(plan: &Plan, cx: &mut Cx, enc: Encoding, out: &mut Vec<u8>) {
+/// Writes one datum of `schema` in `enc` into `out` (appending), and with
+/// `key` the key form of a root field into its buffer.
+fn write_datum(
+    plan: &Plan,
+    cx: &mut Cx,
+    enc: Encoding,
+    out: &mut Vec<u8>,
+    key: Option<(u32, &mut KeyBuf)>,
+) {
+    fn emit<S: write::Sink>(
+        plan: &Plan,
+        cx: &mut Cx,
+        out: &mut S,
+        key: Option<(u32, &mut KeyBuf)>,
+    ) {
+        match key {
+            None => plan.write(cx, out),
+            Some((field, buf)) => plan.write_keyed(cx, out, field, buf),
+        }
+    }
     match enc {
-        Encoding::Avro => plan.write(cx, &mut AvroSink(out)),
+        Encoding::Avro => emit(plan, cx, &mut AvroSink(out), key),
         Encoding::Confluent { schema_id } => {
             out.push(0);
             out.extend_from_slice(&schema_id.to_be_bytes());
-            plan.write(cx, &mut AvroSink(out));
+            emit(plan, cx, &mut AvroSink(out), key);
         }
-        Encoding::Json => plan.write(cx, &mut JsonSink(out)),
+        Encoding::Json => emit(plan, cx, &mut JsonSink(out), key),
     }
 }

@@ -6,13 +6,13 @@
 //! (`regex`, most of `fake`) were turned into per-field pools of
 //! pre-generated values at compile time, so a draw is an index.
 
+use super::draw::{Alias, Chance, Wy};
+use super::key::{KeyBuf, KeySink};
 use super::write::Sink;
-use rand::distr::weighted::WeightedIndex;
 use rand::distr::Distribution as _;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
-use rand_distr::weighted::WeightedAliasIndex;
+use rand::{RngCore, SeedableRng};
 use rand_distr::{Normal, Zipf};
+use std::sync::Arc;
 
 pub type NodeId = u32;
 
@@ -39,7 +39,7 @@ pub struct Plan {
 pub enum Node {
     Null,
     Bool {
-        p_true: f64,
+        p_true: Chance,
     },
     Int(NumGen<i64>),
     Long(NumGen<i64>),
@@ -101,6 +101,11 @@ pub enum Node {
         seed: u64,
         inner: NodeId,
     },
+    /// A `Cardinality` whose values were generated once, when the plan was
+    /// built (see [`Plan::tabulate`]): a draw is an index.
+    Set {
+        values: Arc<[Const]>,
+    },
     /// A `ref` not resolved yet (compile-time only).
     Unresolved,
 }
@@ -130,7 +135,7 @@ pub enum Dist<T> {
     Zipf(Zipf<f64>),
     /// Zipf over a range small enough for a table: O(1) draws through an
     /// alias table instead of rejection sampling with `powf` per draw.
-    ZipfTable(std::sync::Arc<WeightedAliasIndex<f64>>),
+    ZipfTable(Arc<Alias>),
     Iter(Iter<T>),
 }
 
@@ -149,8 +154,45 @@ pub struct Len {
 
 #[derive(Clone, Debug)]
 pub struct StrGen {
+    /// Put before every generated value (pools have it built in).
     pub prefix: Box<[u8]>,
     pub kind: StrKind,
+}
+
+/// Pre-generated strings back to back in one buffer (no pointer per value
+/// to follow).
+#[derive(Clone, Debug)]
+pub struct StrPool {
+    bytes: Box<[u8]>,
+    /// Value `i` is `bytes[ends[i - 1]..ends[i]]` (from 0 for the first).
+    ends: Box<[u32]>,
+    max_len: usize,
+}
+
+impl StrPool {
+    /// The pool of `values`, each with `prefix` before it.
+    pub fn new(prefix: &[u8], values: impl IntoIterator<Item = Vec<u8>>) -> StrPool {
+        let (mut bytes, mut ends, mut max_len) = (Vec::new(), Vec::new(), 0);
+        for v in values {
+            let start = bytes.len();
+            bytes.extend_from_slice(prefix);
+            bytes.extend_from_slice(&v);
+            max_len = max_len.max(bytes.len() - start);
+            ends.push(u32::try_from(bytes.len()).expect("a string pool under 4 GiB"));
+        }
+        StrPool {
+            bytes: bytes.into(),
+            ends: ends.into(),
+            max_len,
+        }
+    }
+
+    #[inline]
+    fn pick(&self, rng: &mut Wy) -> &[u8] {
+        let i = rng.below(self.ends.len() as u64) as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.bytes[start..self.ends[i] as usize]
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -159,8 +201,8 @@ pub enum StrKind {
     Alnum(Len),
     /// The decimal digits of an iteration.
     Iter(Iter<i64>),
-    /// Pre-generated values (regex, fake).
-    Pool(Vec<Box<[u8]>>),
+    /// Pre-generated values (regex, fake), prefix included.
+    Pool(StrPool),
     Uuid,
     Ipv4,
     Ipv6,
@@ -169,7 +211,7 @@ pub enum StrKind {
 #[derive(Clone, Debug)]
 pub enum Pick {
     Uniform(u32),
-    Weighted(WeightedIndex<f64>),
+    Weighted(Alias),
 }
 
 impl Pick {
@@ -178,17 +220,17 @@ impl Pick {
             return Pick::Uniform(w.len() as u32);
         }
         // Weights were checked: non-negative, finite, not all zero.
-        WeightedIndex::new(w)
+        Alias::new(w)
             .map(Pick::Weighted)
             .unwrap_or(Pick::Uniform(w.len() as u32))
     }
 
     #[inline]
-    fn pick(&self, rng: &mut SmallRng) -> u32 {
+    fn pick(&self, rng: &mut Wy) -> u32 {
         match self {
             Pick::Uniform(1) => 0,
-            Pick::Uniform(n) => rng.random_range(0..*n),
-            Pick::Weighted(w) => w.sample(rng) as u32,
+            Pick::Uniform(n) => rng.below(u64::from(*n)) as u32,
+            Pick::Weighted(w) => w.sample(rng.next()) as u32,
         }
     }
 }
@@ -216,7 +258,7 @@ pub enum Const {
 /// One generator's mutable state: its random stream, iteration counters,
 /// clock and scratch space. Owned by one shard.
 pub struct Cx {
-    pub rng: SmallRng,
+    pub rng: Wy,
     pub counters: Vec<u64>,
     /// Shard `i` of `n` takes iteration steps `i, i+n, i+2n, ...`.
     pub stride: (u64, u64),
@@ -232,7 +274,7 @@ pub struct Cx {
 impl Cx {
     pub fn new(seed: u64, counters: usize, now_ms: i64) -> Cx {
         Cx {
-            rng: SmallRng::seed_from_u64(seed),
+            rng: Cx::rng_for(seed),
             counters: vec![0; counters],
             stride: (0, 1),
             index: None,
@@ -241,6 +283,11 @@ impl Cx {
             now_ms,
             scratch: Vec::with_capacity(256),
         }
+    }
+
+    /// The random stream of a generator seeded with `seed`.
+    pub fn rng_for(seed: u64) -> Wy {
+        Wy::seed_from_u64(mix(seed, 0))
     }
 
     #[inline]
@@ -272,11 +319,22 @@ pub fn mix(a: u64, b: u64) -> u64 {
 const ALNUM: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Each byte's two lowercase hex digits.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    t
+};
+
 impl NumGen<i64> {
     #[inline]
     fn next(&self, cx: &mut Cx) -> i64 {
         match &self.dist {
-            Dist::Uniform => cx.rng.random_range(self.min..=self.max),
+            Dist::Uniform => cx.rng.range_i64(self.min, self.max),
             Dist::Normal(n) => {
                 let v = n.sample(&mut cx.rng).round();
                 (v as i64).clamp(self.min, self.max)
@@ -286,7 +344,7 @@ impl NumGen<i64> {
                 .min
                 .saturating_add(z.sample(&mut cx.rng) as i64 - 1)
                 .min(self.max),
-            Dist::ZipfTable(t) => self.min.saturating_add(t.sample(&mut cx.rng) as i64),
+            Dist::ZipfTable(t) => self.min.saturating_add(t.sample(cx.rng.next()) as i64),
             Dist::Iter(it) => {
                 let mut k = cx.step(it.counter);
                 if let Some(p) = it.period {
@@ -304,14 +362,16 @@ impl NumGen<f64> {
         match &self.dist {
             Dist::Uniform => {
                 if self.min < self.max {
-                    cx.rng.random_range(self.min..self.max)
+                    // Never overflows, unlike min + (max - min) * u.
+                    let u = cx.rng.unit();
+                    self.min * (1.0 - u) + self.max * u
                 } else {
                     self.min
                 }
             }
             Dist::Normal(n) => n.sample(&mut cx.rng).clamp(self.min, self.max),
             Dist::Zipf(z) => (self.min + z.sample(&mut cx.rng) - 1.0).min(self.max),
-            Dist::ZipfTable(t) => (self.min + t.sample(&mut cx.rng) as f64).min(self.max),
+            Dist::ZipfTable(t) => (self.min + t.sample(cx.rng.next()) as f64).min(self.max),
             Dist::Iter(it) => {
                 let mut k = cx.step(it.counter);
                 if let Some(p) = it.period {
@@ -325,11 +385,11 @@ impl NumGen<f64> {
 
 impl Len {
     #[inline]
-    fn next(&self, rng: &mut SmallRng) -> usize {
+    fn next(&self, rng: &mut Wy) -> usize {
         if self.min == self.max {
             self.min as usize
         } else {
-            rng.random_range(self.min..=self.max) as usize
+            (self.min + rng.below((self.max - self.min).saturating_add(1))) as usize
         }
     }
 }
@@ -342,10 +402,35 @@ impl Plan {
         self.gen(self.root, cx, out);
     }
 
-    fn gen<S: Sink>(&self, id: NodeId, cx: &mut Cx, out: &mut S) {
+    /// Writes one datum of the root type and puts the key form of the root
+    /// record's field `key_field` into `key` (null if nothing was written
+    /// there).
+    pub fn write_keyed<S: Sink>(&self, cx: &mut Cx, out: &mut S, key_field: u32, key: &mut KeyBuf) {
+        cx.depth = 0;
+        cx.work = 0;
+        key.null = true;
+        match &self.nodes[self.root as usize] {
+            Node::Record { fields } => {
+                out.record_start();
+                for (i, (name, f)) in fields.iter().enumerate() {
+                    out.field(name, i == 0);
+                    if i as u32 == key_field {
+                        self.gen(*f, cx, &mut KeySink::field(out, key));
+                    } else {
+                        self.gen(*f, cx, out);
+                    }
+                }
+                out.record_end();
+            }
+            // A root record with `options` or `cardinality`.
+            _ => self.gen(self.root, cx, &mut KeySink::datum(out, key, key_field)),
+        }
+    }
+
+    pub(super) fn gen<S: Sink>(&self, id: NodeId, cx: &mut Cx, out: &mut S) {
         match &self.nodes[id as usize] {
             Node::Null => out.null(),
-            Node::Bool { p_true } => out.boolean(cx.rng.random_bool(*p_true)),
+            Node::Bool { p_true } => out.boolean(cx.rng.chance(*p_true)),
             Node::Int(g) => out.int(g.next(cx) as i32),
             Node::Long(g) => out.long(g.next(cx)),
             Node::Float(g) => out.float(g.next(cx) as f32),
@@ -355,13 +440,14 @@ impl Plan {
                 jitter_ms,
                 offset_ms,
             } => {
-                let j = *jitter_ms as i64;
+                let j = i64::try_from(*jitter_ms).unwrap_or(i64::MAX);
                 let base = cx.now_ms.saturating_add(*offset_ms);
-                let sub = |rng: &mut SmallRng, per_ms: i64| {
+                let sub = |rng: &mut Wy, per_ms: i64| {
                     if j == 0 {
                         0
                     } else {
-                        rng.random_range(-j * per_ms..=j * per_ms)
+                        let r = j.saturating_mul(per_ms);
+                        rng.range_i64(-r, r)
                     }
                 };
                 match unit {
@@ -380,20 +466,13 @@ impl Plan {
                     ),
                 }
             }
-            Node::Str(s) => {
-                let mut buf = std::mem::take(&mut cx.scratch);
-                buf.clear();
-                buf.extend_from_slice(&s.prefix);
-                gen_str(&s.kind, cx, &mut buf);
-                out.string(&buf);
-                cx.scratch = buf;
-            }
+            Node::Str(s) => gen_str(s, cx, &mut AsString(out)),
             Node::Bytes { len } => {
                 let n = len.next(&mut cx.rng);
                 let mut buf = std::mem::take(&mut cx.scratch);
                 buf.clear();
                 buf.resize(n, 0);
-                cx.rng.fill(&mut buf[..]);
+                cx.rng.fill_bytes(&mut buf);
                 out.bytes(&buf);
                 cx.scratch = buf;
             }
@@ -402,15 +481,15 @@ impl Plan {
                 buf.clear();
                 if *duration {
                     // months, days, milliseconds: little-endian u32 each.
-                    let m: u32 = cx.rng.random_range(0..24);
-                    let d: u32 = cx.rng.random_range(0..31);
-                    let ms: u32 = cx.rng.random_range(0..86_400_000);
+                    let m = cx.rng.below(24) as u32;
+                    let d = cx.rng.below(31) as u32;
+                    let ms = cx.rng.below(86_400_000) as u32;
                     for v in [m, d, ms] {
                         buf.extend_from_slice(&v.to_le_bytes());
                     }
                 } else {
                     buf.resize(*size, 0);
-                    cx.rng.fill(&mut buf[..]);
+                    cx.rng.fill_bytes(&mut buf);
                 }
                 out.fixed(&buf);
                 cx.scratch = buf;
@@ -479,10 +558,13 @@ impl Plan {
                 let i = pick.pick(&mut cx.rng);
                 write_const(&values[i as usize], out);
             }
+            Node::Set { values } => {
+                let i = cx.rng.below(values.len() as u64);
+                write_const(&values[i as usize], out);
+            }
             Node::Cardinality { n, seed, inner } => {
-                let i = cx.rng.random_range(0..*n);
-                let set_rng = SmallRng::seed_from_u64(mix(*seed, i));
-                let saved = std::mem::replace(&mut cx.rng, set_rng);
+                let i = cx.rng.below(*n);
+                let saved = std::mem::replace(&mut cx.rng, set_rng(*seed, i));
                 let saved_index = cx.index.replace(i);
                 self.gen(*inner, cx, out);
                 cx.index = saved_index;
@@ -497,10 +579,7 @@ impl Plan {
         let mut buf = std::mem::take(&mut cx.scratch);
         buf.clear();
         match &self.nodes[key as usize] {
-            Node::Str(s) => {
-                buf.extend_from_slice(&s.prefix);
-                gen_str(&s.kind, cx, &mut buf);
-            }
+            Node::Str(s) => gen_str(s, cx, &mut buf),
             Node::Options { values, pick } => {
                 if let Const::Str(s) = &values[pick.pick(&mut cx.rng) as usize] {
                     buf.extend_from_slice(s.as_bytes());
@@ -535,7 +614,7 @@ impl Plan {
                 .saturating_add(match &s.kind {
                     StrKind::Alnum(l) => len_bound(l),
                     StrKind::Iter(_) => 20,
-                    StrKind::Pool(p) => p.iter().map(|v| v.len()).max().unwrap_or(0),
+                    StrKind::Pool(p) => p.max_len,
                     StrKind::Uuid => 36,
                     StrKind::Ipv4 => 15,
                     StrKind::Ipv6 => 39,
@@ -580,73 +659,190 @@ impl Plan {
                 VARINT.saturating_add(b)
             }
             Node::Options { values, .. } => values.iter().map(const_len).max().unwrap_or(0),
+            Node::Set { values } => values.iter().map(const_len).max().unwrap_or(0),
             Node::Cardinality { inner, .. } => self.bound(*inner, depth),
         }
     }
 }
 
+/// The random stream that generates value `i` of a cardinality set.
+pub fn set_rng(seed: u64, i: u64) -> Wy {
+    Wy::seed_from_u64(mix(seed, i))
+}
+
+/// Where a generated string goes: the datum (as a string value) or a map
+/// key's scratch buffer.
+trait StrOut {
+    fn put(&mut self, v: &[u8]);
+    /// `len` bytes written in place by `fill`.
+    fn put_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8]));
+}
+
+struct AsString<'a, S>(&'a mut S);
+
+impl<S: Sink> StrOut for AsString<'_, S> {
+    #[inline]
+    fn put(&mut self, v: &[u8]) {
+        self.0.string(v);
+    }
+    #[inline]
+    fn put_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) {
+        self.0.string_with(len, fill);
+    }
+}
+
+impl StrOut for Vec<u8> {
+    fn put(&mut self, v: &[u8]) {
+        self.extend_from_slice(v);
+    }
+    fn put_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) {
+        let at = self.len();
+        self.resize(at + len, 0);
+        fill(&mut self[at..]);
+    }
+}
+
+/// Generates a string straight into `out`: no scratch buffer, no second
+/// copy.
 #[inline]
-fn gen_str(kind: &StrKind, cx: &mut Cx, buf: &mut Vec<u8>) {
-    match kind {
+fn gen_str(s: &StrGen, cx: &mut Cx, out: &mut impl StrOut) {
+    let p = &s.prefix[..];
+    let with_prefix = |b: &mut [u8]| {
+        if !p.is_empty() {
+            b[..p.len()].copy_from_slice(p);
+        }
+    };
+    match &s.kind {
+        StrKind::Pool(pool) => out.put(pool.pick(&mut cx.rng)),
+        StrKind::Uuid => {
+            let bits = uuid_bits(&mut cx.rng);
+            out.put_with(p.len() + 36, |b| {
+                with_prefix(b);
+                fill_uuid(&mut b[p.len()..], bits);
+            });
+        }
         StrKind::Alnum(len) => {
             let n = len.next(&mut cx.rng);
-            for _ in 0..n {
-                buf.push(ALNUM[cx.rng.random_range(0..ALNUM.len())]);
-            }
+            let rng = &mut cx.rng;
+            out.put_with(p.len() + n, |b| {
+                with_prefix(b);
+                fill_alnum(&mut b[p.len()..], rng);
+            });
         }
         StrKind::Iter(it) => {
             let mut k = cx.step(it.counter);
-            if let Some(p) = it.period {
-                k %= p;
+            if let Some(period) = it.period {
+                k %= period;
             }
             let v = it.start.wrapping_add((k as i64).wrapping_mul(it.step));
-            push_decimal(buf, v);
-        }
-        StrKind::Pool(p) => buf.extend_from_slice(&p[cx.rng.random_range(0..p.len())]),
-        StrKind::Uuid => {
-            let mut r: u128 = cx.rng.random();
-            // Version 4, variant 10.
-            r = (r & !(0xf << 76)) | (0x4 << 76);
-            r = (r & !(0x3 << 62)) | (0x2 << 62);
-            for i in 0..32 {
-                if matches!(i, 8 | 12 | 16 | 20) {
-                    buf.push(b'-');
-                }
-                buf.push(HEX[((r >> (124 - 4 * i)) & 0xf) as usize]);
-            }
+            let mut tmp = [0u8; 20];
+            let digits = crate::payload::decimal(v.unsigned_abs(), &mut tmp);
+            let sign: &[u8] = if v < 0 { b"-" } else { b"" };
+            let n = p.len() + sign.len() + digits.len();
+            out.put_with(n, |b| {
+                with_prefix(b);
+                b[p.len()..n - digits.len()].copy_from_slice(sign);
+                b[n - digits.len()..].copy_from_slice(digits);
+            });
         }
         StrKind::Ipv4 => {
-            let a: [u8; 4] = cx.rng.random();
-            // First octet 1..=223: unicast, not "this network".
-            let first = 1 + a[0] % 223;
-            push_decimal(buf, i64::from(first));
-            for o in &a[1..] {
-                buf.push(b'.');
-                push_decimal(buf, i64::from(*o));
-            }
+            let (text, n) = ipv4(&mut cx.rng);
+            out.put_with(p.len() + n, |b| {
+                with_prefix(b);
+                b[p.len()..].copy_from_slice(&text[..n]);
+            });
         }
         StrKind::Ipv6 => {
-            let g: [u16; 8] = cx.rng.random();
-            // Global unicast (2000::/3).
-            let first = 0x2000 | (g[0] & 0x1fff);
-            for (i, v) in std::iter::once(first)
-                .chain(g[1..].iter().copied())
-                .enumerate()
-            {
-                if i > 0 {
-                    buf.push(b':');
-                }
-                let mut started = false;
-                for s in (0..4).rev() {
-                    let d = ((v >> (4 * s)) & 0xf) as usize;
-                    if d != 0 || started || s == 0 {
-                        buf.push(HEX[d]);
-                        started = true;
-                    }
-                }
+            let (text, n) = ipv6(&mut cx.rng);
+            out.put_with(p.len() + n, |b| {
+                with_prefix(b);
+                b[p.len()..].copy_from_slice(&text[..n]);
+            });
+        }
+    }
+}
+
+/// 128 random bits with the version 4, variant 10 bits of a UUID set.
+#[inline]
+fn uuid_bits(rng: &mut Wy) -> u128 {
+    let mut r = (u128::from(rng.next()) << 64) | u128::from(rng.next());
+    r = (r & !(0xf << 76)) | (0x4 << 76);
+    (r & !(0x3 << 62)) | (0x2 << 62)
+}
+
+/// The 36-character text of a UUID into `b`.
+#[inline]
+fn fill_uuid(b: &mut [u8], bits: u128) {
+    let b: &mut [u8; 36] = b.try_into().expect("36 bytes for a UUID");
+    let mut o = 0;
+    for (i, byte) in bits.to_be_bytes().into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            b[o] = b'-';
+            o += 1;
+        }
+        b[o..o + 2].copy_from_slice(&HEX_PAIRS[byte as usize]);
+        o += 2;
+    }
+}
+
+/// Random letters and digits into `b`: each 64-bit draw gives six
+/// characters, taken from the top of the draw by multiplying by 62 (the
+/// leftover low part carries on to the next character).
+#[inline]
+fn fill_alnum(b: &mut [u8], rng: &mut Wy) {
+    for chunk in b.chunks_mut(6) {
+        let mut x = rng.next();
+        for c in chunk {
+            let m = u128::from(x) * ALNUM.len() as u128;
+            *c = ALNUM[(m >> 64) as usize];
+            x = m as u64;
+        }
+    }
+}
+
+/// A random unicast IPv4 address as text, and its length.
+fn ipv4(rng: &mut Wy) -> ([u8; 15], usize) {
+    let a = rng.next().to_le_bytes();
+    let mut out = [0u8; 15];
+    let mut n = 0;
+    // First octet 1..=223: unicast, not "this network".
+    for (i, o) in [1 + a[0] % 223, a[1], a[2], a[3]].into_iter().enumerate() {
+        if i > 0 {
+            out[n] = b'.';
+            n += 1;
+        }
+        let mut tmp = [0u8; 20];
+        let d = crate::payload::decimal(u64::from(o), &mut tmp);
+        out[n..n + d.len()].copy_from_slice(d);
+        n += d.len();
+    }
+    (out, n)
+}
+
+/// A random global unicast IPv6 address (2000::/3) as text, and its length.
+fn ipv6(rng: &mut Wy) -> ([u8; 39], usize) {
+    let r = (u128::from(rng.next()) << 64) | u128::from(rng.next());
+    let mut out = [0u8; 39];
+    let mut n = 0;
+    for i in 0..8 {
+        let mut v = (r >> (112 - 16 * i)) as u16;
+        if i == 0 {
+            v = 0x2000 | (v & 0x1fff);
+        } else {
+            out[n] = b':';
+            n += 1;
+        }
+        let mut started = false;
+        for s in (0..4).rev() {
+            let d = ((v >> (4 * s)) & 0xf) as usize;
+            if d != 0 || started || s == 0 {
+                out[n] = HEX[d];
+                n += 1;
+                started = true;
             }
         }
     }
+    (out, n)
 }
 
 /// How many items an array or map gets: none once the record hit its depth
@@ -660,13 +856,6 @@ fn container_len(len: &Len, cx: &mut Cx) -> usize {
     };
     cx.work += n as u32;
     n
-}
-
-fn push_decimal(buf: &mut Vec<u8>, v: i64) {
-    if v < 0 {
-        buf.push(b'-');
-    }
-    buf.extend_from_slice(crate::payload::decimal(v.unsigned_abs(), &mut [0u8; 20]));
 }
 
 pub fn write_const<S: Sink>(c: &Const, out: &mut S) {

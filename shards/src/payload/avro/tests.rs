@@ -883,3 +883,293 @@ fn bad_json_and_bad_avro_and_missing_files() {
         "{e}"
     );
 }
+
+// ---------------------------------------------------------------- keys
+
+/// The key form of a decoded field value: what `--key field:NAME` promises.
+fn key_form(v: &AV) -> Option<Vec<u8>> {
+    let text = |s: String| Some(s.into_bytes());
+    match v {
+        AV::Union(_, inner) => key_form(inner),
+        AV::Null => None,
+        AV::String(s) | AV::Enum(_, s) => text(s.clone()),
+        AV::Uuid(u) => text(u.to_string()),
+        AV::Boolean(b) => text(b.to_string()),
+        AV::Int(i) | AV::Date(i) | AV::TimeMillis(i) => text(i.to_string()),
+        AV::Long(i)
+        | AV::TimeMicros(i)
+        | AV::TimestampMillis(i)
+        | AV::TimestampMicros(i)
+        | AV::TimestampNanos(i)
+        | AV::LocalTimestampMillis(i)
+        | AV::LocalTimestampMicros(i)
+        | AV::LocalTimestampNanos(i) => text(i.to_string()),
+        AV::Float(f) => text(f.to_string()),
+        AV::Double(f) => text(f.to_string()),
+        AV::Bytes(b) | AV::Fixed(_, b) => Some(b.clone()),
+        AV::Decimal(d) => Some(d.try_into().unwrap()),
+        AV::Duration(d) => Some(
+            [
+                u32::from(d.months()),
+                u32::from(d.days()),
+                u32::from(d.millis()),
+            ]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+        ),
+        other => panic!("no key form for {other:?}"),
+    }
+}
+
+/// Checks `n` keyed records of `c` in every encoding against the decoded
+/// Avro field; returns how many keys were null.
+fn check_keys(c: &CompiledSchema, field_name: &str, seed: u64, n: u64) -> usize {
+    let key = c.key_field(field_name).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(key.name(), field_name);
+    let keyed = |enc| {
+        AvroValues::live(c, enc, seed)
+            .with_fixed_now(NOW)
+            .with_key(key.clone())
+    };
+    let mut avro = keyed(Encoding::Avro);
+    let mut conf = keyed(Encoding::Confluent { schema_id: 3 });
+    let mut js = keyed(Encoding::Json);
+    let mut plain = AvroValues::live(c, Encoding::Avro, seed).with_fixed_now(NOW);
+    let mut nulls = 0;
+    for seq in 0..n {
+        let r = avro.record(seq);
+        let (value, key) = (r.value.to_vec(), r.key.map(<[u8]>::to_vec));
+        assert_eq!(value, plain.value(seq), "a key does not change the data");
+        let want = key_form(field(&decode(c.avro_schema(), &value), field_name));
+        assert_eq!(key, want, "{} {field_name} record {seq}", c.name());
+        let r = conf.record(seq);
+        assert_eq!(&r.value[5..], &value[..]);
+        assert_eq!(r.key.map(<[u8]>::to_vec), want, "confluent");
+        assert_eq!(js.record(seq).key.map(<[u8]>::to_vec), want, "json");
+        nulls += usize::from(key.is_none());
+    }
+    nulls
+}
+
+#[test]
+fn keys_are_the_key_form_of_a_field_of_the_same_record() {
+    let all = all_schemas();
+    let users = all.iter().find(|c| c.name() == "users.avsc").unwrap();
+    let orders = all.iter().find(|c| c.name() == "orders.avsc").unwrap();
+    for f in [
+        "user_id",
+        "first_name",
+        "age",
+        "country_code",
+        "plan",
+        "marketing_opt_in",
+        "registered_at",
+    ] {
+        assert_eq!(check_keys(users, f, 11, 300), 0, "{f}");
+    }
+    for f in [
+        "order_id",
+        "user_id",
+        "created_at",
+        "status",
+        "total",
+        "currency",
+        "gift",
+    ] {
+        assert_eq!(check_keys(orders, f, 12, 300), 0, "{f}");
+    }
+    // Unions with null: a null key when the null branch is drawn.
+    let nulls = check_keys(users, "phone", 13, 1000);
+    assert!((300..500).contains(&nulls), "phone: {nulls} null keys");
+    let nulls = check_keys(orders, "coupon", 14, 1000);
+    assert!((700..900).contains(&nulls), "coupon: {nulls} null keys");
+}
+
+#[test]
+fn keys_of_every_keyable_type() {
+    let types = [
+        json!("int"),
+        json!("long"),
+        json!("float"),
+        json!("double"),
+        json!("boolean"),
+        json!("bytes"),
+        json!("string"),
+        json!({"type": "fixed", "name": "F", "size": 5}),
+        json!({"type": "enum", "name": "E", "symbols": ["A", "B"]}),
+        json!({"type": "int", "logicalType": "date"}),
+        json!({"type": "long", "logicalType": "timestamp-micros"}),
+        json!({"type": "string", "logicalType": "uuid"}),
+        json!({"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}),
+        json!({"type": "fixed", "name": "D", "size": 6, "logicalType": "decimal", "precision": 12, "scale": 3}),
+        json!({"type": "fixed", "name": "Du", "size": 12, "logicalType": "duration"}),
+        json!(["null", "long", "string"]),
+        json!("null"),
+    ];
+    for ty in types {
+        let c = compile_str("t.avsc", &one_field(ty.clone(), JV::Null)).unwrap();
+        check_keys(&c, "f", 5, 200);
+    }
+    // Hinted values go through the same writer calls.
+    let c = compile_str(
+        "t.avsc",
+        &one_field(
+            json!("long"),
+            json!({"cardinality": 4, "range": {"min": -9, "max": 9}}),
+        ),
+    )
+    .unwrap();
+    check_keys(&c, "f", 5, 200);
+}
+
+#[test]
+fn keys_from_a_root_record_with_hints() {
+    // A root with `cardinality` is written through the set, not field by
+    // field: the key is found by following the record.
+    let s = json!({"type": "record", "name": "R", "datastorm": {"cardinality": 3}, "fields": [
+        {"name": "a", "type": {"type": "record", "name": "In", "fields": [{"name": "x", "type": "int"}]}},
+        {"name": "b", "type": "string"},
+        {"name": "c", "type": ["null", "int"]}]});
+    let c = compile_str("t.avsc", &s.to_string()).unwrap();
+    check_keys(&c, "b", 1, 100);
+    check_keys(&c, "c", 1, 100);
+    let s = json!({"type": "record", "name": "R", "datastorm": {"options": [{"n": 1, "s": "x"}, {"n": 2, "s": "y"}]},
+        "fields": [{"name": "n", "type": "int"}, {"name": "s", "type": "string"}]});
+    let c = compile_str("t.avsc", &s.to_string()).unwrap();
+    check_keys(&c, "s", 1, 50);
+}
+
+#[test]
+fn pooled_keys_match_live_keys() {
+    let all = all_schemas();
+    let orders = all.iter().find(|c| c.name() == "orders.avsc").unwrap();
+    for f in ["order_id", "coupon", "total"] {
+        let key = orders.key_field(f).unwrap();
+        let mut live = AvroValues::live(orders, Encoding::Avro, 21)
+            .with_fixed_now(NOW)
+            .with_key(key.clone());
+        let mut pool = AvroValues::pooled(orders, Encoding::Avro, 21, 40)
+            .with_key(key)
+            .with_fixed_now(NOW);
+        let first: Vec<(Vec<u8>, Option<Vec<u8>>)> = (0..40)
+            .map(|s| {
+                let r = live.record(s);
+                (r.value.to_vec(), r.key.map(<[u8]>::to_vec))
+            })
+            .collect();
+        for seq in 0..120 {
+            let r = pool.record(seq);
+            let (v, k) = &first[(seq % 40) as usize];
+            assert_eq!(r.value, &v[..], "{f} {seq}");
+            assert_eq!(r.key, k.as_deref(), "{f} {seq}");
+        }
+    }
+    // A source without a key gives none.
+    let mut plain = AvroValues::pooled(orders, Encoding::Avro, 21, 4);
+    assert!(plain.record(0).key.is_none());
+}
+
+#[test]
+fn key_field_errors_name_the_field_and_the_fix() {
+    let all = all_schemas();
+    let orders = all.iter().find(|c| c.name() == "orders.avsc").unwrap();
+    let err = |c: &CompiledSchema, f: &str| c.key_field(f).unwrap_err();
+    const NEEDS: &str = "a key needs a string, enum, number, boolean, bytes or fixed field";
+    assert_eq!(
+        err(orders, "foo"),
+        "--key field:foo: orders.avsc has no top-level field \"foo\" (its fields: order_id, \
+         user_id, created_at, status, items, total, currency, shipping_address, coupon, gift)"
+    );
+    assert_eq!(
+        err(orders, "shipping_address.city"),
+        "--key field:shipping_address.city: orders.avsc has no top-level field \
+         \"shipping_address.city\" (its fields: order_id, user_id, created_at, status, items, \
+         total, currency, shipping_address, coupon, gift)"
+    );
+    assert_eq!(
+        err(orders, "items"),
+        format!("--key field:items: field \"items\" of orders.avsc is an array; {NEEDS}")
+    );
+    assert_eq!(
+        err(orders, "shipping_address"),
+        format!(
+            "--key field:shipping_address: field \"shipping_address\" of orders.avsc is a \
+             record; {NEEDS}"
+        )
+    );
+    let s = json!({"type": "record", "name": "R", "fields": [
+        {"name": "m", "type": {"type": "map", "values": "int"}},
+        {"name": "r", "type": {"type": "record", "name": "In", "fields": [{"name": "x", "type": "int"}]}},
+        {"name": "again", "type": "In"},
+        {"name": "u", "type": ["null", "string", "In"]},
+        {"name": "ua", "type": ["null", {"type": "array", "items": "int"}]}]});
+    let c = compile_str("t.avsc", &s.to_string()).unwrap();
+    assert_eq!(
+        err(&c, "m"),
+        format!("--key field:m: field \"m\" of t.avsc is a map; {NEEDS}")
+    );
+    assert_eq!(
+        err(&c, "again"),
+        format!("--key field:again: field \"again\" of t.avsc is a record; {NEEDS}")
+    );
+    assert_eq!(
+        err(&c, "u"),
+        format!("--key field:u: field \"u\" of t.avsc is a union with a record branch; {NEEDS}")
+    );
+    assert_eq!(
+        err(&c, "ua"),
+        format!("--key field:ua: field \"ua\" of t.avsc is a union with an array branch; {NEEDS}")
+    );
+    let c = compile_str("t.avsc", r#""string""#).unwrap();
+    assert_eq!(
+        err(&c, "id"),
+        "--key field:id: t.avsc is a string, not a record; a key field needs a record schema"
+    );
+}
+
+#[test]
+#[ignore]
+fn zz_time_fields() {
+    let text = std::fs::read_to_string(schemas_dir().join("orders.avsc")).unwrap();
+    let users = std::fs::read_to_string(schemas_dir().join("users.avsc")).unwrap();
+    let full: JV = serde_json::from_str(&text).unwrap();
+    let fields = full["fields"].as_array().unwrap().clone();
+    let mut variants: Vec<(String, JV)> = vec![("all".into(), full.clone())];
+    for f in &fields {
+        let mut one = full.clone();
+        one["fields"] = json!([f]);
+        variants.push((f["name"].as_str().unwrap().to_owned(), one));
+    }
+    let item_fields = fields[4]["type"]["items"]["fields"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for f in &item_fields {
+        let mut one = full.clone();
+        let mut items = fields[4].clone();
+        items["type"]["items"]["fields"] = json!([f]);
+        items["datastorm"] = json!({"length": 4});
+        one["fields"] = json!([items]);
+        variants.push((format!("items4.{}", f["name"].as_str().unwrap()), one));
+    }
+    let mut none = full.clone();
+    none["fields"] = json!([{"name": "b", "type": "null"}]);
+    variants.push(("null".into(), none));
+    for (name, schema) in variants {
+        let s = schema.to_string();
+        let all = compile_all(&[("users", &users), ("orders", &s)]).unwrap();
+        let mut v = AvroValues::live(&all[1], Encoding::Avro, 1);
+        let n = 2_000_000u64;
+        let mut total = 0;
+        for seq in 0..100_000 {
+            total += v.value(seq).len();
+        }
+        let t = std::time::Instant::now();
+        for seq in 0..n {
+            total += v.value(seq).len();
+        }
+        let ns = t.elapsed().as_nanos() as f64 / n as f64;
+        println!("{name:>18}: {ns:7.1} ns/record ({total})");
+    }
+}

@@ -1,7 +1,9 @@
 //! [`AvroValues`]: a shard's schema-driven [`ValueSource`].
 
+use super::key::{KeyBuf, KeyField};
 use super::plan::Cx;
 use super::{write_datum, CompiledSchema, Encoding, ValueSource};
+use crate::payload::Record;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Live mode re-reads the wall clock once per this many records: timestamps
@@ -14,6 +16,11 @@ const CLOCK_EVERY: u64 = 1024;
 ///   allocation per record once the buffer has grown to the largest record.
 /// * `pooled`: `pool` data are generated up front into one contiguous
 ///   buffer and handed out in turn; a call is an index.
+///
+/// With [`with_key`](AvroValues::with_key), [`ValueSource::record`] also
+/// hands out each record's key, the key form of one of its fields: live, it
+/// is copied into a small reused buffer while the datum is written; pooled,
+/// the keys are generated with the pool and stored beside it.
 pub struct AvroValues {
     schema: CompiledSchema,
     enc: Encoding,
@@ -23,6 +30,12 @@ pub struct AvroValues {
     /// Pooled mode: all data back to back, and where each ends.
     pool: Vec<u8>,
     ends: Vec<usize>,
+    key: Option<KeyField>,
+    /// Live mode: the current record's key.
+    key_buf: KeyBuf,
+    /// Pooled mode: all keys back to back, and each record's (`None`: null).
+    keys: Vec<u8>,
+    key_spans: Vec<Option<(usize, usize)>>,
     fixed_now: bool,
     generated: u64,
     max_len: usize,
@@ -54,6 +67,10 @@ impl AvroValues {
             buf: Vec::with_capacity(max_len.min(64 * 1024)),
             pool: Vec::new(),
             ends: Vec::new(),
+            key: None,
+            key_buf: KeyBuf::default(),
+            keys: Vec::new(),
+            key_spans: Vec::new(),
             fixed_now: false,
             generated: 0,
             max_len,
@@ -94,19 +111,43 @@ impl AvroValues {
         self
     }
 
+    /// Makes [`ValueSource::record`] return the key form of field `key` of
+    /// each record (from [`CompiledSchema::key_field`] of this source's
+    /// schema). The data stay the same; a pool is regenerated to hold the
+    /// keys.
+    pub fn with_key(mut self, key: KeyField) -> Self {
+        self.key = Some(key);
+        if !self.ends.is_empty() {
+            let n = self.ends.len();
+            self.reset();
+            self.fill_pool(n);
+        }
+        self
+    }
+
     /// Back to the first datum of the seed (to regenerate a pool).
     fn reset(&mut self) {
-        self.cx.rng = rand::SeedableRng::seed_from_u64(self.seed);
+        self.cx.rng = Cx::rng_for(self.seed);
         self.cx.counters.iter_mut().for_each(|c| *c = 0);
         self.pool.clear();
         self.ends.clear();
+        self.keys.clear();
+        self.key_spans.clear();
     }
 
     fn fill_pool(&mut self, n: usize) {
         let plan = self.schema.plan();
         for _ in 0..n {
-            write_datum(plan, &mut self.cx, self.enc, &mut self.pool);
+            let key = self.key.as_ref().map(|k| (k.index(), &mut self.key_buf));
+            write_datum(plan, &mut self.cx, self.enc, &mut self.pool, key);
             self.ends.push(self.pool.len());
+            if self.key.is_some() {
+                let span = self.key_buf.get().map(|k| {
+                    self.keys.extend_from_slice(k);
+                    (self.keys.len() - k.len(), self.keys.len())
+                });
+                self.key_spans.push(span);
+            }
         }
         let largest = self
             .ends
@@ -132,21 +173,68 @@ impl AvroValues {
     }
 }
 
-impl ValueSource for AvroValues {
+impl AvroValues {
+    /// Live mode: writes the next datum (and its key) into the buffers.
     #[inline]
-    fn value(&mut self, seq: u64) -> &[u8] {
-        if !self.ends.is_empty() {
-            let i = (seq % self.ends.len() as u64) as usize;
-            let start = if i == 0 { 0 } else { self.ends[i - 1] };
-            return &self.pool[start..self.ends[i]];
-        }
+    fn generate(&mut self) {
         if !self.fixed_now && self.generated % CLOCK_EVERY == 0 {
             self.cx.now_ms = wall_ms();
         }
         self.generated += 1;
         self.buf.clear();
-        write_datum(self.schema.plan(), &mut self.cx, self.enc, &mut self.buf);
+        let key = self.key.as_ref().map(|k| (k.index(), &mut self.key_buf));
+        write_datum(
+            self.schema.plan(),
+            &mut self.cx,
+            self.enc,
+            &mut self.buf,
+            key,
+        );
+    }
+
+    /// Pooled mode: the index into the pool of the `seq`-th record.
+    #[inline]
+    fn slot(&self, seq: u64) -> usize {
+        (seq % self.ends.len() as u64) as usize
+    }
+
+    #[inline]
+    fn pooled_value(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.pool[start..self.ends[i]]
+    }
+}
+
+impl ValueSource for AvroValues {
+    #[inline]
+    fn value(&mut self, seq: u64) -> &[u8] {
+        if !self.ends.is_empty() {
+            return self.pooled_value(self.slot(seq));
+        }
+        self.generate();
         &self.buf
+    }
+
+    #[inline]
+    fn record(&mut self, seq: u64) -> Record<'_> {
+        if self.key.is_none() {
+            return Record {
+                value: self.value(seq),
+                key: None,
+            };
+        }
+        if !self.ends.is_empty() {
+            let i = self.slot(seq);
+            return Record {
+                value: self.pooled_value(i),
+                key: self.key_spans[i].map(|(s, e)| &self.keys[s..e]),
+            };
+        }
+        self.generate();
+        Record {
+            value: &self.buf,
+            key: self.key_buf.get(),
+        }
     }
 
     fn max_len(&self) -> usize {

@@ -20,6 +20,9 @@ pub trait Sink {
     fn bytes(&mut self, v: &[u8]);
     /// `v` is valid UTF-8.
     fn string(&mut self, v: &[u8]);
+    /// A string of `len` bytes that `fill` writes in place, saving the copy
+    /// from a scratch buffer. The bytes must be valid UTF-8.
+    fn string_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8]));
     fn fixed(&mut self, v: &[u8]);
     /// A decimal's unscaled value; `size` is the fixed size, or `None` for bytes.
     fn decimal(&mut self, unscaled: i128, scale: u32, size: Option<usize>);
@@ -104,6 +107,13 @@ impl Sink for AvroSink<'_> {
     #[inline]
     fn string(&mut self, v: &[u8]) {
         self.bytes(v);
+    }
+    #[inline]
+    fn string_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) {
+        put_long(self.0, len as i64);
+        let at = self.0.len();
+        self.0.resize(at + len, 0);
+        fill(&mut self.0[at..]);
     }
     #[inline]
     fn fixed(&mut self, v: &[u8]) {
@@ -224,6 +234,49 @@ impl JsonSink<'_> {
     }
 }
 
+/// The JSON string escape of byte `c` (itself when it needs none), and
+/// its length.
+fn escape(c: u8) -> ([u8; 6], usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    match c {
+        b'"' => (*b"\\\"    ", 2),
+        b'\\' => (*b"\\\\    ", 2),
+        b'\n' => (*b"\\n    ", 2),
+        b'\r' => (*b"\\r    ", 2),
+        b'\t' => (*b"\\t    ", 2),
+        0..=0x1f => (
+            [
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 0xf) as usize],
+            ],
+            6,
+        ),
+        _ => ([c, 0, 0, 0, 0, 0], 1),
+    }
+}
+
+/// Escapes `out[from..]` for a JSON string, in place: grows the buffer by
+/// what the escapes add and moves the text back to front. Generated strings
+/// rarely need it (only a `prefix` with quotes or control characters).
+fn escape_in_place(out: &mut Vec<u8>, from: usize) {
+    let extra: usize = out[from..].iter().map(|&c| escape(c).1 - 1).sum();
+    if extra == 0 {
+        return;
+    }
+    let old = out.len();
+    out.resize(old + extra, 0);
+    let mut w = out.len();
+    for r in (from..old).rev() {
+        let (e, n) = escape(out[r]);
+        w -= n;
+        out[w..w + n].copy_from_slice(&e[..n]);
+    }
+}
+
 /// Writes a finite float; JSON has no NaN or infinities, so those become null.
 fn json_float(out: &mut Vec<u8>, v: impl std::fmt::Display, finite: bool) {
     if finite {
@@ -259,6 +312,15 @@ impl Sink for JsonSink<'_> {
     }
     fn string(&mut self, v: &[u8]) {
         self.escaped(v);
+    }
+    fn string_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) {
+        let out = &mut *self.0;
+        out.push(b'"');
+        let at = out.len();
+        out.resize(at + len, 0);
+        fill(&mut out[at..]);
+        escape_in_place(out, at);
+        out.push(b'"');
     }
     fn fixed(&mut self, v: &[u8]) {
         self.latin1(v);
