@@ -44,8 +44,9 @@ pub fn status_line(p: &Progress) -> String {
     let rate = p.delta.records_acked as f64 / secs;
     let mb = p.delta.payload_bytes_acked as f64 / secs / 1e6;
     let mut s = format!(
-        "[{:>6.1}s] acked {:>11}/s",
+        "[{:>6.1}s]{} acked {:>11}/s",
         p.elapsed.as_secs_f64(),
+        if p.warmup { " warmup" } else { "" },
         group(rate as u64)
     );
     if let Some(t) = p.target_rate {
@@ -179,6 +180,13 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
         t.records_acked as f64 / (t.requests_acked.max(1) as f64),
         group(t.batches_acked)
     );
+    if !o.warmup.is_zero() {
+        let _ = writeln!(
+            s,
+            "  warm-up         {:?} before these figures, left out of them",
+            o.warmup
+        );
+    }
     let h = &o.latency;
     if h.is_empty() {
         let _ = writeln!(
@@ -202,12 +210,45 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
             latency(if h.is_empty() { 0 } else { h.max() }),
         );
     }
-    let mut errors: std::collections::BTreeMap<&str, u64> = Default::default();
-    for r in &o.shards {
-        for (k, v) in &r.errors {
-            *errors.entry(k.as_str()).or_default() += v;
-        }
+    let d = &o.send_delay;
+    if !d.is_empty() {
+        let _ = writeln!(
+            s,
+            "  send delay      p50 {}  p99 {}  p99.9 {}  max {}  (intended send time to generation)",
+            latency(pct(d, 0.5)),
+            latency(pct(d, 0.99)),
+            latency(pct(d, 0.999)),
+            latency(d.max()),
+        );
     }
+    if let Some(r) = &o.rate_search {
+        let steps: Vec<String> = r
+            .steps
+            .iter()
+            .map(|st| {
+                format!(
+                    "{}{}",
+                    group(st.target_per_s as u64),
+                    if st.sustained { "" } else { "x" }
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "  rate max        {}{}  (tried: {}; x = not sustained)",
+            match r.found_per_s {
+                Some(f) => format!("{} records/s sustained", group(f as u64)),
+                None => "no rate tried was sustained".into(),
+            },
+            if r.converged {
+                ""
+            } else {
+                ", search not converged"
+            },
+            steps.join(", ")
+        );
+    }
+    let errors = &o.errors;
     let err_text = if errors.is_empty() {
         "none".to_string()
     } else {

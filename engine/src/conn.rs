@@ -99,6 +99,20 @@ impl ApiVersions {
     pub fn range(&self, key: i16) -> Option<(i16, i16)> {
         self.0.get(&key).copied()
     }
+
+    /// Every advertised range by API name (`Produce`, `Fetch`, ...; the
+    /// numeric key for APIs kafka-protocol does not know), for reports.
+    pub fn by_name(&self) -> std::collections::BTreeMap<String, (i16, i16)> {
+        self.0
+            .iter()
+            .map(|(&k, &r)| {
+                let name = kafka_protocol::messages::ApiKey::try_from(k)
+                    .map(|a| format!("{a:?}").trim_end_matches("Key").to_owned())
+                    .unwrap_or_else(|_| format!("api{k}"));
+                (name, r)
+            })
+            .collect()
+    }
 }
 
 /// A connected, version-negotiated broker connection.

@@ -5,4 +5,5 @@ pub mod pacer;
 pub mod payload;
 pub mod plan;
 pub mod run;
+pub mod search;
 pub mod shard;

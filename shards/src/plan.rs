@@ -193,6 +193,34 @@ impl SchemaPayload {
     }
 }
 
+/// How fast to produce, for the whole run (all shards and instances).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum RateSpec {
+    /// As fast as the cluster acknowledges.
+    Unlimited,
+    /// A fixed rate, records per second.
+    Fixed { per_s: f64 },
+    /// Linearly from `from` to `to` records per second over `over`, then `to`.
+    Ramp { from: f64, to: f64, over: Duration },
+    /// Each rate for `step`, then the last rate.
+    Steps { rates: Vec<f64>, step: Duration },
+    /// Search for the highest rate the cluster sustains: rates are tried for
+    /// `step` each, from `start`, growing until acknowledgements stop
+    /// following (or p99 latency passes `max_p99`), then bisected.
+    Max {
+        start: f64,
+        step: Duration,
+        max_p99: Option<Duration>,
+    },
+}
+
+impl RateSpec {
+    pub fn is_paced(&self) -> bool {
+        !matches!(self, RateSpec::Unlimited)
+    }
+}
+
 /// When a run ends (whichever comes first; neither = until stopped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 pub struct StopAt {
@@ -208,8 +236,17 @@ pub struct RunPlan {
     /// CPUs to run shards on, one shard each.
     pub cpus: Vec<usize>,
     pub stop: StopAt,
-    /// Records per second across all shards; `None` = as fast as acked.
-    pub rate: Option<f64>,
+    /// Records per second across all shards and instances.
+    pub rate: RateSpec,
+    /// Results exclude this first part of the run (reported separately).
+    pub warmup: Duration,
+    /// This instance's index among `instances` running the same plan:
+    /// partitions and rate are split disjointly between them.
+    pub instance: u32,
+    pub instances: u32,
+    /// Testing aid: block shard 0's executor for `.1` once, `.0` into the
+    /// run (a generator stall that must show up in latency and send delay).
+    pub inject_stall: Option<(Duration, Duration)>,
     pub acks: Acks,
     pub compression: Compression,
     /// A partition's batch is sealed when it would pass this many bytes.
@@ -277,7 +314,11 @@ impl RunPlan {
             streams: vec![StreamPlan::new(topic)],
             cpus: vec![0],
             stop: StopAt::default(),
-            rate: None,
+            rate: RateSpec::Unlimited,
+            warmup: Duration::ZERO,
+            instance: 0,
+            instances: 1,
+            inject_stall: None,
             acks: Acks::Leader,
             compression: Compression::Lz4,
             batch_size: 64 * 1024,

@@ -2,14 +2,17 @@
 //! shards' counters into a once-a-second progress view, and collects results.
 
 use crate::assign::assign;
-use crate::plan::{split_evenly, RunPlan};
+use crate::pacer::Profile;
+use crate::plan::{split_evenly, RateSpec, RunPlan};
+use crate::search::{MaxRateSearch, RateSearchResult};
 use crate::shard::{run_shard, ShardEvent, ShardResult, ShardSetup, StreamShare};
 use datastorm_engine::cluster::{self, Broker, ClusterError, Created};
 use datastorm_engine::metrics::{latency_histogram, Counters, ShardCounters};
 use datastorm_engine::runtime::{run_pinned, RuntimeError};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -30,6 +33,9 @@ pub struct Prepared {
     pub brokers: Vec<(i32, String)>,
     /// One per stream, in the plan's order.
     pub topics: Vec<PreparedTopic>,
+    /// API version ranges the bootstrap broker advertised (min, max) by
+    /// API name: the closest the protocol comes to a broker version.
+    pub api_versions: BTreeMap<String, (i16, i16)>,
 }
 
 /// A stream's topic when the run started.
@@ -56,21 +62,33 @@ pub struct Progress {
     pub totals: Counters,
     /// Latency of records acked in (about) this interval, microseconds.
     pub latency: Histogram<u64>,
+    /// Send delay of records generated in (about) this interval (paced runs).
+    pub send_delay: Histogram<u64>,
+    /// This instance's target rate at the end of the interval (paced runs).
     pub target_rate: Option<f64>,
+    /// The interval is part of the warm-up (excluded from the results).
+    pub warmup: bool,
 }
 
 /// A per-second point for reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelinePoint {
     pub elapsed_s: f64,
+    /// "warmup" or "measure".
+    pub phase: &'static str,
+    /// This instance's target rate (paced runs).
+    pub target_per_s: Option<f64>,
     pub records_acked: u64,
     pub records_per_s: f64,
     pub payload_mb_per_s: f64,
     pub requests_in_flight: u64,
     pub errors: u64,
+    pub retries: u64,
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    /// Worst send delay in the interval (paced runs).
+    pub send_delay_max_us: u64,
 }
 
 impl TimelinePoint {
@@ -85,11 +103,19 @@ impl TimelinePoint {
         };
         TimelinePoint {
             elapsed_s: p.elapsed.as_secs_f64(),
+            phase: if p.warmup { "warmup" } else { "measure" },
+            target_per_s: p.target_rate,
             records_acked: p.delta.records_acked,
             records_per_s: p.delta.records_acked as f64 / secs,
             payload_mb_per_s: p.delta.payload_bytes_acked as f64 / secs / 1e6,
             requests_in_flight: p.totals.requests_in_flight,
             errors: p.delta.errors,
+            retries: p.delta.retries,
+            send_delay_max_us: if p.send_delay.is_empty() {
+                0
+            } else {
+                p.send_delay.max()
+            },
             p50_us: pct(0.5),
             p99_us: pct(0.99),
             max_us: if p.latency.is_empty() {
@@ -106,10 +132,20 @@ impl TimelinePoint {
 pub struct RunOutcome {
     pub prepared: Prepared,
     pub shards: Vec<ShardResult>,
+    /// After the warm-up.
     pub totals: Counters,
+    /// After the warm-up.
     pub latency: Histogram<u64>,
+    /// Paced runs, after the warm-up: intended send time to generation.
+    pub send_delay: Histogram<u64>,
+    /// Excluded from `totals`, `latency`, `send_delay` and `elapsed`.
+    pub warmup: Duration,
+    /// Error responses and connection failures by Kafka error name.
+    pub errors: BTreeMap<String, u64>,
+    /// `--rate max`: the steps tried and the answer.
+    pub rate_search: Option<RateSearchResult>,
     pub timeline: Vec<TimelinePoint>,
-    /// From the shards' start to the last ack.
+    /// From the end of the warm-up to the last ack.
     pub elapsed: Duration,
     /// The first shard failure, if any.
     pub failure: Option<String>,
@@ -144,6 +180,7 @@ impl RunOutcome {
 pub async fn prepare(plan: &RunPlan) -> Result<(Prepared, Leaders), ClusterError> {
     let mut conn =
         cluster::bootstrap(&plan.bootstrap, &plan.client_id, plan.connect_timeout).await?;
+    let api_versions = conn.versions().by_name();
     let mut topics = Vec::with_capacity(plan.streams.len());
     let mut leaders_by_stream = Vec::with_capacity(plan.streams.len());
     let mut cluster_id = None;
@@ -187,12 +224,13 @@ pub async fn prepare(plan: &RunPlan) -> Result<(Prepared, Leaders), ClusterError
             cluster_id,
             brokers,
             topics,
+            api_versions,
         },
         leaders_by_stream,
     ))
 }
 
-/// How one stream is spread over the shards.
+/// How one stream is spread over this instance's shards.
 #[derive(Clone)]
 struct StreamLayout {
     /// Partitions per shard.
@@ -200,20 +238,39 @@ struct StreamLayout {
     /// Per shard: its index among the shards with partitions (`None`: idle).
     active_index: Vec<Option<usize>>,
     active: usize,
+    /// This instance's part of the stream's count.
     count: Option<u64>,
-    rate: Option<f64>,
+    /// The stream's part of the run's rate that falls to each active shard
+    /// of this instance (0 when this instance has no partitions of it).
+    scale: f64,
 }
 
 impl StreamLayout {
     fn new(plan: &RunPlan, stream: usize, leaders: &[(i32, Broker)], shards: usize) -> Self {
         let mut ids: Vec<i32> = leaders.iter().map(|(p, _)| *p).collect();
         ids.sort_unstable();
-        // Field keys follow Kafka's default partitioner over all partitions,
-        // so every shard writes to every partition.
-        let assignment = if plan.streams[stream].keys.field().is_some() {
-            vec![ids; shards]
+        let instances = plan.instances.max(1) as usize;
+        let instance = plan.instance as usize;
+        let field_keys = plan.streams[stream].keys.field().is_some();
+        // Instances take disjoint partitions (round-robin over sorted ids),
+        // except with field keys: Kafka's partitioner then decides, so every
+        // shard of every instance writes to every partition.
+        let (mine, active_instances, instance_active) = if field_keys {
+            (ids, instances, true)
         } else {
-            assign(&ids, shards)
+            let n = instances.min(ids.len()).max(1);
+            let mine: Vec<i32> = ids
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % instances == instance)
+                .map(|(_, p)| *p)
+                .collect();
+            (mine, n, instance < n)
+        };
+        let assignment = if field_keys {
+            vec![mine; shards]
+        } else {
+            assign(&mine, shards)
         };
         let mut active_index = vec![None; shards];
         let mut k = 0;
@@ -223,12 +280,25 @@ impl StreamLayout {
                 k += 1;
             }
         }
+        let active = k.max(1);
+        let share = plan.rate_by_share(1.0)[stream];
         StreamLayout {
             assignment,
             active_index,
-            active: k.max(1),
-            count: plan.stop.count.map(|c| plan.split_by_share(c)[stream]),
-            rate: plan.rate.map(|r| plan.rate_by_share(r)[stream]),
+            active,
+            count: plan.stop.count.map(|c| {
+                let stream_count = plan.split_by_share(c)[stream];
+                if instance_active {
+                    split_evenly(stream_count, active_instances, instance)
+                } else {
+                    0
+                }
+            }),
+            scale: if instance_active {
+                share / active_instances as f64 / active as f64
+            } else {
+                0.0
+            },
         }
     }
 
@@ -238,6 +308,11 @@ impl StreamLayout {
             Some(ai) => split_evenly(c, self.active, ai),
             None => 0,
         })
+    }
+
+    /// This instance's part of the run's rate, over all its shards.
+    fn instance_share(&self) -> f64 {
+        self.scale * self.active_index.iter().flatten().count() as f64
     }
 }
 
@@ -261,18 +336,33 @@ pub fn run(
     let layouts: Vec<StreamLayout> = (0..n_streams)
         .map(|si| StreamLayout::new(&plan, si, &leaders[si], shards))
         .collect();
+    let instance_share: f64 = layouts.iter().map(StreamLayout::instance_share).sum();
+    let profile = Profile::from_spec(&plan.rate);
+    let mut search = match &plan.rate {
+        RateSpec::Max {
+            start,
+            step,
+            max_p99,
+        } => Some(MaxRateSearch::new(*start, *step, *max_p99)),
+        _ => None,
+    };
+    let rate_control = search
+        .as_ref()
+        .map(|s| Arc::new(AtomicU64::new(s.target().to_bits())));
     // One set of counters per shard and stream: shard `i`, stream `s` at
     // `i * n_streams + s`.
     let counters: Vec<Arc<ShardCounters>> = (0..shards * n_streams)
         .map(|_| Arc::new(ShardCounters::default()))
         .collect();
     let (tx, rx) = mpsc::channel::<ShardEvent>();
+    let origin = Instant::now();
 
     let shard_thread = {
         let plan = plan.clone();
         let counters = counters.clone();
         let stop = stop.clone();
         let cpus = plan.cpus.clone();
+        let rate_control = rate_control.clone();
         std::thread::Builder::new()
             .name("datastorm-shards".into())
             .spawn(move || {
@@ -292,7 +382,10 @@ pub fn run(
                                 stream: si,
                                 partitions,
                                 count: layout.count_for(index),
-                                rate: layout.rate.map(|r| r / layout.active as f64),
+                                pace: Profile::from_spec(&plan.rate)
+                                    .filter(|_| layout.scale > 0.0)
+                                    .map(|p| (p, layout.scale)),
+                                rate_control: rate_control.clone(),
                                 counters: counters[index * n_streams + si].clone(),
                             }
                         })
@@ -303,6 +396,7 @@ pub fn run(
                         cpu,
                         plan: plan.clone(),
                         streams,
+                        origin,
                         events: tx.clone(),
                         stop: stop.clone(),
                     })
@@ -311,13 +405,15 @@ pub fn run(
             .map_err(|e| RunError::Setup(e.to_string()))?
     };
 
-    let started = Instant::now();
+    let started = origin;
     let mut last_tick = started;
     let mut last_totals = Counters::default();
     let mut interval = latency_histogram();
+    let mut interval_delay = latency_histogram();
     let mut timeline = Vec::new();
     let mut seen = latency_histogram();
     let tick = Duration::from_secs(1);
+    let warmup_end = started + plan.warmup;
     // A shard whose requests stay unanswered well past the request timeout
     // has stopped running (its own watchdog would have failed it): end the
     // run with what was measured instead of waiting forever.
@@ -327,8 +423,13 @@ pub fn run(
     while !shard_thread.is_finished() {
         let wait = (last_tick + tick).saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
-            Ok(ShardEvent::Interval { latency, .. }) => {
+            Ok(ShardEvent::Interval {
+                latency,
+                send_delay,
+                ..
+            }) => {
                 let _ = interval.add(&latency);
+                let _ = interval_delay.add(&send_delay);
                 let _ = seen.add(&latency);
             }
             Err(mpsc::RecvTimeoutError::Timeout) | Err(mpsc::RecvTimeoutError::Disconnected) => {}
@@ -336,16 +437,41 @@ pub fn run(
         let now = Instant::now();
         if now >= last_tick + tick {
             let totals = sum(&counters);
+            let in_warmup = last_tick < warmup_end;
+            let elapsed = now - started;
+            let target_rate = match (&search, &profile) {
+                (Some(s), _) => Some(s.target() * instance_share),
+                (None, Some(p)) => {
+                    let t = elapsed.as_secs_f64() - plan.warmup.as_secs_f64();
+                    Some(p.rate_at(t) * instance_share)
+                }
+                (None, None) => None,
+            };
             let p = Progress {
-                elapsed: now - started,
+                elapsed,
                 interval: now - last_tick,
                 delta: totals.minus(&last_totals),
                 totals,
                 latency: std::mem::replace(&mut interval, latency_histogram()),
-                target_rate: plan.rate,
+                send_delay: std::mem::replace(&mut interval_delay, latency_histogram()),
+                target_rate,
+                warmup: in_warmup,
             };
             timeline.push(TimelinePoint::from_progress(&p));
             on_progress(&p);
+            if let Some(s) = search.as_mut().filter(|_| !in_warmup) {
+                // The search judges the whole run's rate: this instance's
+                // acks scaled up by its share.
+                let acked = (p.delta.records_acked as f64 / instance_share.max(1e-9)) as u64;
+                if let Some(next) = s.observe(p.interval, acked, &p.latency) {
+                    if let Some(ctl) = &rate_control {
+                        ctl.store(next.to_bits(), Relaxed);
+                    }
+                }
+                if s.is_done() {
+                    stop.store(true, Relaxed);
+                }
+            }
             last_totals = totals;
             last_tick = now;
             for (i, c) in counters.iter().enumerate() {
@@ -368,6 +494,7 @@ pub fn run(
             }
         }
     }
+    let rate_search = search.as_ref().map(MaxRateSearch::result);
     if let Some(failure) = stalled {
         // The shard threads cannot be joined; report from the counters and
         // the latency the shards handed over so far.
@@ -379,8 +506,12 @@ pub fn run(
             shards: Vec::new(),
             totals,
             latency: seen,
+            send_delay: latency_histogram(),
+            warmup: plan.warmup,
+            errors: BTreeMap::new(),
+            rate_search,
             timeline,
-            elapsed: started.elapsed(),
+            elapsed: started.elapsed().saturating_sub(plan.warmup),
             failure: Some(failure),
             interrupted: false,
         });
@@ -393,19 +524,33 @@ pub fn run(
         .collect();
     let elapsed = results.iter().map(|r| r.elapsed).max().unwrap_or_default();
     let mut latency = latency_histogram();
+    let mut send_delay = latency_histogram();
     let mut totals = Counters::default();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     for r in &results {
         let _ = latency.add(&r.latency);
+        let _ = send_delay.add(&r.send_delay);
         totals = totals.plus(&r.counters);
+        for (k, v) in &r.errors {
+            *errors.entry(k.clone()).or_default() += v;
+        }
     }
     totals.requests_in_flight = 0;
     let failure = results.iter().find_map(|r| r.failure.clone());
-    let interrupted = failure.is_none() && stop.load(Relaxed);
+    // A finished --rate max search stops the run itself: not an interruption.
+    let searched = rate_search
+        .as_ref()
+        .is_some_and(|_| search.as_ref().is_some_and(MaxRateSearch::is_done));
+    let interrupted = failure.is_none() && stop.load(Relaxed) && !searched;
     Ok(RunOutcome {
         prepared,
         shards: results,
         totals,
         latency,
+        send_delay,
+        warmup: plan.warmup,
+        errors,
+        rate_search,
         timeline,
         elapsed,
         failure,

@@ -6,7 +6,7 @@
 //! value into its open batch. It neither allocates nor locks; sealing,
 //! sending and ack handling happen once per batch.
 
-use crate::pacer::Pacer;
+use crate::pacer::{Pacer, Profile};
 use crate::payload::{murmur2, value_source, Keys, ValueSource};
 use crate::plan::{Acks, RunPlan, StreamPlan, SEQUENCE_HEADER};
 use datastorm_engine::arena::WriteBuf;
@@ -19,10 +19,10 @@ use datastorm_engine::wire::produce::{self, read_produce_response, ProduceReques
 use datastorm_engine::wire::varint::get_uvarint;
 use glommio::sync::Semaphore;
 use hdrhistogram::Histogram;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -39,6 +39,9 @@ pub struct ShardSetup {
     pub plan: Arc<RunPlan>,
     /// This shard's part of each of the plan's streams.
     pub streams: Vec<StreamShare>,
+    /// The run's common time origin: pacing, `--duration` and `--warmup`
+    /// count from here on every shard.
+    pub origin: Instant,
     pub events: mpsc::Sender<ShardEvent>,
     pub stop: Arc<AtomicBool>,
 }
@@ -49,9 +52,13 @@ pub struct StreamShare {
     pub stream: usize,
     /// The partitions this shard writes to, and their leaders.
     pub partitions: Vec<(i32, Broker)>,
-    /// This shard's share of the stream's count and rate.
+    /// This shard's share of the stream's count.
     pub count: Option<u64>,
-    pub rate: Option<f64>,
+    /// The run's rate profile and this shard's share of it (unpaced: `None`).
+    pub pace: Option<(Profile, f64)>,
+    /// `--rate max`: the run's current target rate (f64 bits), set by the
+    /// coordinator; read once per chunk of records.
+    pub rate_control: Option<Arc<AtomicU64>>,
     pub counters: Arc<ShardCounters>,
 }
 
@@ -61,6 +68,7 @@ struct StreamTask {
     index: usize,
     shards: usize,
     cpu: usize,
+    origin: Instant,
     plan: Arc<RunPlan>,
     share: StreamShare,
     events: mpsc::Sender<ShardEvent>,
@@ -69,10 +77,12 @@ struct StreamTask {
 
 /// Sent to the coordinator a few times a second.
 pub enum ShardEvent {
-    /// Latency of the records acked since the last event.
+    /// Latency of the records acked, and send delay of the records
+    /// generated, since the last event.
     Interval {
         shard: usize,
         latency: Histogram<u64>,
+        send_delay: Histogram<u64>,
     },
 }
 
@@ -88,8 +98,11 @@ pub struct ShardResult {
     pub produce_version: Option<i16>,
     pub counters: Counters,
     /// Per-record latency in microseconds: from intended send time (paced) or
-    /// from the record's creation (unpaced) to its ack.
+    /// from the record's creation (unpaced) to its ack. After the warm-up.
     pub latency: Histogram<u64>,
+    /// Paced runs: microseconds from a record's intended send time to the
+    /// moment the generator wrote it into its batch (generator stalls).
+    pub send_delay: Histogram<u64>,
     /// Error responses by Kafka error name, and connection failures.
     pub errors: BTreeMap<String, u64>,
     /// Why the shard stopped early, if it did.
@@ -102,6 +115,12 @@ struct Shared {
     counters: Arc<ShardCounters>,
     total: RefCell<Histogram<u64>>,
     interval: RefCell<Histogram<u64>>,
+    send_delay: RefCell<Histogram<u64>>,
+    send_delay_interval: RefCell<Histogram<u64>>,
+    /// The warm-up ends here; results count from here.
+    measure_from: Instant,
+    /// The counters when the warm-up ended (`None` while it lasts).
+    warmup_end: Cell<Option<Counters>>,
     errors: RefCell<BTreeMap<String, u64>>,
     failure: RefCell<Option<String>>,
     closing: std::cell::Cell<bool>,
@@ -131,6 +150,21 @@ impl Shared {
     fn count_error(&self, name: &str, n: u64) {
         *self.errors.borrow_mut().entry(name.to_owned()).or_default() += n;
         ShardCounters::add(&self.counters.errors, n);
+    }
+
+    /// Whether results count at `now`. The first call after the warm-up
+    /// snapshots the counters, so the warm-up is subtracted exactly: every
+    /// accounting site asks before it counts.
+    #[inline]
+    fn measuring(&self, now: Instant) -> bool {
+        if self.warmup_end.get().is_some() {
+            return true;
+        }
+        if now < self.measure_from {
+            return false;
+        }
+        self.warmup_end.set(Some(self.counters.snapshot()));
+        true
     }
 }
 
@@ -204,6 +238,9 @@ struct Knobs {
     linger: Duration,
     compression: datastorm_engine::batch::Compression,
     max_in_flight: u64,
+    /// Paced runs: when each record is due. Batches take their records'
+    /// intended times as their latency origin.
+    pacer: RefCell<Option<Pacer>>,
 }
 
 /// Runs one shard to completion: each of its streams as a task on this
@@ -217,6 +254,7 @@ pub async fn run_shard(setup: ShardSetup) -> Vec<ShardResult> {
         cpu,
         plan,
         streams,
+        origin,
         events,
         stop,
     } = setup;
@@ -227,6 +265,7 @@ pub async fn run_shard(setup: ShardSetup) -> Vec<ShardResult> {
                 index,
                 shards,
                 cpu,
+                origin,
                 plan: plan.clone(),
                 share,
                 events: events.clone(),
@@ -260,13 +299,17 @@ fn stream_seed(seed: u64, stream: usize) -> u64 {
 }
 
 async fn run_stream(setup: StreamTask) -> ShardResult {
-    let start = Instant::now();
+    let start = setup.origin;
     let plan = setup.plan.clone();
     let stream: &StreamPlan = &plan.streams[setup.share.stream];
     let shared = Rc::new(Shared {
         counters: setup.share.counters.clone(),
         total: RefCell::new(latency_histogram()),
         interval: RefCell::new(latency_histogram()),
+        send_delay: RefCell::new(latency_histogram()),
+        send_delay_interval: RefCell::new(latency_histogram()),
+        measure_from: setup.origin + plan.warmup,
+        warmup_end: Cell::new(None),
         errors: RefCell::new(BTreeMap::new()),
         failure: RefCell::new(None),
         closing: std::cell::Cell::new(false),
@@ -281,6 +324,7 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
         produce_version: None,
         counters: Counters::default(),
         latency: latency_histogram(),
+        send_delay: latency_histogram(),
         errors: BTreeMap::new(),
         failure: None,
         elapsed: Duration::ZERO,
@@ -401,6 +445,9 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
         linger: plan.linger,
         compression: plan.compression,
         max_in_flight: plan.max_in_flight as u64,
+        pacer: RefCell::new(setup.share.pace.clone().map(|(profile, scale)| {
+            Pacer::with_profile(profile, scale, start).with_warmup(plan.warmup)
+        })),
     };
     let watchdog = glommio::spawn_local(watch_request_timeouts(
         shared.clone(),
@@ -443,14 +490,17 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
     let gen = Generation {
         headers: &static_headers,
         field_keys: stream.keys.field().is_some(),
-        sequence_header: stream.sequence_header.then_some((0u16, setup.index as u16)),
+        sequence_header: stream
+            .sequence_header
+            .then_some((plan.instance as u16, setup.index as u16)),
         limit: setup.share.count.unwrap_or(u64::MAX),
-        deadline: plan.stop.duration.map(|d| start + d),
-        pacer: setup
-            .share
-            .rate
-            .filter(|r| *r > 0.0)
-            .map(|r| Pacer::new(r, start)),
+        // --duration is the measured part of the run, after the warm-up.
+        deadline: plan.stop.duration.map(|d| start + plan.warmup + d),
+        rate_control: setup.share.rate_control.clone(),
+        stall: plan
+            .inject_stall
+            .filter(|_| setup.index == 0 && setup.share.stream == 0)
+            .map(|(at, d)| (start + at, d)),
         stop: setup.stop.clone(),
     };
     generate(
@@ -546,17 +596,28 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
 }
 
 fn finish(mut result: ShardResult, shared: &Shared, start: Instant) -> ShardResult {
-    result.counters = shared.counters.snapshot();
+    // Results exclude the warm-up (all of the run, if it never ended).
+    let now = shared.counters.snapshot();
+    let warm = shared.warmup_end.get().unwrap_or(now);
+    result.counters = now.minus(&warm);
+    result.counters.requests_in_flight = 0;
     result.latency = shared.total.borrow().clone();
+    result.send_delay = shared.send_delay.borrow().clone();
     result.errors = shared.errors.borrow().clone();
     if result.failure.is_none() {
         result.failure = shared.failure.borrow().clone();
     }
-    result.elapsed = start.elapsed();
+    result.elapsed = start
+        .elapsed()
+        .saturating_sub(shared.measure_from.saturating_duration_since(start));
     result
 }
 
 struct Generation<'a> {
+    /// `--rate max`: the run's target rate, moved by the coordinator.
+    rate_control: Option<Arc<AtomicU64>>,
+    /// Testing aid: block the executor once, at this time, for this long.
+    stall: Option<(Instant, Duration)>,
     headers: &'a [RecordHeader<'a>],
     /// Keys come from the value source (`--key field:NAME`).
     field_keys: bool,
@@ -564,7 +625,6 @@ struct Generation<'a> {
     sequence_header: Option<(u16, u16)>,
     limit: u64,
     deadline: Option<Instant>,
-    pacer: Option<Pacer>,
     stop: Arc<AtomicBool>,
 }
 
@@ -588,12 +648,15 @@ async fn generate(
 ) {
     let keyed = keys.is_keyed();
     let field_keys = gen.field_keys;
+    let paced = knobs.pacer.borrow().is_some();
     let n_parts = parts.len();
     let mut cur = 0usize;
     let mut seq = 0u64;
     let mut now = Instant::now();
     let mut now_ms = epoch_ms();
     let mut next_linger_check = now;
+    let mut stall = gen.stall;
+    let mut rate_bits = gen.rate_control.as_ref().map(|c| c.load(Relaxed));
     loop {
         if gen.stop.load(Relaxed) || shared.failed() || seq >= gen.limit {
             break;
@@ -601,13 +664,33 @@ async fn generate(
         if gen.deadline.is_some_and(|d| now >= d) {
             break;
         }
+        if let Some((at, d)) = stall.filter(|(at, _)| now >= *at) {
+            // Deliberately blocks the executor (tests of stall reporting).
+            let _ = at;
+            std::thread::sleep(d);
+            stall = None;
+            now = Instant::now();
+        }
+        if let (Some(ctl), Some(bits)) = (&gen.rate_control, rate_bits.as_mut()) {
+            let b = ctl.load(Relaxed);
+            if b != *bits {
+                *bits = b;
+                if let Some(p) = knobs.pacer.borrow_mut().as_mut() {
+                    p.rebase(now, seq, f64::from_bits(b));
+                }
+            }
+        }
         let mut budget = CHUNK.min(gen.limit - seq);
-        if let Some(p) = &gen.pacer {
-            let due = p.due(now).min(gen.limit);
+        if paced {
+            let (due, next) = {
+                let p = knobs.pacer.borrow();
+                let p = p.as_ref().expect("paced");
+                (p.due(now).min(gen.limit), p.intended(seq))
+            };
             if due <= seq {
                 pump(links, knobs, shared, parts).await;
                 linger_check(now, knobs, shared, parts, links, sealer).await;
-                let mut wake = p.intended(seq);
+                let mut wake = next;
                 if let Some(d) = gen.deadline {
                     wake = wake.min(d);
                 }
@@ -627,6 +710,7 @@ async fn generate(
             budget = budget.min(due - seq);
         }
 
+        let chunk_start = seq;
         for _ in 0..budget {
             let record = values.record(seq);
             let value = record.value;
@@ -654,7 +738,11 @@ async fn generate(
             }
             let part = &mut parts[pi];
             if part.builder.is_empty() {
-                part.first = now;
+                // Paced: latency counts from the record's intended send time.
+                part.first = match knobs.pacer.borrow().as_ref() {
+                    Some(p) => p.intended(seq),
+                    None => now,
+                };
                 part.first_seq = seq;
                 part.payload_bytes = 0;
             }
@@ -677,6 +765,9 @@ async fn generate(
             }
             seq += 1;
         }
+        if paced && seq > chunk_start {
+            record_send_delay(knobs, shared, now, chunk_start, seq - 1);
+        }
 
         now = Instant::now();
         if now >= next_linger_check {
@@ -687,12 +778,24 @@ async fn generate(
         pump(links, knobs, shared, parts).await;
         glommio::yield_if_needed().await;
     }
-    // Intended times of paced records become their batches' latency origin.
-    if let Some(p) = &gen.pacer {
-        for part in parts.iter_mut().filter(|p| !p.builder.is_empty()) {
-            part.first = p.intended(part.first_seq);
-            part.last = p.intended(part.last_seq);
-        }
+}
+
+/// Send delay of records `first..=last`, written at `now`: how late the
+/// generator was against their intended times. Once per chunk.
+fn record_send_delay(knobs: &Knobs, shared: &Shared, now: Instant, first: u64, last: u64) {
+    let p = knobs.pacer.borrow();
+    let Some(p) = p.as_ref() else { return };
+    let d_first = now.saturating_duration_since(p.intended(first)).as_micros() as u64;
+    let d_last = now.saturating_duration_since(p.intended(last)).as_micros() as u64;
+    let n = last - first + 1;
+    record_batch_latency(
+        &mut shared.send_delay_interval.borrow_mut(),
+        d_first,
+        d_last,
+        n,
+    );
+    if shared.measuring(now) {
+        record_batch_latency(&mut shared.send_delay.borrow_mut(), d_first, d_last, n);
     }
 }
 
@@ -778,6 +881,10 @@ async fn seal_and_queue(
     debug_assert!(sealed.wire_bytes >= BATCH_HEADER_LEN);
     let link = &mut links[li];
     let range = link.request.add_batch(part.id, sealer.scratch.as_slice());
+    let last = match knobs.pacer.borrow().as_ref() {
+        Some(p) => p.intended(part.last_seq),
+        None => part.last,
+    };
     link.pending.push(BatchAcct {
         part: pi,
         partition: part.id,
@@ -785,7 +892,7 @@ async fn seal_and_queue(
         payload_bytes: part.payload_bytes,
         record_bytes: sealed.records_bytes as u64,
         first: part.first,
-        last: part.last,
+        last,
         start: range.start as u32,
         len: range.len() as u32,
         attempt: 0,
@@ -900,6 +1007,7 @@ async fn flush(link: &mut Link, knobs: &Knobs, shared: &Shared, parts: &mut [Par
     }
     if knobs.acks == Acks::None {
         // No response will come: a written record counts as acked.
+        shared.measuring(Instant::now());
         let c = &shared.counters;
         for b in &link.pending {
             ShardCounters::add(&c.records_acked, b.records);
@@ -978,6 +1086,7 @@ async fn read_acks(
             return;
         };
         let n = sent.batches.min(inf.batches.len());
+        let measuring = shared.measuring(now);
         let c = &shared.counters;
         let mut total = shared.total.borrow_mut();
         let mut interval = shared.interval.borrow_mut();
@@ -996,7 +1105,9 @@ async fn read_acks(
                 ShardCounters::add(&c.batches_acked, 1);
                 let first = now.saturating_duration_since(b.first).as_micros() as u64;
                 let last = now.saturating_duration_since(b.last).as_micros() as u64;
-                record_batch_latency(&mut total, first, last, b.records);
+                if measuring {
+                    record_batch_latency(&mut total, first, last, b.records);
+                }
                 record_batch_latency(&mut interval, first, last, b.records);
                 return;
             }
@@ -1101,8 +1212,16 @@ async fn report_intervals(shared: Rc<Shared>, shard: usize, events: mpsc::Sender
     loop {
         glommio::timer::sleep(Duration::from_millis(250)).await;
         let latency = std::mem::replace(&mut *shared.interval.borrow_mut(), latency_histogram());
+        let send_delay = std::mem::replace(
+            &mut *shared.send_delay_interval.borrow_mut(),
+            latency_histogram(),
+        );
         if events
-            .send(ShardEvent::Interval { shard, latency })
+            .send(ShardEvent::Interval {
+                shard,
+                latency,
+                send_delay,
+            })
             .is_err()
         {
             return;

@@ -25,6 +25,7 @@ fn a_running_shard_allocates_per_request_not_per_record() {
         cpus: vec![],
         default_partitions: 4,
         node_id: 0,
+        ..SinkConfig::default()
     })
     .expect("sink starts");
     let mut plan = RunPlan::new(vec![sink.local_addr().to_string()], "alloc-test");
@@ -48,9 +49,11 @@ fn a_running_shard_allocates_per_request_not_per_record() {
                 stream: 0,
                 partitions: leaders.into_iter().next().expect("one stream"),
                 count: None,
-                rate: None,
+                pace: None,
+                rate_control: None,
                 counters: counters.clone(),
             }],
+            origin: std::time::Instant::now(),
             events: tx,
             stop: Arc::new(AtomicBool::new(false)),
         };

@@ -3,6 +3,7 @@
 pub mod produce;
 pub mod sample;
 pub mod sink;
+pub mod workload;
 
 /// Sets `flag` on SIGINT/SIGTERM; a second signal exits at once.
 pub fn stop_on_signals() -> std::sync::Arc<std::sync::atomic::AtomicBool> {

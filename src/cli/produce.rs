@@ -7,10 +7,11 @@ use datastorm_engine::batch::Compression;
 use datastorm_engine::cluster::TopicSpec;
 use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec};
 use datastorm_engine::sink::{SinkConfig, SinkHandle};
+use datastorm_shards::pacer::Profile;
 use datastorm_shards::payload::check_keys;
 use datastorm_shards::payload::{avro, registry};
 use datastorm_shards::plan::{
-    Acks, Header, KeySpec, PayloadSpec, RunPlan, SchemaPayload, StopAt, StreamPlan,
+    Acks, Header, KeySpec, PayloadSpec, RateSpec, RunPlan, SchemaPayload, StopAt, StreamPlan,
 };
 use datastorm_shards::run::{run, RunOutcome};
 use std::ffi::OsString;
@@ -53,12 +54,13 @@ pub struct ProduceArgs {
     /// Stop after this many records (split across shards), e.g. 1000000 or 1M.
     #[arg(long, short = 'n', value_parser = units::parse_count)]
     pub count: Option<f64>,
-    /// Stop after this long, e.g. 30s or 5m. Without --count or --duration: 10s.
+    /// Stop after this long (after --warmup), e.g. 30s or 5m. Without
+    /// --count or --duration: the length of --ramp or --steps, the end of a
+    /// --rate max search, or else 10s.
     #[arg(long, short = 'd', value_parser = units::parse_duration)]
     pub duration: Option<Duration>,
-    /// Target records per second across all shards, e.g. 500k (default: as fast as acked).
-    #[arg(long, value_parser = units::parse_count)]
-    pub rate: Option<f64>,
+    #[command(flatten)]
+    pub workload: super::workload::WorkloadArgs,
     /// Acknowledgements to wait for: 0, 1 or all.
     #[arg(long, default_value = "all")]
     pub acks: Acks,
@@ -188,6 +190,7 @@ pub fn main(args: ProduceArgs) -> u8 {
             cpus: sink_cpu.into_iter().collect(),
             default_partitions: args.partitions,
             node_id: 0,
+            ..SinkConfig::default()
         }) {
             Ok(h) => {
                 let addr = h.local_addr();
@@ -229,7 +232,13 @@ pub fn main(args: ProduceArgs) -> u8 {
         }
     };
 
-    let mut plan = to_plan(&args, bootstrap, cpus);
+    let mut plan = match to_plan(&args, bootstrap, cpus) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("datastorm produce: {e}");
+            return exit::USAGE;
+        }
+    };
     plan.streams = streams;
     let stop = super::stop_on_signals();
     let quiet = args.quiet;
@@ -258,7 +267,10 @@ fn finish(
 ) -> u8 {
     outln!("{}", render::summary(plan, outcome));
     if let Some(s) = sink {
-        outln!("{}", render::sink_summary(s, outcome.elapsed));
+        outln!(
+            "{}",
+            render::sink_summary(s, outcome.elapsed + outcome.warmup)
+        );
     }
     let mut code = exit::OK;
     if let Some(f) = &outcome.failure {
@@ -493,6 +505,8 @@ fn validate_topic(topic: &str) -> Result<(), String> {
 }
 
 fn validate(a: &ProduceArgs) -> Result<(), String> {
+    a.workload.rate_spec()?;
+    a.workload.instance()?;
     if a.partitions < 1 {
         return Err("--partitions must be at least 1".into());
     }
@@ -508,27 +522,30 @@ fn validate(a: &ProduceArgs) -> Result<(), String> {
     if a.record_size > 16 * 1024 * 1024 {
         return Err("--record-size must be at most 16MiB".into());
     }
-    if a.rate.is_some_and(|r| r < 1.0) {
-        return Err("--rate must be at least 1 record per second".into());
-    }
     if a.count.is_some_and(|c| c < 1.0 || c.fract() != 0.0) {
         return Err("--count must be a whole number of records, at least 1".into());
     }
     Ok(())
 }
 
-fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> RunPlan {
+fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> Result<RunPlan, String> {
     let mut plan = RunPlan::new(bootstrap, a.topic.clone());
     plan.cpus = cpus;
+    plan.rate = a.workload.rate_spec()?;
+    (plan.instance, plan.instances) = a.workload.instance()?;
+    plan.warmup = a.workload.warmup;
+    plan.inject_stall = a.workload.inject_stall;
+    let profile_length = Profile::from_spec(&plan.rate).and_then(|p| p.length());
+    let searching = matches!(plan.rate, RateSpec::Max { .. });
     plan.stop = StopAt {
         count: a.count.map(|c| c as u64),
-        duration: a.duration.or(if a.count.is_none() {
-            Some(Duration::from_secs(10))
-        } else {
-            None
+        duration: a.duration.or(match (a.count, profile_length) {
+            (Some(_), _) => None,
+            (None, Some(len)) => Some(len),
+            (None, None) if searching => None,
+            (None, None) => Some(Duration::from_secs(10)),
         }),
     };
-    plan.rate = a.rate;
     plan.acks = a.acks;
     plan.compression = a.compression;
     plan.batch_size = a.batch_size;
@@ -539,5 +556,5 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> RunPlan
     plan.retries = a.retries;
     plan.seed = a.seed;
     plan.client_id = a.client_id.clone();
-    plan
+    Ok(plan)
 }

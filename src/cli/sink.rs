@@ -3,7 +3,7 @@
 use crate::exit;
 use clap::Args;
 use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec};
-use datastorm_engine::sink::{SinkConfig, SinkHandle};
+use datastorm_engine::sink::{SinkConfig, SinkHandle, MAX_ACK_DELAY};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -22,6 +22,21 @@ pub struct SinkArgs {
     /// Stop after this long (default: until Ctrl-C).
     #[arg(long, value_parser = crate::units::parse_duration)]
     pub duration: Option<Duration>,
+    /// Send every Produce response this long after its request was read
+    /// (e.g. `5ms`; at most 60s), to test a producer's latency measurement.
+    /// Requests keep being read and served while responses wait, and
+    /// responses still go out in request order; other APIs are answered at
+    /// once.
+    #[arg(long, value_name = "DURATION", value_parser = crate::units::parse_duration)]
+    pub delay: Option<Duration>,
+    /// Acknowledge at most this many records per second in all (e.g. `100k`;
+    /// split evenly between the --cpus executors), to test a producer's
+    /// search for its max sustainable rate: a Produce response is held until
+    /// its records fit a token bucket (10 ms of burst), and the hold is
+    /// reported in the response's throttle_time_ms, like a Kafka quota.
+    /// Records sent with acks=0 are not limited.
+    #[arg(long, value_name = "RECORDS_PER_S", value_parser = crate::units::parse_count)]
+    pub max_rate: Option<f64>,
 }
 
 pub fn main(args: SinkArgs) -> u8 {
@@ -39,11 +54,24 @@ pub fn main(args: SinkArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    if args.max_rate.is_some_and(|r| r < 1.0) {
+        eprintln!("datastorm sink: --max-rate must be at least 1 record per second");
+        return exit::USAGE;
+    }
+    if args.delay.is_some_and(|d| d > MAX_ACK_DELAY) {
+        eprintln!(
+            "datastorm sink: --delay must be at most {}s (a producer would time out anyway)",
+            MAX_ACK_DELAY.as_secs()
+        );
+        return exit::USAGE;
+    }
     let handle = match SinkHandle::start(SinkConfig {
         listen: args.listen,
         cpus: cpus.clone(),
         default_partitions: args.default_partitions,
         node_id: 0,
+        ack_delay: args.delay.unwrap_or(Duration::ZERO),
+        max_records_per_s: args.max_rate,
     }) {
         Ok(h) => h,
         Err(e) => {
@@ -51,8 +79,25 @@ pub fn main(args: SinkArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    let mut pacing = String::new();
+    if let Some(d) = args.delay.filter(|d| !d.is_zero()) {
+        pacing.push_str(&format!("; Produce responses delayed {d:?}"));
+    }
+    if let Some(r) = args.max_rate {
+        let executors = cpus.len().max(1);
+        pacing.push_str(&format!(
+            "; at most {} records/s acknowledged",
+            crate::render::group(r.round() as u64)
+        ));
+        if executors > 1 {
+            pacing.push_str(&format!(
+                " ({} per executor)",
+                crate::render::group((r / executors as f64).round() as u64)
+            ));
+        }
+    }
     outln!(
-        "datastorm sink listening on {} ({}); Ctrl-C prints what it received",
+        "datastorm sink listening on {} ({}){pacing}; Ctrl-C prints what it received",
         handle.local_addr(),
         if cpus.is_empty() {
             "unpinned".to_string()

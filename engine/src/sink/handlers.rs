@@ -1,6 +1,7 @@
 //! Request decoding, dispatch and the per-API handlers.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
@@ -18,6 +19,7 @@ use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Enc
 
 use super::batch::{self, BatchError};
 use super::guard;
+use super::pace;
 use super::registry::{RegistryError, TopicEntry};
 use super::server::{ExecState, LocalTopic};
 use super::stats::{bump, ProduceTally};
@@ -83,14 +85,29 @@ fn be_i16(b: &[u8]) -> i16 {
     i16::from_be_bytes([b[0], b[1]])
 }
 
+/// What `handle_frame` appended to `out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// Nothing (a Produce request with acks=0).
+    None,
+    /// A response to anything but Produce: due at once.
+    Control,
+    /// A Produce response, to be held `throttle` (already reported in its
+    /// throttle_time_ms) plus the ack delay.
+    Produce { throttle: Duration },
+}
+
 /// Handles one request frame (without its size prefix), appending the
-/// response, if any, to `out`.
+/// response, if any, to `out`. `read_at` (when the connection paces its
+/// responses) is when the frame was read: Produce records are reserved in
+/// the executor's record bucket, if any, at that time.
 pub(crate) fn handle_frame(
     exec: &ExecState,
     conn: &ConnInfo,
     frame: Bytes,
     out: &mut Vec<u8>,
-) -> Result<(), FrameError> {
+    read_at: Option<Instant>,
+) -> Result<Reply, FrameError> {
     // api_key i16, api_version i16, correlation_id i32: present in every
     // request header version; kafka-protocol's header decoder slices the
     // first four bytes without checking the length.
@@ -113,7 +130,8 @@ pub(crate) fn handle_frame(
             // so that the client retries with a version both sides know.
             bump(&exec.counters().requests, 1);
             let body = api_versions_body(code::UNSUPPORTED_VERSION);
-            return write_response(out, key, 0, correlation_id, &body);
+            write_response(out, key, 0, correlation_id, &body)?;
+            return Ok(Reply::Control);
         }
         return Err(err(format!(
             "unsupported version {version} of {key:?} (sink serves {min}..={max})"
@@ -138,10 +156,20 @@ pub(crate) fn handle_frame(
                 ProduceRequest::decode(&mut buf, version).map_err(|e| bad_body(e.to_string()))?;
             bump(&exec.counters().produce_requests, 1);
             let acks = req.acks;
-            let resp = handle_produce(exec, req, version);
-            if acks != 0 {
-                write_response(out, key, version, correlation_id, &resp)?;
+            let (mut resp, records) = handle_produce(exec, req, version);
+            if acks == 0 {
+                return Ok(Reply::None);
             }
+            let throttle = match (
+                read_at,
+                exec.pacing.as_ref().and_then(|p| p.bucket.as_ref()),
+            ) {
+                (Some(now), Some(bucket)) => bucket.borrow_mut().reserve(now, records),
+                _ => Duration::ZERO,
+            };
+            resp.throttle_time_ms = pace::throttle_ms(throttle);
+            write_response(out, key, version, correlation_id, &resp)?;
+            return Ok(Reply::Produce { throttle });
         }
         ApiKey::Metadata => {
             guard::metadata(&buf, version).map_err(|e| bad_body(e.0.to_string()))?;
@@ -177,7 +205,7 @@ pub(crate) fn handle_frame(
         }
         _ => return Err(err(format!("unsupported API {key:?}"))),
     }
-    Ok(())
+    Ok(Reply::Control)
 }
 
 /// Appends size prefix, response header and body to `out`.
@@ -224,7 +252,8 @@ pub(crate) fn api_versions_body(error_code: i16) -> ApiVersionsResponse {
         .with_api_keys(api_keys)
 }
 
-fn handle_produce(exec: &ExecState, req: ProduceRequest, version: i16) -> ProduceResponse {
+/// The response and the number of records accepted.
+fn handle_produce(exec: &ExecState, req: ProduceRequest, version: i16) -> (ProduceResponse, u64) {
     let acks = req.acks;
     let mut tally = ProduceTally::default();
     let mut responses = Vec::with_capacity(if acks == 0 { 0 } else { req.topic_data.len() });
@@ -274,7 +303,10 @@ fn handle_produce(exec: &ExecState, req: ProduceRequest, version: i16) -> Produc
     }
     drop(topics);
     tally.publish(exec.counters());
-    ProduceResponse::default().with_responses(responses)
+    (
+        ProduceResponse::default().with_responses(responses),
+        tally.records,
+    )
 }
 
 /// Verifies and counts one partition's batches; returns (error code, base offset).

@@ -9,12 +9,18 @@
 //! `SO_REUSEPORT` (which glommio's `TcpListener::bind` always sets), so the
 //! kernel spreads connections across them.
 //!
+//! Optionally it answers like a slow or quota-limited broker:
+//! [`SinkConfig::ack_delay`] holds every Produce response for a while and
+//! [`SinkConfig::max_records_per_s`] throttles acknowledged records (see
+//! `pace` and `server::serve_paced`).
+//!
 //! The sink never prints; [`SinkHandle::stats`] and [`SinkHandle::stop`]
 //! return what it saw.
 
 mod batch;
 mod guard;
 mod handlers;
+mod pace;
 mod registry;
 mod server;
 mod stats;
@@ -28,6 +34,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+pub use pace::MAX_ACK_DELAY;
 pub use registry::MAX_PARTITIONS;
 
 use server::{ExecutorOutcome, Shared};
@@ -54,6 +61,15 @@ pub struct SinkConfig {
     pub default_partitions: i32,
     /// Broker id the sink reports for itself.
     pub node_id: i32,
+    /// Every Produce response is sent this long after its request was read
+    /// (zero: at once). The connection keeps reading and serving while
+    /// responses wait; they go out in request order.
+    pub ack_delay: Duration,
+    /// The whole sink acknowledges at most this many records per second
+    /// (split evenly between its executors): a Produce response is held until
+    /// its records fit a token bucket (about 10 ms of burst), and the hold is
+    /// reported in its `throttle_time_ms`. `None`: unlimited.
+    pub max_records_per_s: Option<f64>,
 }
 
 impl Default for SinkConfig {
@@ -63,6 +79,8 @@ impl Default for SinkConfig {
             cpus: Vec::new(),
             default_partitions: 8,
             node_id: 0,
+            ack_delay: Duration::ZERO,
+            max_records_per_s: None,
         }
     }
 }
@@ -254,6 +272,20 @@ fn validate_config(cfg: &SinkConfig) -> Result<(), SinkError> {
             "node_id must be >= 0, got {}",
             cfg.node_id
         )));
+    }
+    if cfg.ack_delay > pace::MAX_ACK_DELAY {
+        return Err(SinkError::Config(format!(
+            "ack_delay must be at most {:?}, got {:?}",
+            pace::MAX_ACK_DELAY,
+            cfg.ack_delay
+        )));
+    }
+    if let Some(rate) = cfg.max_records_per_s {
+        if !rate.is_finite() || rate < 1.0 {
+            return Err(SinkError::Config(format!(
+                "max_records_per_s must be a finite number >= 1, got {rate}"
+            )));
+        }
     }
     if !cfg.cpus.is_empty() {
         let available: Vec<usize> = core_affinity::get_core_ids()

@@ -1,7 +1,7 @@
 //! Executors, listeners and connections.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -14,7 +14,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use super::handlers::{self, ConnInfo, FrameError, FIRST_PRODUCER_ID};
+use super::handlers::{self, ConnInfo, FrameError, Reply, FIRST_PRODUCER_ID};
+use super::pace::Pacing;
 use super::registry::{Registry, TopicEntry};
 use super::stats::{bump, ExecCounters};
 use super::{SinkConfig, SinkError, SinkStats, TopicStats, MAX_FRAME_BYTES};
@@ -37,6 +38,10 @@ const SEGMENT: usize = 256 << 10;
 const EAGER_FRAME: usize = 16 << 20;
 /// Response buffer capacity kept between writes.
 const KEEP_WRITE_CAPACITY: usize = 1 << 20;
+/// A paced connection stops reading while it holds this many responses...
+const MAX_PENDING_RESPONSES: usize = 4096;
+/// ... or this many response bytes, until the due ones are written.
+const MAX_PENDING_BYTES: usize = 8 << 20;
 
 /// State shared by all executors and the handle.
 #[derive(Debug)]
@@ -46,6 +51,9 @@ pub(crate) struct Shared {
     pub registry: Registry,
     pub next_producer_id: AtomicI64,
     pub node_id: i32,
+    pub ack_delay: Duration,
+    /// Each executor's share of `max_records_per_s`.
+    pub executor_rate: Option<f64>,
 }
 
 impl Shared {
@@ -56,6 +64,8 @@ impl Shared {
             registry: Registry::new(cfg.default_partitions),
             next_producer_id: AtomicI64::new(FIRST_PRODUCER_ID),
             node_id: cfg.node_id,
+            ack_delay: cfg.ack_delay,
+            executor_rate: cfg.max_records_per_s.map(|r| r / executors.max(1) as f64),
         }
     }
 
@@ -105,6 +115,8 @@ pub(crate) struct ExecState {
     conns: RefCell<HashMap<u64, RawFd>>,
     next_conn: Cell<u64>,
     stopping: Cell<bool>,
+    /// Ack delay and record bucket; `None` when neither is configured.
+    pub pacing: Option<Pacing>,
 }
 
 impl ExecState {
@@ -163,8 +175,10 @@ pub(crate) fn run_executor(
             return ExecutorOutcome::default();
         }
         tracing::debug!(index, ?cpu, %local_addr, "sink executor listening");
+        let pacing = Pacing::new(shared.ack_delay, shared.executor_rate);
         let state = Rc::new(ExecState {
             shared,
+            pacing,
             index,
             topics: RefCell::new(HashMap::new()),
             conns: RefCell::new(HashMap::new()),
@@ -297,13 +311,25 @@ async fn serve_connection(
     conn: &ConnInfo,
     stream: &mut TcpStream,
 ) -> Result<(), ConnError> {
+    match &state.pacing {
+        None => serve_unpaced(state, conn, stream).await,
+        Some(pacing) => serve_paced(state, pacing, conn, stream).await,
+    }
+}
+
+/// Responses go out as soon as they are made.
+async fn serve_unpaced(
+    state: &ExecState,
+    conn: &ConnInfo,
+    stream: &mut TcpStream,
+) -> Result<(), ConnError> {
     let mut frames = FrameBuf::default();
     let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
     loop {
         // Answer every complete request in the buffer (in order), then send
         // all the responses with one write.
         while let Some(frame) = frames.next_frame()? {
-            handlers::handle_frame(state, conn, frame, &mut out)?;
+            handlers::handle_frame(state, conn, frame, &mut out, None)?;
         }
         if !out.is_empty() {
             stream.write_all(&out).await?;
@@ -317,6 +343,93 @@ async fn serve_connection(
             return Ok(());
         }
         frames.filled(n);
+    }
+}
+
+/// Responses wait until they are due (Produce: ack delay plus record-bucket
+/// hold; anything else: at once) in a queue, while the connection keeps
+/// reading and serving requests; the due head of the queue is written in
+/// request order. The queue is bounded: when it is full the connection stops
+/// reading until due responses have been written (backpressure).
+async fn serve_paced(
+    state: &ExecState,
+    pacing: &Pacing,
+    conn: &ConnInfo,
+    stream: &mut TcpStream,
+) -> Result<(), ConnError> {
+    let mut frames = FrameBuf::default();
+    // Encoded responses not yet written, in request order; `pending` holds
+    // each one's due time and end offset in `out`.
+    let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
+    let mut pending: VecDeque<(Instant, usize)> = VecDeque::new();
+    let mut eof = false;
+    loop {
+        if state.stopping.get() {
+            return Ok(());
+        }
+        let full = |pending: &VecDeque<_>, out: &Vec<u8>| {
+            pending.len() >= MAX_PENDING_RESPONSES || out.len() >= MAX_PENDING_BYTES
+        };
+        let now = Instant::now();
+        while !full(&pending, &out) {
+            let Some(frame) = frames.next_frame()? else {
+                break;
+            };
+            let hold = match handlers::handle_frame(state, conn, frame, &mut out, Some(now))? {
+                Reply::None => continue,
+                Reply::Control => Duration::ZERO,
+                Reply::Produce { throttle } => throttle + pacing.ack_delay,
+            };
+            pending.push_back((now + hold, out.len()));
+        }
+        let now = Instant::now();
+        let ready = pending.iter().take_while(|(due, _)| *due <= now).count();
+        if ready > 0 {
+            let end = pending[ready - 1].1;
+            stream.write_all(&out[..end]).await?;
+            out.drain(..end);
+            pending.drain(..ready);
+            for p in pending.iter_mut() {
+                p.1 -= end;
+            }
+            if out.capacity() > KEEP_WRITE_CAPACITY && out.len() <= 16 << 10 {
+                out.shrink_to(16 << 10);
+            }
+            continue;
+        }
+        // Wait for the next request or the head's due time; timer waits are
+        // capped so that a stop is noticed (a stop also wakes a pending read).
+        let next_due = pending
+            .front()
+            .map(|(due, _)| due.saturating_duration_since(now).min(STOP_POLL));
+        if !eof && !full(&pending, &out) {
+            let read = match next_due {
+                None => Some(stream.read(frames.read_buf()).await),
+                Some(wait) => {
+                    // A glommio read is readiness-based: dropping it when the
+                    // timer wins loses no data.
+                    futures_lite::future::or(
+                        async { Some(stream.read(frames.read_buf()).await) },
+                        async {
+                            glommio::timer::sleep(wait).await;
+                            None
+                        },
+                    )
+                    .await
+                }
+            };
+            match read {
+                Some(Ok(0)) => eof = true,
+                Some(Ok(n)) => frames.filled(n),
+                Some(Err(e)) => return Err(e.into()),
+                None => {}
+            }
+        } else if let Some(wait) = next_due {
+            glommio::timer::sleep(wait).await;
+        } else {
+            // End of stream and every response written.
+            return Ok(());
+        }
     }
 }
 

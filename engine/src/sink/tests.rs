@@ -22,7 +22,8 @@ use kafka_protocol::records::{
 
 use super::batch::{self, BatchError};
 use super::handlers::{self, code};
-use super::server::FrameBuf;
+use super::pace::{self, Pacing, RecordBucket};
+use super::server::{FrameBuf, Shared};
 use super::{SinkConfig, SinkError, SinkHandle, SinkStats};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,9 +31,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 fn config() -> SinkConfig {
     SinkConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        cpus: Vec::new(),
-        default_partitions: 8,
-        node_id: 0,
+        ..SinkConfig::default()
     }
 }
 
@@ -948,4 +947,271 @@ fn large_produce_requests_are_served() {
     let stats = sink.stop();
     assert_eq!(stats.records, 2_301);
     assert!(stats.batch_bytes > 23_000_000);
+}
+
+// ---- Pacing: ack delay and record-rate limit ----
+
+#[test]
+fn defaults_pace_nothing() {
+    let d = SinkConfig::default();
+    assert_eq!(d.ack_delay, Duration::ZERO);
+    assert_eq!(d.max_records_per_s, None);
+    assert!(Pacing::new(d.ack_delay, d.max_records_per_s).is_none());
+    assert_eq!(Shared::new(&d, 2).executor_rate, None);
+    // Default sink: pipelined Produce responses come back unthrottled.
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    let batch = record_batch(1_000, 10);
+    let mut wire = Vec::new();
+    let mut sent = Vec::new();
+    for _ in 0..10 {
+        let (corr, frame) = c.encode(
+            ApiKey::Produce,
+            9,
+            &produce_request("plain", 0, batch.clone(), -1),
+        );
+        wire.extend_from_slice(&frame);
+        sent.push(corr);
+    }
+    c.stream.write_all(&wire).unwrap();
+    for corr in sent {
+        let (got, resp): (i32, ProduceResponse) = c.recv(ApiKey::Produce, 9);
+        assert_eq!(got, corr);
+        assert_eq!(resp.throttle_time_ms, 0);
+        assert_eq!(only_partition(&resp).0, 0);
+    }
+    assert_eq!(sink.stop().records, 10_000);
+}
+
+#[test]
+fn pacing_config_is_validated_and_rate_split_between_executors() {
+    for cfg in [
+        SinkConfig {
+            max_records_per_s: Some(0.5),
+            ..config()
+        },
+        SinkConfig {
+            max_records_per_s: Some(f64::NAN),
+            ..config()
+        },
+        SinkConfig {
+            ack_delay: super::MAX_ACK_DELAY + Duration::from_millis(1),
+            ..config()
+        },
+    ] {
+        match SinkHandle::start(cfg.clone()) {
+            Err(SinkError::Config(_)) => {}
+            other => panic!("expected a config error for {cfg:?}, got {other:?}"),
+        }
+    }
+    let cfg = SinkConfig {
+        max_records_per_s: Some(100_000.0),
+        ..config()
+    };
+    assert_eq!(Shared::new(&cfg, 1).executor_rate, Some(100_000.0));
+    assert_eq!(Shared::new(&cfg, 4).executor_rate, Some(25_000.0));
+}
+
+#[test]
+fn record_bucket_holds_what_exceeds_the_burst() {
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    // 1000 records/s: the 10 ms burst is 10 records.
+    let mut b = RecordBucket::new(1_000.0);
+    assert_eq!(b.reserve(t0, 5), Duration::ZERO);
+    assert_eq!(b.reserve(t0, 5), Duration::ZERO);
+    assert_eq!(b.reserve(t0, 10), ms(10));
+    // First come, first served: a request behind waits for those before it.
+    assert_eq!(b.reserve(t0, 0), ms(10));
+    assert_eq!(b.reserve(t0 + ms(4), 1), ms(7));
+    // Steady state: 100 records per 100 ms.
+    assert_eq!(b.reserve(t0 + ms(11), 100), ms(100));
+    // Idle time refills at most the burst.
+    let later = t0 + Duration::from_secs(10);
+    assert_eq!(b.reserve(later, 10), Duration::ZERO);
+    assert_eq!(b.reserve(later, 10), ms(10));
+    // Absurd requests are capped rather than overflowing.
+    let mut tiny = RecordBucket::new(1.0);
+    assert!(tiny.reserve(t0, u64::MAX) <= Duration::from_secs(24 * 3600));
+    assert_eq!(pace::throttle_ms(Duration::from_micros(1_499)), 1);
+    assert_eq!(pace::throttle_ms(Duration::from_micros(1_500)), 2);
+    assert_eq!(pace::throttle_ms(Duration::ZERO), 0);
+    assert_eq!(pace::throttle_ms(Duration::from_secs(1 << 40)), i32::MAX);
+}
+
+/// Sends `frames` from a second thread, `gap` apart, while this thread
+/// reads `frames.len()` responses; returns (send time, receive time, frame)
+/// per request, in order.
+fn timed_pipeline(
+    c: &mut Client,
+    frames: Vec<(i32, Vec<u8>)>,
+    gap: Duration,
+) -> Vec<(Instant, Instant, i32, Bytes)> {
+    let mut writer = c.stream.try_clone().expect("clone socket");
+    let n = frames.len();
+    let sender = std::thread::spawn(move || {
+        let mut sent = Vec::with_capacity(frames.len());
+        for (i, (corr, frame)) in frames.into_iter().enumerate() {
+            if i > 0 {
+                std::thread::sleep(gap);
+            }
+            sent.push((Instant::now(), corr));
+            writer.write_all(&frame).expect("send request");
+        }
+        sent
+    });
+    let received: Vec<(Instant, Bytes)> = (0..n)
+        .map(|_| {
+            let frame = c.recv_frame().expect("response");
+            (Instant::now(), frame)
+        })
+        .collect();
+    let sent = sender.join().expect("sender thread");
+    sent.into_iter()
+        .zip(received)
+        .map(|((at, corr), (got, frame))| (at, got, corr, frame))
+        .collect()
+}
+
+#[test]
+fn ack_delay_holds_each_response_without_serializing() {
+    const DELAY: Duration = Duration::from_millis(30);
+    // Generous for a loaded 2-core machine, and still far below what a
+    // serialized connection would show (see below).
+    const SLACK: Duration = Duration::from_millis(45);
+    let sink = SinkHandle::start(SinkConfig {
+        ack_delay: DELAY,
+        ..config()
+    })
+    .expect("sink starts");
+    let mut c = Client::connect(sink.local_addr());
+    // Other APIs are answered at once.
+    let t = Instant::now();
+    let _: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert!(t.elapsed() < DELAY, "ApiVersions took {:?}", t.elapsed());
+    let batch = record_batch(10, 20);
+    // Eight Produce requests 8 ms apart on one connection, an ApiVersions
+    // request after the fourth: each Produce answer comes DELAY after its
+    // own request (a serialized connection would answer the last one about
+    // 8 * 30 - 7 * 8 = 184 ms after it was sent), all in request order, and
+    // the ApiVersions answer waits for the Produce answer before it.
+    let mut frames = Vec::new();
+    for i in 0..8 {
+        frames.push(c.encode(
+            ApiKey::Produce,
+            9,
+            &produce_request("slow", 0, batch.clone(), -1),
+        ));
+        if i == 3 {
+            frames.push(c.encode(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()));
+        }
+    }
+    let t0 = Instant::now();
+    let results = timed_pipeline(&mut c, frames, Duration::from_millis(8));
+    let total = t0.elapsed();
+    let mut next_offset = 0;
+    let mut prev_recv = None;
+    for (i, (sent, recv, corr, mut frame)) in results.into_iter().enumerate() {
+        let latency = recv - sent;
+        if i == 4 {
+            let header = ResponseHeader::decode(&mut frame, 0).unwrap();
+            assert_eq!(header.correlation_id, corr, "ApiVersions in order");
+            let held_behind: Instant = prev_recv.unwrap();
+            assert!(recv >= held_behind);
+            continue;
+        }
+        let header =
+            ResponseHeader::decode(&mut frame, ApiKey::Produce.response_header_version(9)).unwrap();
+        assert_eq!(header.correlation_id, corr, "response {i} in order");
+        let resp = ProduceResponse::decode(&mut frame, 9).unwrap();
+        assert_eq!(only_partition(&resp), (0, next_offset));
+        assert_eq!(resp.throttle_time_ms, 0);
+        next_offset += 10;
+        assert!(
+            latency >= DELAY && latency < DELAY + SLACK,
+            "response {i}: {latency:?} after its request (want {DELAY:?})"
+        );
+        prev_recv = Some(recv);
+    }
+    // 7 gaps of 8 ms plus one delay, not 8 delays.
+    assert!(
+        total < Duration::from_millis(56) + DELAY + SLACK,
+        "pipeline took {total:?}"
+    );
+    assert_eq!(sink.stop().records, 80);
+}
+
+#[test]
+fn held_responses_do_not_delay_stop() {
+    let sink = SinkHandle::start(SinkConfig {
+        ack_delay: Duration::from_secs(30),
+        max_records_per_s: Some(1.0),
+        ..config()
+    })
+    .expect("sink starts");
+    let mut c = Client::connect(sink.local_addr());
+    c.send(
+        ApiKey::Produce,
+        9,
+        &produce_request("held", 0, record_batch(100, 10), -1),
+    );
+    wait_for(&sink, "the produce request", |s| s.records == 100);
+    let t0 = Instant::now();
+    let stats = sink.stop();
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(stats.records, 100);
+    assert!(c.closed_by_peer());
+}
+
+#[test]
+fn max_rate_limits_acknowledged_records() {
+    const RATE: f64 = 50_000.0;
+    const RUN: Duration = Duration::from_secs(2);
+    const IN_FLIGHT: usize = 4;
+    const PER_REQUEST: u64 = 250;
+    let sink = SinkHandle::start(SinkConfig {
+        max_records_per_s: Some(RATE),
+        ..config()
+    })
+    .expect("sink starts");
+    let mut c = Client::connect(sink.local_addr());
+    let batch = record_batch(PER_REQUEST as usize, 10);
+    let request = produce_request("quota", 0, batch, -1);
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut acked = 0u64;
+    let mut max_throttle = 0;
+    let t0 = Instant::now();
+    // As fast as the acks allow, with IN_FLIGHT requests outstanding;
+    // bounded in time, and in count (at 10x the rate it would take 2 s).
+    for _ in 0..(RATE as u64 * 20 / PER_REQUEST) {
+        while in_flight.len() < IN_FLIGHT && t0.elapsed() < RUN {
+            in_flight.push_back(c.send(ApiKey::Produce, 9, &request));
+        }
+        let Some(corr) = in_flight.pop_front() else {
+            break;
+        };
+        let (got, resp): (i32, ProduceResponse) = c.recv(ApiKey::Produce, 9);
+        assert_eq!(got, corr);
+        assert_eq!(only_partition(&resp).0, 0);
+        max_throttle = max_throttle.max(resp.throttle_time_ms);
+        acked += PER_REQUEST;
+    }
+    let elapsed = t0.elapsed();
+    assert!(in_flight.is_empty(), "count bound reached: not throttled?");
+    let rate = acked as f64 / elapsed.as_secs_f64();
+    assert!(
+        (rate - RATE).abs() < RATE * 0.1,
+        "{acked} records acked in {elapsed:?}: {rate:.0}/s, want {RATE}/s"
+    );
+    // Steady state: each response waits for the IN_FLIGHT - 1 before it
+    // (5 ms each), and says so.
+    assert!(
+        (5..=40).contains(&max_throttle),
+        "max throttle_time_ms {max_throttle}"
+    );
+    assert_eq!(sink.stop().records, acked);
 }

@@ -105,11 +105,13 @@ impl Chance {
 /// Walker's alias table (built by Vose's method) over `n` weighted
 /// choices, with integer thresholds: one 64-bit draw gives both the bucket
 /// (its high part times `n`) and the position inside it (the low part).
+/// Each bucket is one word, threshold and alias together, so a draw reads
+/// one cache line.
 #[derive(Clone, Debug)]
 pub struct Alias {
-    /// Draws below `threshold[i]` in bucket `i` pick `i`, others `alias[i]`.
-    threshold: Box<[u64]>,
-    alias: Box<[u32]>,
+    /// Bucket `i`: a 32-bit threshold above the alias. A position (its top
+    /// 32 bits) below the threshold picks `i`, others the alias.
+    buckets: Box<[u64]>,
 }
 
 impl Alias {
@@ -125,9 +127,11 @@ impl Alias {
         {
             return None;
         }
-        let to_threshold = |p: f64| (p * 18_446_744_073_709_551_616.0) as u64;
+        // Thresholds in 32 bits; a full bucket has u32::MAX and itself as
+        // alias, so the 2^-32 left over picks the same choice.
+        let to_threshold = |p: f64| (p * 4_294_967_296.0) as u32;
         let mut p: Vec<f64> = weights.iter().map(|w| w * n as f64 / sum).collect();
-        let mut threshold = vec![u64::MAX; n];
+        let mut threshold = vec![u32::MAX; n];
         let mut alias: Vec<u32> = (0..n as u32).collect();
         let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| p[i] < 1.0);
         while let (Some(&s), Some(&l)) = (small.last(), large.last()) {
@@ -148,24 +152,29 @@ impl Alias {
                 threshold[i] = 0;
                 alias[i] = heaviest as u32;
             } else {
-                threshold[i] = u64::MAX;
+                threshold[i] = u32::MAX;
             }
         }
-        Some(Alias {
-            threshold: threshold.into(),
-            alias: alias.into(),
-        })
+        let buckets = threshold
+            .iter()
+            .zip(&alias)
+            .map(|(t, a)| (u64::from(*t) << 32) | u64::from(*a))
+            .collect();
+        Some(Alias { buckets })
     }
 
     /// The choice that the draw `r` picks.
     #[inline]
     pub fn sample(&self, r: u64) -> usize {
-        let m = u128::from(r) * self.threshold.len() as u128;
-        let (i, within) = ((m >> 64) as usize, m as u64);
-        if within < self.threshold[i] {
+        let m = u128::from(r) * self.buckets.len() as u128;
+        let (i, within) = ((m >> 64) as usize, (m as u64 >> 32) as u32);
+        let b = self.buckets[i];
+        // A conditional move, not a branch that mispredicts on every other
+        // draw.
+        if within < (b >> 32) as u32 {
             i
         } else {
-            self.alias[i] as usize
+            b as u32 as usize
         }
     }
 }

@@ -6,6 +6,7 @@
 //! goes through the wrapper, so the other fields (and records written
 //! without a key) keep the plain writer's speed.
 
+use super::strpool::WINDOW;
 use super::write::{decimal_bytes, Sink};
 use super::CompiledSchema;
 use apache_avro::schema::{ResolvedSchema, Schema};
@@ -254,6 +255,19 @@ impl<S: Sink> Sink for KeySink<'_, S> {
                 key.set(b);
             }
         });
+    }
+    #[inline]
+    fn encoded_string<'t>(
+        &mut self,
+        avro: &[u8],
+        window: &[u8; WINDOW],
+        text: impl FnOnce() -> &'t [u8],
+    ) {
+        let text = text();
+        if self.on {
+            self.key.set(text);
+        }
+        self.out.encoded_string(avro, window, || text);
     }
     #[inline]
     fn fixed(&mut self, v: &[u8]) {

@@ -43,6 +43,7 @@ mod hints;
 mod key;
 mod plan;
 mod sets;
+mod strpool;
 mod streams;
 mod values;
 mod write;

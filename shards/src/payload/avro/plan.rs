@@ -8,6 +8,7 @@
 
 use super::draw::{Alias, Chance, Wy};
 use super::key::{KeyBuf, KeySink};
+pub use super::strpool::StrPool;
 use super::write::Sink;
 use rand::distr::Distribution as _;
 use rand::{RngCore, SeedableRng};
@@ -106,6 +107,12 @@ pub enum Node {
     Set {
         values: Arc<[Const]>,
     },
+    /// `Options` or a `Set` of strings, ready to copy (see
+    /// [`Plan::tabulate`]).
+    Strings {
+        pool: Arc<StrPool>,
+        pick: Pick,
+    },
     /// A `ref` not resolved yet (compile-time only).
     Unresolved,
 }
@@ -157,42 +164,6 @@ pub struct StrGen {
     /// Put before every generated value (pools have it built in).
     pub prefix: Box<[u8]>,
     pub kind: StrKind,
-}
-
-/// Pre-generated strings back to back in one buffer (no pointer per value
-/// to follow).
-#[derive(Clone, Debug)]
-pub struct StrPool {
-    bytes: Box<[u8]>,
-    /// Value `i` is `bytes[ends[i - 1]..ends[i]]` (from 0 for the first).
-    ends: Box<[u32]>,
-    max_len: usize,
-}
-
-impl StrPool {
-    /// The pool of `values`, each with `prefix` before it.
-    pub fn new(prefix: &[u8], values: impl IntoIterator<Item = Vec<u8>>) -> StrPool {
-        let (mut bytes, mut ends, mut max_len) = (Vec::new(), Vec::new(), 0);
-        for v in values {
-            let start = bytes.len();
-            bytes.extend_from_slice(prefix);
-            bytes.extend_from_slice(&v);
-            max_len = max_len.max(bytes.len() - start);
-            ends.push(u32::try_from(bytes.len()).expect("a string pool under 4 GiB"));
-        }
-        StrPool {
-            bytes: bytes.into(),
-            ends: ends.into(),
-            max_len,
-        }
-    }
-
-    #[inline]
-    fn pick(&self, rng: &mut Wy) -> &[u8] {
-        let i = rng.below(self.ends.len() as u64) as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.bytes[start..self.ends[i] as usize]
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -331,7 +302,7 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
 };
 
 impl NumGen<i64> {
-    #[inline]
+    #[inline(always)]
     fn next(&self, cx: &mut Cx) -> i64 {
         match &self.dist {
             Dist::Uniform => cx.rng.range_i64(self.min, self.max),
@@ -357,7 +328,7 @@ impl NumGen<i64> {
 }
 
 impl NumGen<f64> {
-    #[inline]
+    #[inline(always)]
     fn next(&self, cx: &mut Cx) -> f64 {
         match &self.dist {
             Dist::Uniform => {
@@ -427,6 +398,13 @@ impl Plan {
         }
     }
 
+    /// Writes the value of node `id`.
+    ///
+    /// Always inlined, into the walkers of records, arrays and unions below
+    /// (which are calls): a leaf value costs no call, and each container
+    /// dispatches its children from its own copy of this `match`, whose
+    /// jumps the CPU then predicts separately. Rare kinds are calls too.
+    #[inline(always)]
     pub(super) fn gen<S: Sink>(&self, id: NodeId, cx: &mut Cx, out: &mut S) {
         match &self.nodes[id as usize] {
             Node::Null => out.null(),
@@ -435,6 +413,83 @@ impl Plan {
             Node::Long(g) => out.long(g.next(cx)),
             Node::Float(g) => out.float(g.next(cx) as f32),
             Node::Double(g) => out.double(g.next(cx)),
+            Node::Str(s) => match &s.kind {
+                StrKind::Pool(pool) => pool.write(pool.pick(&mut cx.rng), out),
+                _ => gen_str(s, cx, &mut AsString(out)),
+            },
+            Node::Strings { pool, pick } => pool.write(pick.pick(&mut cx.rng) as usize, out),
+            Node::Enum { symbols, pick } => {
+                let i = pick.pick(&mut cx.rng);
+                out.enumeration(i, &symbols[i as usize]);
+            }
+            Node::Options { values, pick } => {
+                let i = pick.pick(&mut cx.rng);
+                put_const(&values[i as usize], out);
+            }
+            Node::Set { values } => {
+                let i = cx.rng.below(values.len() as u64);
+                put_const(&values[i as usize], out);
+            }
+            Node::Record { fields } => self.record(fields, cx, out),
+            Node::Array { len, item } => self.array(len, *item, cx, out),
+            Node::Union {
+                branches,
+                pick,
+                null_branch,
+            } => self.union(branches, pick, *null_branch, cx, out),
+            rare => self.rare(rare, cx, out),
+        }
+    }
+
+    #[inline(never)]
+    fn record<S: Sink>(&self, fields: &[(String, NodeId)], cx: &mut Cx, out: &mut S) {
+        out.record_start();
+        for (i, (name, f)) in fields.iter().enumerate() {
+            out.field(name, i == 0);
+            self.gen(*f, cx, out);
+        }
+        out.record_end();
+    }
+
+    #[inline(never)]
+    fn array<S: Sink>(&self, len: &Len, item: NodeId, cx: &mut Cx, out: &mut S) {
+        let n = container_len(len, cx);
+        cx.depth += 1;
+        out.array_start(n);
+        for i in 0..n {
+            out.item(i == 0);
+            self.gen(item, cx, out);
+        }
+        out.array_end(n);
+        cx.depth -= 1;
+    }
+
+    #[inline(never)]
+    fn union<S: Sink>(
+        &self,
+        branches: &[NodeId],
+        pick: &Pick,
+        null_branch: Option<u32>,
+        cx: &mut Cx,
+        out: &mut S,
+    ) {
+        let b = match null_branch {
+            Some(nb) if cx.exhausted() => nb,
+            _ if cx.exhausted() => 0,
+            _ => pick.pick(&mut cx.rng),
+        };
+        cx.work += 1;
+        cx.depth += 1;
+        out.union_branch(b);
+        self.gen(branches[b as usize], cx, out);
+        cx.depth -= 1;
+    }
+
+    /// The kinds a schema has few of per record, or that cost more than a
+    /// call anyway.
+    #[inline(never)]
+    fn rare<S: Sink>(&self, node: &Node, cx: &mut Cx, out: &mut S) {
+        match node {
             Node::Now {
                 unit,
                 jitter_ms,
@@ -466,7 +521,6 @@ impl Plan {
                     ),
                 }
             }
-            Node::Str(s) => gen_str(s, cx, &mut AsString(out)),
             Node::Bytes { len } => {
                 let n = len.next(&mut cx.rng);
                 let mut buf = std::mem::take(&mut cx.scratch);
@@ -504,29 +558,6 @@ impl Plan {
                 let v = ((gen.next(cx) * factor).round() as i128).clamp(-*limit, *limit);
                 out.decimal(v, *scale, *size);
             }
-            Node::Enum { symbols, pick } => {
-                let i = pick.pick(&mut cx.rng);
-                out.enumeration(i, &symbols[i as usize]);
-            }
-            Node::Record { fields } => {
-                out.record_start();
-                for (i, (name, f)) in fields.iter().enumerate() {
-                    out.field(name, i == 0);
-                    self.gen(*f, cx, out);
-                }
-                out.record_end();
-            }
-            Node::Array { len, item } => {
-                let n = container_len(len, cx);
-                cx.depth += 1;
-                out.array_start(n);
-                for i in 0..n {
-                    out.item(i == 0);
-                    self.gen(*item, cx, out);
-                }
-                out.array_end(n);
-                cx.depth -= 1;
-            }
             Node::Map { len, key, value } => {
                 let n = container_len(len, cx);
                 cx.depth += 1;
@@ -538,30 +569,6 @@ impl Plan {
                 out.map_end(n);
                 cx.depth -= 1;
             }
-            Node::Union {
-                branches,
-                pick,
-                null_branch,
-            } => {
-                let b = match null_branch {
-                    Some(nb) if cx.exhausted() => *nb,
-                    _ if cx.exhausted() => 0,
-                    _ => pick.pick(&mut cx.rng),
-                };
-                cx.work += 1;
-                cx.depth += 1;
-                out.union_branch(b);
-                self.gen(branches[b as usize], cx, out);
-                cx.depth -= 1;
-            }
-            Node::Options { values, pick } => {
-                let i = pick.pick(&mut cx.rng);
-                write_const(&values[i as usize], out);
-            }
-            Node::Set { values } => {
-                let i = cx.rng.below(values.len() as u64);
-                write_const(&values[i as usize], out);
-            }
             Node::Cardinality { n, seed, inner } => {
                 let i = cx.rng.below(*n);
                 let saved = std::mem::replace(&mut cx.rng, set_rng(*seed, i));
@@ -570,7 +577,9 @@ impl Plan {
                 cx.index = saved_index;
                 cx.rng = saved;
             }
-            Node::Unresolved => out.null(),
+            // The common kinds (handled by `gen`) and unresolved references
+            // (compile time only).
+            _ => out.null(),
         }
     }
 
@@ -584,6 +593,9 @@ impl Plan {
                 if let Const::Str(s) = &values[pick.pick(&mut cx.rng) as usize] {
                     buf.extend_from_slice(s.as_bytes());
                 }
+            }
+            Node::Strings { pool, pick } => {
+                buf.extend_from_slice(pool.text(pick.pick(&mut cx.rng) as usize));
             }
             _ => {}
         }
@@ -614,7 +626,7 @@ impl Plan {
                 .saturating_add(match &s.kind {
                     StrKind::Alnum(l) => len_bound(l),
                     StrKind::Iter(_) => 20,
-                    StrKind::Pool(p) => p.max_len,
+                    StrKind::Pool(p) => p.max_len(),
                     StrKind::Uuid => 36,
                     StrKind::Ipv4 => 15,
                     StrKind::Ipv6 => 39,
@@ -660,6 +672,7 @@ impl Plan {
             }
             Node::Options { values, .. } => values.iter().map(const_len).max().unwrap_or(0),
             Node::Set { values } => values.iter().map(const_len).max().unwrap_or(0),
+            Node::Strings { pool, .. } => VARINT.saturating_add(pool.max_len()),
             Node::Cardinality { inner, .. } => self.bound(*inner, depth),
         }
     }
@@ -704,7 +717,7 @@ impl StrOut for Vec<u8> {
 
 /// Generates a string straight into `out`: no scratch buffer, no second
 /// copy.
-#[inline]
+#[inline(never)]
 fn gen_str(s: &StrGen, cx: &mut Cx, out: &mut impl StrOut) {
     let p = &s.prefix[..];
     let with_prefix = |b: &mut [u8]| {
@@ -713,7 +726,7 @@ fn gen_str(s: &StrGen, cx: &mut Cx, out: &mut impl StrOut) {
         }
     };
     match &s.kind {
-        StrKind::Pool(pool) => out.put(pool.pick(&mut cx.rng)),
+        StrKind::Pool(pool) => out.put(pool.text(pool.pick(&mut cx.rng))),
         StrKind::Uuid => {
             let bits = uuid_bits(&mut cx.rng);
             out.put_with(p.len() + 36, |b| {
@@ -856,6 +869,18 @@ fn container_len(len: &Len, cx: &mut Cx) -> usize {
     };
     cx.work += n as u32;
     n
+}
+
+/// Writes a constant: scalars inline, containers through [`write_const`].
+#[inline(always)]
+fn put_const<S: Sink>(c: &Const, out: &mut S) {
+    match c {
+        Const::Str(v) => out.string(v.as_bytes()),
+        Const::Enum(i, s) => out.enumeration(*i, s),
+        Const::Int(v) => out.int(*v),
+        Const::Long(v) => out.long(*v),
+        c => write_const(c, out),
+    }
 }
 
 pub fn write_const<S: Sink>(c: &Const, out: &mut S) {

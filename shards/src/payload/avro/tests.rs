@@ -1153,6 +1153,31 @@ fn zz_time_fields() {
         one["fields"] = json!([items]);
         variants.push((format!("items4.{}", f["name"].as_str().unwrap()), one));
     }
+    for (label, item) in [
+        ("arr4.null", json!("null")),
+        ("arr4.int", json!("int")),
+        (
+            "arr4.rec{int}",
+            json!({"type": "record", "name": "X", "fields": [{"name": "a", "type": "int"}]}),
+        ),
+        (
+            "arr4.rec{zipf20}",
+            json!({"type": "record", "name": "X", "fields": [{"name": "a", "type": "int", "datastorm": {"range": {"min": 1, "max": 20}, "distribution": "zipf", "exponent": 2.0}}]}),
+        ),
+        (
+            "arr4.zipf20",
+            json!({"type": "int", "datastorm": {"range": {"min": 1, "max": 20}, "distribution": "zipf", "exponent": 2.0}}),
+        ),
+        (
+            "arr4.normal",
+            json!({"type": "double", "datastorm": {"range": {"min": 0.99, "max": 999.99}, "distribution": "normal", "mean": 35, "stddev": 25}}),
+        ),
+        ("arr4.unif-double", json!({"type": "double"})),
+    ] {
+        let mut one = full.clone();
+        one["fields"] = json!([{"name": "a", "type": {"type": "array", "items": item}, "datastorm": {"length": 4}}]);
+        variants.push((label.to_owned(), one));
+    }
     let mut none = full.clone();
     none["fields"] = json!([{"name": "b", "type": "null"}]);
     variants.push(("null".into(), none));
@@ -1160,16 +1185,61 @@ fn zz_time_fields() {
         let s = schema.to_string();
         let all = compile_all(&[("users", &users), ("orders", &s)]).unwrap();
         let mut v = AvroValues::live(&all[1], Encoding::Avro, 1);
-        let n = 2_000_000u64;
+        let n = 200_000u64;
         let mut total = 0;
         for seq in 0..100_000 {
             total += v.value(seq).len();
         }
-        let t = std::time::Instant::now();
-        for seq in 0..n {
-            total += v.value(seq).len();
+        let mut ns = f64::MAX;
+        for _ in 0..15 {
+            let t = std::time::Instant::now();
+            for seq in 0..n {
+                total += v.value(seq).len();
+            }
+            ns = ns.min(t.elapsed().as_nanos() as f64 / n as f64);
         }
-        let ns = t.elapsed().as_nanos() as f64 / n as f64;
         println!("{name:>18}: {ns:7.1} ns/record ({total})");
     }
+}
+
+#[test]
+#[ignore]
+fn zz_calibrate() {
+    let mut rng = draw::Wy::seed_from_u64(1);
+    let n = 100_000_000u64;
+    let t = std::time::Instant::now();
+    let mut acc = 0u64;
+    for _ in 0..n {
+        acc ^= rng.next();
+    }
+    println!(
+        "wy.next: {:.2} ns ({acc})",
+        t.elapsed().as_nanos() as f64 / n as f64
+    );
+    let mut out = Vec::with_capacity(1 << 20);
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        if out.len() > 1 << 19 {
+            out.clear();
+        }
+        write::put_long(&mut out, (rng.next() >> 34) as i64 + i as i64);
+    }
+    println!(
+        "put_long(5B)+next: {:.2} ns ({})",
+        t.elapsed().as_nanos() as f64 / n as f64,
+        out.len()
+    );
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        if out.len() > 1 << 19 {
+            out.clear();
+        }
+        let v = rng.range_i64(i32::MIN as i64, i32::MAX as i64);
+        write::put_long(&mut out, v + i as i64);
+    }
+    println!(
+        "range+put_long: {:.2} ns ({})",
+        t.elapsed().as_nanos() as f64 / n as f64,
+        out.len()
+    );
 }

@@ -7,6 +7,7 @@
 //! costs an allocation per node and about 1 to 3 microseconds per record,
 //! which would make the generator, not the cluster, the bottleneck.
 
+use super::strpool::WINDOW;
 use std::io::Write as _;
 
 /// Receives one datum, value by value, in schema order.
@@ -24,6 +25,14 @@ pub trait Sink {
     /// from a scratch buffer. The bytes must be valid UTF-8.
     fn string_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8]));
     fn fixed(&mut self, v: &[u8]);
+    /// A pre-generated string: `avro` is its Avro encoding, `window` the
+    /// [`WINDOW`] bytes from its start (readable past its end), `text` its
+    /// text. Writers other than Avro write `text()`.
+    #[inline]
+    fn encoded_string(&mut self, avro: &[u8], window: &[u8; WINDOW], text: impl FnOnce() -> &[u8]) {
+        let _ = (avro, window);
+        self.string(text());
+    }
     /// A decimal's unscaled value; `size` is the fixed size, or `None` for bytes.
     fn decimal(&mut self, unscaled: i128, scale: u32, size: Option<usize>);
     fn enumeration(&mut self, index: u32, symbol: &str);
@@ -43,9 +52,47 @@ pub trait Sink {
 /// Avro binary encoding (the spec's "binary encoding"), appended to a buffer.
 pub struct AvroSink<'a>(pub &'a mut Vec<u8>);
 
+/// Appends `v` as an Avro long (zig-zag varint), without a branch on its
+/// length: the length of random numbers is random, and a mispredicted
+/// branch costs more than the arithmetic. The 7-bit groups are spread into
+/// the bytes of one word, continuation bits set on all but the last, all
+/// eight bytes appended and the excess cut off again.
 #[inline]
 pub fn put_long(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    if z >> 56 != 0 {
+        return put_long_wide(out, z);
+    }
+    let spread = (z & 0x7f)
+        | (z & 0x7f << 7) << 1
+        | (z & 0x7f << 14) << 2
+        | (z & 0x7f << 21) << 3
+        | (z & 0x7f << 28) << 4
+        | (z & 0x7f << 35) << 5
+        | (z & 0x7f << 42) << 6
+        | (z & 0x7f << 49) << 7;
+    // 1 to 8 bytes.
+    let n = (64 - (z | 1).leading_zeros() + 6) / 7;
+    let more = 0x8080_8080_8080_8080 & ((1u64 << (8 * (n - 1))) - 1);
+    let len = out.len();
+    out.extend_from_slice(&(spread | more).to_le_bytes());
+    out.truncate(len + n as usize);
+}
+
+/// Appends a count or index that is nearly always below 64 (a length, an
+/// enum symbol, a union branch) as an Avro long.
+#[inline]
+pub fn put_small(out: &mut Vec<u8>, v: i64) {
+    if (0..64).contains(&v) {
+        out.push((v << 1) as u8);
+    } else {
+        put_long(out, v);
+    }
+}
+
+/// [`put_long`] for zig-zag values of 57 bits and more (9 or 10 bytes).
+#[cold]
+fn put_long_wide(out: &mut Vec<u8>, mut z: u64) {
     while z >= 0x80 {
         out.push((z as u8) | 0x80);
         z >>= 7;
@@ -101,7 +148,7 @@ impl Sink for AvroSink<'_> {
     }
     #[inline]
     fn bytes(&mut self, v: &[u8]) {
-        put_long(self.0, v.len() as i64);
+        put_small(self.0, v.len() as i64);
         self.0.extend_from_slice(v);
     }
     #[inline]
@@ -110,7 +157,7 @@ impl Sink for AvroSink<'_> {
     }
     #[inline]
     fn string_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) {
-        put_long(self.0, len as i64);
+        put_small(self.0, len as i64);
         let at = self.0.len();
         self.0.resize(at + len, 0);
         fill(&mut self.0[at..]);
@@ -118,6 +165,16 @@ impl Sink for AvroSink<'_> {
     #[inline]
     fn fixed(&mut self, v: &[u8]) {
         self.0.extend_from_slice(v);
+    }
+    #[inline]
+    fn encoded_string(&mut self, avro: &[u8], window: &[u8; WINDOW], _: impl FnOnce() -> &[u8]) {
+        if avro.len() <= WINDOW {
+            let len = self.0.len();
+            self.0.extend_from_slice(window);
+            self.0.truncate(len + avro.len());
+        } else {
+            self.0.extend_from_slice(avro);
+        }
     }
     fn decimal(&mut self, unscaled: i128, _scale: u32, size: Option<usize>) {
         let (be, n) = decimal_bytes(unscaled, size);
@@ -134,7 +191,7 @@ impl Sink for AvroSink<'_> {
     }
     #[inline]
     fn enumeration(&mut self, index: u32, _symbol: &str) {
-        put_long(self.0, i64::from(index));
+        put_small(self.0, i64::from(index));
     }
     #[inline]
     fn record_start(&mut self) {}
@@ -145,7 +202,7 @@ impl Sink for AvroSink<'_> {
     #[inline]
     fn array_start(&mut self, len: usize) {
         if len > 0 {
-            put_long(self.0, len as i64);
+            put_small(self.0, len as i64);
         }
     }
     #[inline]
@@ -168,7 +225,7 @@ impl Sink for AvroSink<'_> {
     }
     #[inline]
     fn union_branch(&mut self, index: u32) {
-        put_long(self.0, i64::from(index));
+        put_small(self.0, i64::from(index));
     }
 }
 
