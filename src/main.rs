@@ -12,9 +12,11 @@ macro_rules! outln {
 }
 
 mod cli;
+mod metrics;
 mod render;
 mod report;
 mod runfile;
+mod timeline;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -56,6 +58,8 @@ enum Command {
     Sink(cli::sink::SinkArgs),
     /// Print records generated from an Avro schema, as JSON lines.
     Sample(cli::sample::SampleArgs),
+    /// Read, compare, plot and merge JSON run reports (`produce --report`).
+    Report(cli::report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::Produce(args) => cli::produce::main(*args),
         Command::Sink(args) => cli::sink::main(args),
         Command::Sample(args) => cli::sample::main(args),
+        Command::Report(args) => cli::report::main(args),
     };
     ExitCode::from(code)
 }

@@ -114,7 +114,7 @@ fn produce_a_million(s: Scenario) {
 
     // What DataStorm says it did.
     let doc = read_json(&report);
-    assert_eq!(doc["schema"], "datastorm.run/1");
+    assert_eq!(doc["schema"], "datastorm.run/2");
     assert_eq!(doc["results"]["records_acked"], 1_000_000);
     assert_eq!(doc["results"]["records_failed"], 0);
     assert_eq!(doc["shards"].as_array().unwrap().len(), 2);
@@ -606,4 +606,99 @@ share = 2
             .is_some_and(|n| (1..=1000).contains(&n))),
         "every order refers to a user of the users key set"
     );
+}
+
+/// Three instances of one plan at once against one broker: each writes its
+/// own partitions (read back from the records' sequence headers), and
+/// together they produce at the global rate.
+#[test]
+fn three_instances_split_partitions_and_rate() {
+    let cluster = env("DATASTORM_TEST_SINGLE");
+    // A fresh topic each time, so the counts below are this run's.
+    let topic = format!(
+        "e2e-instances-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    );
+    let topic = topic.as_str();
+    let children: Vec<_> = (0..3)
+        .map(|i| {
+            let mut cmd = datastorm();
+            cmd.args(["produce", "--bootstrap", &env("DATASTORM_TEST_KAFKA")])
+                .args(["--topic", topic, "--create-topic", "--partitions", "6"])
+                .args(["--cores", "1", "--rate", "30k", "--duration", "5s"])
+                .args(["--sequence-header", "--acks", "all", "--quiet"])
+                .args(["--instances", "3", "--instance", &i.to_string()]);
+            std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(120)))
+        })
+        .collect();
+    for c in children {
+        let (out, _) = c.join().expect("instance thread");
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    let total: i64 = end_offsets(&cluster, topic).iter().map(|(_, o)| o).sum();
+    // 30k/s for 5 s, split three ways: 150,000 records in all.
+    assert!(
+        (149_250..=150_750).contains(&total),
+        "{total} records, expected 150,000 within 0.5%"
+    );
+    let dump = lab(&[
+        "consume",
+        topic,
+        "--name",
+        &cluster,
+        "--max",
+        &total.to_string(),
+        "--timeout-ms",
+        "60000",
+        "--details",
+    ]);
+    let mut writers: std::collections::BTreeMap<i32, std::collections::BTreeSet<u64>> =
+        Default::default();
+    let mut sequences: std::collections::BTreeMap<(u64, u64, i32), Vec<u64>> = Default::default();
+    for line in dump.lines() {
+        let f: Vec<&str> = line.splitn(4, '\t').collect();
+        let partition: i32 = f[0]
+            .trim_start_matches("Partition:")
+            .parse()
+            .expect("partition");
+        let seq = f[1]
+            .split(',')
+            .find_map(|h| h.strip_prefix("ds-seq:"))
+            .unwrap_or_else(|| panic!("sequence header in {line:?}"));
+        let p: Vec<u64> = seq.split('/').map(|x| x.parse().expect("number")).collect();
+        writers.entry(partition).or_default().insert(p[1]);
+        sequences
+            .entry((p[1], p[2], partition))
+            .or_default()
+            .push(p[4]);
+    }
+    assert_eq!(writers.len(), 6, "every partition written: {writers:?}");
+    for (partition, w) in &writers {
+        assert_eq!(
+            w.len(),
+            1,
+            "partition {partition} written by instances {w:?}"
+        );
+    }
+    let mut per_instance = [0usize; 3];
+    for w in writers.values() {
+        per_instance[*w.iter().next().unwrap() as usize] += 1;
+    }
+    assert_eq!(per_instance, [2, 2, 2], "two partitions per instance");
+    for ((i, s, p), mut seqs) in sequences {
+        seqs.sort_unstable();
+        let n = seqs.len() as u64;
+        assert!(
+            seqs.iter().copied().eq(0..n),
+            "instance {i} shard {s} partition {p}: gaps or duplicates"
+        );
+    }
 }

@@ -435,7 +435,20 @@ pub fn run(
             Err(mpsc::RecvTimeoutError::Timeout) | Err(mpsc::RecvTimeoutError::Disconnected) => {}
         }
         let now = Instant::now();
-        if now >= last_tick + tick {
+        // The last, partial interval is reported too, so the timeline adds
+        // up to the run.
+        let last = shard_thread.is_finished();
+        if now >= last_tick + tick || (last && now > last_tick + Duration::from_millis(50)) {
+            while let Ok(ShardEvent::Interval {
+                latency,
+                send_delay,
+                ..
+            }) = rx.try_recv()
+            {
+                let _ = interval.add(&latency);
+                let _ = interval_delay.add(&send_delay);
+                let _ = seen.add(&latency);
+            }
             let totals = sum(&counters);
             let in_warmup = last_tick < warmup_end;
             let elapsed = now - started;

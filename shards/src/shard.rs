@@ -651,6 +651,7 @@ async fn generate(
     let paced = knobs.pacer.borrow().is_some();
     let n_parts = parts.len();
     let mut cur = 0usize;
+    let mut sticky_bytes = 0usize;
     let mut seq = 0u64;
     let mut now = Instant::now();
     let mut now_ms = epoch_ms();
@@ -734,6 +735,7 @@ async fn generate(
                 if !keyed {
                     cur = (cur + 1) % n_parts;
                     pi = cur;
+                    sticky_bytes = 0;
                 }
             }
             let part = &mut parts[pi];
@@ -749,6 +751,18 @@ async fn generate(
             part.last = now;
             part.last_seq = seq;
             part.payload_bytes += need as u64 - 24;
+            if !keyed {
+                // Unkeyed records stick to one partition for a batch's worth
+                // of bytes, then move on (Kafka's uniform sticky partitioner,
+                // KIP-794): lingers seal batches before they fill, so
+                // switching only on a full batch would starve partitions at
+                // low rates.
+                sticky_bytes += need;
+                if sticky_bytes >= knobs.batch_size {
+                    cur = (cur + 1) % n_parts;
+                    sticky_bytes = 0;
+                }
+            }
             match gen.sequence_header {
                 None => part.builder.append(now_ms, key, value, gen.headers),
                 Some((instance, shard)) => {

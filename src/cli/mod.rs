@@ -1,6 +1,7 @@
 //! Subcommands.
 
 pub mod produce;
+pub mod report;
 pub mod sample;
 pub mod sink;
 pub mod workload;

@@ -1,5 +1,6 @@
 //! `datastorm produce`: flags to a run plan, the run, the output.
 
+use crate::metrics::MetricsServer;
 use crate::runfile::{self, RunFile};
 use crate::{exit, render, report, units};
 use clap::Args;
@@ -140,6 +141,13 @@ pub struct ProduceArgs {
     /// Write a JSON report (configuration, environment, results) to this file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write the per-second timeline as CSV to this file.
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<PathBuf>,
+    /// Serve Prometheus metrics (text format) on this address while running,
+    /// e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// No per-second status lines.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -240,14 +248,37 @@ pub fn main(args: ProduceArgs) -> u8 {
         }
     };
     plan.streams = streams;
+    let metrics = match args
+        .metrics_addr
+        .map(|a| MetricsServer::start(a, plan.instance))
+    {
+        None => None,
+        Some(Ok(m)) => {
+            outln!(
+                "datastorm: Prometheus metrics on http://{}/metrics",
+                m.addr()
+            );
+            Some(m)
+        }
+        Some(Err(e)) => {
+            eprintln!("datastorm produce: {e}");
+            return exit::USAGE;
+        }
+    };
     let stop = super::stop_on_signals();
     let quiet = args.quiet;
     let started_at = std::time::SystemTime::now();
     let outcome = run(plan.clone(), stop, |p| {
+        if let Some(m) = &metrics {
+            m.update(p);
+        }
         if !quiet {
             outln!("{}", render::status_line(p));
         }
     });
+    if let Some(m) = metrics {
+        m.stop();
+    }
     let sink_stats = sink.map(SinkHandle::stop);
     match outcome {
         Ok(outcome) => finish(&args, &plan, &outcome, sink_stats.as_ref(), started_at),
@@ -276,6 +307,18 @@ fn finish(
     if let Some(f) = &outcome.failure {
         eprintln!("datastorm produce: the run failed: {f}");
         code = exit::RUN_FAILED;
+    }
+    if let Some(path) = &args.timeline {
+        match crate::timeline::write_csv(path, &outcome.timeline) {
+            Ok(()) => outln!("timeline written to {}", path.display()),
+            Err(e) => {
+                eprintln!(
+                    "datastorm produce: could not write the timeline to {}: {e}",
+                    path.display()
+                );
+                code = code.max(exit::RUN_FAILED);
+            }
+        }
     }
     if let Some(path) = &args.report {
         let doc = report::build(plan, outcome, sink, started_at);

@@ -58,3 +58,66 @@ pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("report exists"))
         .expect("valid JSON")
 }
+
+/// A `datastorm sink` process on an ephemeral loopback port, killed on drop.
+pub struct SinkProcess {
+    child: std::process::Child,
+    pub addr: String,
+}
+
+impl SinkProcess {
+    /// Starts `datastorm sink` with `extra` flags and waits for its address.
+    pub fn start(extra: &[&str]) -> SinkProcess {
+        use std::io::BufRead;
+        let mut child = datastorm()
+            .args(["sink", "--listen", "127.0.0.1:0", "--duration", "300s"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn sink");
+        let stdout = child.stdout.take().expect("sink stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            // Keep draining so the sink never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the sink prints its address");
+        let addr = first
+            .split_whitespace()
+            .find(|w| w.starts_with("127.0.0.1:"))
+            .unwrap_or_else(|| panic!("no address in {first:?}"))
+            .to_owned();
+        SinkProcess { child, addr }
+    }
+}
+
+impl Drop for SinkProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The rows of a `--timeline` CSV as (column name -> value) maps.
+pub fn read_timeline(path: &std::path::Path) -> Vec<std::collections::HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).expect("timeline exists");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().expect("header").split(',').collect();
+    lines
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .map(|(h, v)| ((*h).to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}

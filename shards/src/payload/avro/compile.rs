@@ -771,7 +771,13 @@ impl<'a> Compiler<'a> {
             .clone();
         let sig = format!("record:{full}");
         // Reserve the node first so the fields can refer to the record.
-        let id = self.push(Node::Record { fields: Vec::new() }, sig.clone());
+        let id = self.push(
+            Node::Record {
+                fields: Vec::new(),
+                flat: false,
+            },
+            sig.clone(),
+        );
         if register {
             self.named.insert(
                 full,
@@ -800,7 +806,10 @@ impl<'a> Compiler<'a> {
             let fid = self.compile(ty, own_ns.as_deref(), &fpath, fh)?;
             compiled.push((name, fid));
         }
-        self.nodes[id as usize] = Node::Record { fields: compiled };
+        self.nodes[id as usize] = Node::Record {
+            fields: compiled,
+            flat: false,
+        };
         if h.is_empty() {
             return Ok(id);
         }
@@ -1032,7 +1041,7 @@ impl<'a> Compiler<'a> {
                 })?;
                 Const::Enum(i as u32, s.to_owned())
             }
-            Node::Record { fields } => {
+            Node::Record { fields, .. } => {
                 let o = v.as_object().ok_or_else(|| want("an object"))?;
                 if let Some(k) = o.keys().find(|k| !fields.iter().any(|(n, _)| n == *k)) {
                     return Err(format!("the record has no field {k:?}"));
@@ -1073,6 +1082,7 @@ impl<'a> Compiler<'a> {
             Node::Options { .. }
             | Node::Cardinality { .. }
             | Node::Set { .. }
+            | Node::Strings { .. }
             | Node::Unresolved => return Err("options cannot be given here".into()),
         })
     }

@@ -43,8 +43,8 @@ mod hints;
 mod key;
 mod plan;
 mod sets;
-mod strpool;
 mod streams;
+mod strpool;
 mod values;
 mod write;
 

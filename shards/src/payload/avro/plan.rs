@@ -75,6 +75,9 @@ pub enum Node {
     },
     Record {
         fields: Vec<(String, NodeId)>,
+        /// Every field is a leaf (see [`Plan::tabulate`]): the fields are
+        /// written inline, without a call.
+        flat: bool,
     },
     Array {
         len: Len,
@@ -381,7 +384,7 @@ impl Plan {
         cx.work = 0;
         key.null = true;
         match &self.nodes[self.root as usize] {
-            Node::Record { fields } => {
+            Node::Record { fields, .. } => {
                 out.record_start();
                 for (i, (name, f)) in fields.iter().enumerate() {
                     out.field(name, i == 0);
@@ -407,6 +410,42 @@ impl Plan {
     #[inline(always)]
     pub(super) fn gen<S: Sink>(&self, id: NodeId, cx: &mut Cx, out: &mut S) {
         match &self.nodes[id as usize] {
+            Node::Record { fields, flat } => {
+                if *flat {
+                    out.record_start();
+                    for (i, (name, f)) in fields.iter().enumerate() {
+                        out.field(name, i == 0);
+                        self.leaf(&self.nodes[*f as usize], cx, out);
+                    }
+                    out.record_end();
+                } else {
+                    self.record(fields, cx, out)
+                }
+            }
+            Node::Array { len, item } => self.array(len, *item, cx, out),
+            Node::Union {
+                branches,
+                pick,
+                null_branch,
+            } => self.union(branches, pick, *null_branch, cx, out),
+            node => self.leaf(node, cx, out),
+        }
+    }
+
+    /// Whether `gen` writes node `n` through [`Plan::leaf`] (which never
+    /// comes back to a record's inline loop, so those can be nested).
+    pub(super) fn is_leaf(n: &Node) -> bool {
+        !matches!(
+            n,
+            Node::Record { .. } | Node::Array { .. } | Node::Union { .. }
+        )
+    }
+
+    /// Writes a value that is not a record, array or union: the common
+    /// kinds inline, the others ([`Plan::rare`]) through a call.
+    #[inline(always)]
+    fn leaf<S: Sink>(&self, node: &Node, cx: &mut Cx, out: &mut S) {
+        match node {
             Node::Null => out.null(),
             Node::Bool { p_true } => out.boolean(cx.rng.chance(*p_true)),
             Node::Int(g) => out.int(g.next(cx) as i32),
@@ -430,13 +469,6 @@ impl Plan {
                 let i = cx.rng.below(values.len() as u64);
                 put_const(&values[i as usize], out);
             }
-            Node::Record { fields } => self.record(fields, cx, out),
-            Node::Array { len, item } => self.array(len, *item, cx, out),
-            Node::Union {
-                branches,
-                pick,
-                null_branch,
-            } => self.union(branches, pick, *null_branch, cx, out),
             rare => self.rare(rare, cx, out),
         }
     }
@@ -577,7 +609,7 @@ impl Plan {
                 cx.index = saved_index;
                 cx.rng = saved;
             }
-            // The common kinds (handled by `gen`) and unresolved references
+            // The kinds `leaf` writes itself, and unresolved references
             // (compile time only).
             _ => out.null(),
         }
@@ -634,7 +666,7 @@ impl Plan {
             Node::Bytes { len } => VARINT.saturating_add(len_bound(len)),
             Node::Fixed { size, .. } => *size,
             Node::Decimal { size, .. } => size.unwrap_or(VARINT + 16),
-            Node::Record { fields } => fields
+            Node::Record { fields, .. } => fields
                 .iter()
                 .fold(0usize, |a, (_, f)| a.saturating_add(self.bound(*f, depth))),
             Node::Array { len, item } => {

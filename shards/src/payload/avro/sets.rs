@@ -7,27 +7,52 @@
 //! is therefore generated once into a table of constants, and a draw writes
 //! one of them. The draws, and so the data, are the same either way.
 
-use super::plan::{set_rng, Const, Cx, Node, NodeId, Plan};
+use super::plan::{set_rng, Const, Cx, Node, NodeId, Pick, Plan, StrPool};
 use super::write::Sink;
+use std::sync::Arc;
 
 /// Sets up to this many values are tabulated (a few MB at most).
 pub const SET_TABLE_MAX: u64 = 1 << 16;
 
 impl Plan {
     /// Replaces each small `Cardinality` over a plain value (no record,
-    /// array, map, union or clock inside) by the table of its values.
+    /// array, map, union or clock inside) by the table of its values, and
+    /// `options` and sets of strings by pools of ready-encoded strings.
     pub fn tabulate(&mut self) {
         for id in 0..self.nodes.len() {
-            let Node::Cardinality { n, seed, inner } = self.nodes[id] else {
-                continue;
-            };
-            if n > SET_TABLE_MAX || !plain(&self.nodes[inner as usize]) {
-                continue;
+            if let Node::Cardinality { n, seed, inner } = self.nodes[id] {
+                if n <= SET_TABLE_MAX && plain(&self.nodes[inner as usize]) {
+                    if let Some(values) = self.set_values(n, seed, inner) {
+                        self.nodes[id] = Node::Set {
+                            values: values.into(),
+                        };
+                    }
+                }
             }
-            if let Some(values) = self.set_values(n, seed, inner) {
-                self.nodes[id] = Node::Set {
-                    values: values.into(),
+            let strings = match &self.nodes[id] {
+                Node::Options { values, pick } => strings(values).map(|p| (p, pick.clone())),
+                Node::Set { values } => {
+                    strings(values).map(|p| (p, Pick::Uniform(values.len() as u32)))
+                }
+                _ => None,
+            };
+            if let Some((pool, pick)) = strings {
+                self.nodes[id] = Node::Strings {
+                    pool: Arc::new(pool),
+                    pick,
                 };
+            }
+        }
+        // After the above, which turns some nodes into leaves.
+        for id in 0..self.nodes.len() {
+            let flat_now = match &self.nodes[id] {
+                Node::Record { fields, .. } => fields
+                    .iter()
+                    .all(|(_, f)| Plan::is_leaf(&self.nodes[*f as usize])),
+                _ => continue,
+            };
+            if let Node::Record { flat, .. } = &mut self.nodes[id] {
+                *flat = flat_now;
             }
         }
     }
@@ -44,6 +69,21 @@ impl Plan {
             })
             .collect()
     }
+}
+
+/// A pool of `values` if they are all strings.
+fn strings(values: &[Const]) -> Option<StrPool> {
+    if values.is_empty() {
+        return None;
+    }
+    let texts: Option<Vec<&[u8]>> = values
+        .iter()
+        .map(|v| match v {
+            Const::Str(s) => Some(s.as_bytes()),
+            _ => None,
+        })
+        .collect();
+    Some(StrPool::new(b"", texts?))
 }
 
 /// A value that depends on nothing but its random stream and set index.

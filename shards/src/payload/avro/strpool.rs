@@ -1,11 +1,14 @@
 //! Strings generated ahead of time (regex and fake values, string
 //! `options`, cardinality sets of strings), kept ready to copy.
 //!
-//! Each value is stored Avro-encoded, length prefix included, back to back
-//! in one buffer padded at the end, so the Avro writer copies a short value
-//! as one fixed-size [`WINDOW`] (two vector moves, then the excess is cut
-//! off) instead of encoding a length and calling `memcpy`; the other
-//! writers take the text after the prefix.
+//! Each value is stored Avro-encoded, length prefix included, in one buffer
+//! padded at the end, so the Avro writer copies a short value as one
+//! fixed-size [`WINDOW`] (two vector moves, then the excess is cut off)
+//! instead of encoding a length and calling `memcpy`; the other writers take
+//! the text after the prefix. Short values sit in fixed-size slots, so a
+//! pick reads one cache line (a table of where each value ends would be a
+//! second, dependent, read: pools are too big for the L1 cache, and these
+//! reads are a large part of a record's cost).
 
 use super::draw::Wy;
 use super::write::{put_small, Sink};
@@ -17,35 +20,57 @@ pub const WINDOW: usize = 32;
 pub struct StrPool {
     /// Every value's Avro encoding, then `WINDOW` bytes of padding.
     bytes: Box<[u8]>,
-    /// Value `i` is `bytes[ends[i - 1]..ends[i]]` (from 0 for the first).
-    ends: Box<[u32]>,
+    layout: Layout,
     /// The longest text (without its length prefix).
     max_len: usize,
+}
+
+#[derive(Clone, Debug)]
+enum Layout {
+    /// Value `i` starts at `i << shift`; every text is under 64 bytes, so
+    /// its length prefix is one byte (twice the length).
+    Slots { shift: u32, count: usize },
+    /// Value `i` is `bytes[ends[i - 1]..ends[i]]` (from 0 for the first).
+    Packed { ends: Box<[u32]> },
 }
 
 impl StrPool {
     /// The pool of `values`, each with `prefix` before it.
     pub fn new<V: AsRef<[u8]>>(prefix: &[u8], values: impl IntoIterator<Item = V>) -> StrPool {
-        let (mut bytes, mut ends, mut max_len) = (Vec::new(), Vec::new(), 0);
-        for v in values {
-            let v = v.as_ref();
-            let len = prefix.len() + v.len();
-            put_small(&mut bytes, len as i64);
-            bytes.extend_from_slice(prefix);
-            bytes.extend_from_slice(v);
-            max_len = max_len.max(len);
-            ends.push(u32::try_from(bytes.len()).expect("a string pool under 4 GiB"));
-        }
+        let texts: Vec<Vec<u8>> = values
+            .into_iter()
+            .map(|v| [prefix, v.as_ref()].concat())
+            .collect();
+        let max_len = texts.iter().map(Vec::len).max().unwrap_or(0);
+        let mut bytes = Vec::new();
+        let layout = if max_len < WINDOW {
+            // Prefix byte and text; slots of 2, 4, ... 32 bytes.
+            let slot = (max_len + 1).next_power_of_two();
+            for t in &texts {
+                let at = bytes.len();
+                put_small(&mut bytes, t.len() as i64);
+                bytes.extend_from_slice(t);
+                bytes.resize(at + slot, 0);
+            }
+            Layout::Slots {
+                shift: slot.trailing_zeros(),
+                count: texts.len(),
+            }
+        } else {
+            let mut ends = Vec::with_capacity(texts.len());
+            for t in &texts {
+                put_small(&mut bytes, t.len() as i64);
+                bytes.extend_from_slice(t);
+                ends.push(u32::try_from(bytes.len()).expect("a string pool under 4 GiB"));
+            }
+            Layout::Packed { ends: ends.into() }
+        };
         bytes.resize(bytes.len() + WINDOW, 0);
         StrPool {
             bytes: bytes.into(),
-            ends: ends.into(),
+            layout,
             max_len,
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
     }
 
     /// The longest value's text.
@@ -56,22 +81,33 @@ impl StrPool {
     /// A uniformly drawn value's index.
     #[inline]
     pub fn pick(&self, rng: &mut Wy) -> usize {
-        rng.below(self.ends.len() as u64) as usize
+        let count = match &self.layout {
+            Layout::Slots { count, .. } => *count,
+            Layout::Packed { ends } => ends.len(),
+        };
+        rng.below(count as u64) as usize
     }
 
+    /// Where value `i`'s Avro encoding starts and ends.
     #[inline]
-    fn start(&self, i: usize) -> usize {
-        if i == 0 {
-            0
-        } else {
-            self.ends[i - 1] as usize
+    fn span(&self, i: usize) -> (usize, usize) {
+        match &self.layout {
+            Layout::Slots { shift, .. } => {
+                let start = i << shift;
+                (start, start + 1 + usize::from(self.bytes[start] >> 1))
+            }
+            Layout::Packed { ends } => {
+                let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+                (start, ends[i] as usize)
+            }
         }
     }
 
     /// Value `i`'s text.
     #[inline]
     pub fn text(&self, i: usize) -> &[u8] {
-        let avro = &self.bytes[self.start(i)..self.ends[i] as usize];
+        let (start, end) = self.span(i);
+        let avro = &self.bytes[start..end];
         // Skip the length prefix: its bytes with the top bit set, and one.
         let prefix = avro.iter().take_while(|b| **b & 0x80 != 0).count() + 1;
         &avro[prefix..]
@@ -80,7 +116,7 @@ impl StrPool {
     /// Writes value `i` as a string.
     #[inline]
     pub fn write<S: Sink>(&self, i: usize, out: &mut S) {
-        let (start, end) = (self.start(i), self.ends[i] as usize);
+        let (start, end) = self.span(i);
         let window: &[u8; WINDOW] = self.bytes[start..start + WINDOW]
             .try_into()
             .expect("the pool is padded");
@@ -92,14 +128,25 @@ impl StrPool {
 mod tests {
     use super::*;
     use crate::payload::avro::write::AvroSink;
+    use rand::SeedableRng;
 
     #[test]
     fn pooled_strings_are_written_as_avro_strings() {
-        let long = "x".repeat(200);
-        let values = ["", "a", "hello", long.as_str()];
+        let (short, long) = ("y".repeat(29), "x".repeat(200));
+        for (values, max) in [
+            (vec!["", "a", "hello", short.as_str()], 31),
+            (vec!["", "a", "hello", long.as_str()], 202),
+            (vec![""], 2),
+        ] {
+            check(&values, max);
+        }
+    }
+
+    fn check(values: &[&str], max: usize) {
         let pool = StrPool::new(b"p-", values);
-        assert_eq!(pool.len(), 4);
-        assert_eq!(pool.max_len(), 202);
+        assert_eq!(pool.max_len(), max);
+        let mut rng = Wy::seed_from_u64(1);
+        assert!((0..100).all(|_| pool.pick(&mut rng) < values.len()));
         for (i, v) in values.iter().enumerate() {
             let want = format!("p-{v}");
             assert_eq!(pool.text(i), want.as_bytes());

@@ -1,0 +1,312 @@
+//! Workload control against the sink: exact rates per second, ramps and
+//! steps, the `--rate max` search, latency against a known ack delay, an
+//! injected generator stall, and the metrics endpoint.
+//!
+//! These tests measure time, so they run one at a time (a lock below), each
+//! on one producer core against a sink on its own.
+
+mod common;
+
+use common::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn num(row: &HashMap<String, String>, col: &str) -> f64 {
+    row[col]
+        .parse()
+        .unwrap_or_else(|_| panic!("{col} = {:?}", row[col]))
+}
+
+/// Runs `produce` with `args` plus a timeline file; returns the rows and stdout.
+fn produce_timeline(name: &str, args: &[&str]) -> (Vec<HashMap<String, String>>, String) {
+    let dir = scratch(name);
+    let csv = dir.join("timeline.csv");
+    let mut cmd = datastorm();
+    cmd.args(["produce", "--cores", "1", "--quiet"])
+        .args(args)
+        .arg("--timeline")
+        .arg(&csv);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(180));
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\nstderr:\n{}",
+        text(&out.stderr)
+    );
+    (read_timeline(&csv), stdout)
+}
+
+/// Measured windows, without the last (partial) one.
+fn full_windows(rows: &[HashMap<String, String>]) -> &[HashMap<String, String>] {
+    let measured = rows
+        .iter()
+        .position(|r| r["phase"] == "measure")
+        .expect("a measured window");
+    &rows[measured..rows.len() - 1]
+}
+
+#[test]
+fn a_paced_run_holds_200k_per_second_in_every_window() {
+    let _g = serial();
+    let (rows, _) = produce_timeline(
+        "pace-200k",
+        &["--rate", "200k", "--duration", "10s", "--warmup", "1s"],
+    );
+    let windows = full_windows(&rows);
+    assert!(windows.len() >= 8, "{} windows", windows.len());
+    for r in windows {
+        let rate = num(r, "records_per_s");
+        assert!(
+            (rate - 200_000.0).abs() <= 2_000.0,
+            "window ending at {}s: {rate} records/s (target 200,000 within 1%)",
+            r["elapsed_s"]
+        );
+        assert_eq!(num(r, "target_per_s"), 200_000.0);
+    }
+}
+
+#[test]
+fn steps_and_ramps_follow_their_profile() {
+    let _g = serial();
+    let (rows, _) = produce_timeline(
+        "pace-steps",
+        &["--steps", "20k,60k", "--step-duration", "3s"],
+    );
+    // The window ending at t covers (t-1, t]: those ending at 2 and 3 s lie
+    // in the first step, at 4 and 5 s in the second.
+    let at = |t: f64| {
+        rows.iter()
+            .find(|r| (num(r, "elapsed_s") - t).abs() < 0.3)
+            .unwrap_or_else(|| panic!("no window at {t}s: {rows:?}"))
+    };
+    for (t, want) in [
+        (2.0, 20_000.0),
+        (3.0, 20_000.0),
+        (4.0, 60_000.0),
+        (5.0, 60_000.0),
+    ] {
+        let got = num(at(t), "records_per_s");
+        assert!(
+            (got - want).abs() <= want * 0.03,
+            "{t}s: {got} records/s, step {want}"
+        );
+    }
+
+    let (rows, _) = produce_timeline("pace-ramp", &["--ramp", "10k:50k:4s"]);
+    // A linear ramp: the window ending at t averages the rate at t - 0.5 s.
+    for r in full_windows(&rows)
+        .iter()
+        .filter(|r| num(r, "elapsed_s") > 1.5)
+    {
+        let t = num(r, "elapsed_s");
+        let want = 10_000.0 + 10_000.0 * (t - 0.5).min(4.0);
+        let got = num(r, "records_per_s");
+        assert!(
+            (got - want).abs() <= want * 0.05,
+            "{t}s: {got} records/s, ramp at {want}"
+        );
+    }
+}
+
+#[test]
+fn rate_max_finds_a_throttled_sinks_rate() {
+    let _g = serial();
+    let sink = SinkProcess::start(&["--max-rate", "100k"]);
+    let (_, stdout) = produce_timeline(
+        "rate-max",
+        &[
+            "--bootstrap",
+            &sink.addr,
+            "--rate",
+            "max",
+            "--search-start",
+            "20k",
+            "--step-duration",
+            "3s",
+            "--linger",
+            "1ms",
+        ],
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("rate max"))
+        .unwrap_or_else(|| panic!("no rate max line:\n{stdout}"));
+    let found: f64 = line
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        (90_000.0..=110_000.0).contains(&found),
+        "found {found} records/s against a 100,000/s sink: {line}"
+    );
+}
+
+/// Latency percentiles of the summary line, in microseconds.
+fn summary_latency(stdout: &str, row: &str) -> HashMap<String, f64> {
+    let line = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(row))
+        .unwrap_or_else(|| panic!("no {row} line:\n{stdout}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let mut out = HashMap::new();
+    for pair in words.windows(2) {
+        let v = pair[1];
+        let us = if let Some(ms) = v.strip_suffix("ms") {
+            ms.parse::<f64>().map(|x| x * 1e3)
+        } else if let Some(us) = v.strip_suffix("us") {
+            us.parse::<f64>()
+        } else if let Some(s) = v.strip_suffix('s') {
+            s.parse::<f64>().map(|x| x * 1e6)
+        } else {
+            continue;
+        };
+        if let Ok(us) = us {
+            out.insert(pair[0].to_owned(), us);
+        }
+    }
+    out
+}
+
+#[test]
+fn latency_matches_a_known_ack_delay() {
+    let _g = serial();
+    let sink = SinkProcess::start(&["--delay", "20ms"]);
+    let (_, stdout) = produce_timeline(
+        "latency-delay",
+        &[
+            "--bootstrap",
+            &sink.addr,
+            "--rate",
+            "1k",
+            "--linger",
+            "0ms",
+            // Every ack takes 20 ms: enough requests in flight that none
+            // waits for a slot.
+            "--max-in-flight",
+            "64",
+            "--duration",
+            "4s",
+            "--warmup",
+            "1s",
+        ],
+    );
+    let lat = summary_latency(&stdout, "latency");
+    // The sink holds every ack 20 ms; loopback and batching add little.
+    assert!(
+        (20_000.0..23_000.0).contains(&lat["p50"]),
+        "p50 {:?}\n{stdout}",
+        lat
+    );
+    assert!(
+        (20_000.0..35_000.0).contains(&lat["p99"]),
+        "p99 {lat:?}\n{stdout}"
+    );
+    assert!(lat["p50"] >= 20_000.0 && lat["max"] >= lat["p99"]);
+}
+
+#[test]
+fn an_injected_generator_stall_shows_in_latency_and_send_delay() {
+    let _g = serial();
+    let (rows, stdout) = produce_timeline(
+        "stall",
+        &[
+            "--rate",
+            "50k",
+            "--duration",
+            "4s",
+            "--inject-stall",
+            "2s:500ms",
+        ],
+    );
+    let worst_delay = rows
+        .iter()
+        .map(|r| num(r, "send_delay_max_us"))
+        .fold(0.0, f64::max);
+    let worst_latency = rows.iter().map(|r| num(r, "max_us")).fold(0.0, f64::max);
+    assert!(worst_delay >= 450_000.0, "send delay {worst_delay}us");
+    assert!(worst_latency >= 450_000.0, "latency {worst_latency}us");
+    let delay = summary_latency(&stdout, "send delay");
+    assert!(delay["max"] >= 450_000.0, "{delay:?}\n{stdout}");
+    // The stall cost no records: the pacer caught up.
+    let acked: u64 = rows.iter().map(|r| num(r, "records_acked") as u64).sum();
+    assert!(acked >= 195_000, "{acked} records acked");
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_text_format_while_running() {
+    let _g = serial();
+    // A free port: bind, read it, release.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut cmd = datastorm();
+    cmd.args([
+        "produce",
+        "--cores",
+        "1",
+        "--rate",
+        "20k",
+        "--duration",
+        "4s",
+        "--quiet",
+        "--metrics-addr",
+        &addr,
+    ]);
+    let runner = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(60)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut body = String::new();
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2500));
+        if let Ok(b) = http_get(&addr, "/metrics") {
+            if sample(&b, "datastorm_records_acked_total").is_some_and(|n| n > 0.0) {
+                body = b;
+                break;
+            }
+        }
+    }
+    let (out, _) = runner.join().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        body.contains("# TYPE datastorm_records_acked_total counter"),
+        "{body}"
+    );
+    assert!(
+        body.contains("# TYPE datastorm_latency_seconds histogram"),
+        "{body}"
+    );
+    assert!(
+        body.contains("datastorm_target_records_per_second{instance=\"0\"} 20000"),
+        "{body}"
+    );
+    let acked = sample(&body, "datastorm_records_acked_total").expect("acked sample");
+    assert!(acked > 10_000.0, "{acked}");
+}
+
+/// The value of the first sample of `metric` in a Prometheus text body.
+fn sample(body: &str, metric: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(metric))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn http_get(addr: &str, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
