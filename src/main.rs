@@ -60,6 +60,9 @@ enum Command {
     Sample(cli::sample::SampleArgs),
     /// Read, compare, plot and merge JSON run reports (`produce --report`).
     Report(cli::report::ReportArgs),
+    /// Read a topic back and check the sequence headers: nothing lost,
+    /// doubled or out of order (and every acknowledged record there).
+    Verify(cli::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Sink(args) => cli::sink::main(args),
         Command::Sample(args) => cli::sample::main(args),
         Command::Report(args) => cli::report::main(args),
+        Command::Verify(args) => cli::verify::main(args),
     };
     ExitCode::from(code)
 }

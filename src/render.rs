@@ -162,15 +162,19 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
         t.payload_bytes_acked as f64 / 1e6,
         t.payload_bytes_acked as f64 / 1e6 / el
     );
-    let ratio = if t.record_bytes_acked > 0 {
-        t.batch_bytes_sent as f64 / (t.record_bytes_acked as f64).max(1.0)
+    let ratio = if t.batch_bytes_sent > 0 {
+        t.record_bytes_acked as f64 / t.batch_bytes_sent as f64
     } else {
         0.0
     };
     let _ = writeln!(
         s,
-        "  on the wire     {:>14.1} MB sent  (batches/records ratio {:.2})",
+        "  on the wire     {:>14.1} MB sent  ({}{}, compression ratio {:.2} = record bytes / batch bytes)",
         t.batch_bytes_sent as f64 / 1e6,
+        plan.compression,
+        plan.compression
+            .level()
+            .map_or(String::new(), |l| format!(" level {l}")),
         ratio
     );
     let _ = writeln!(
@@ -310,6 +314,21 @@ pub fn sink_summary(st: &SinkStats, elapsed: Duration) -> String {
         st.crc_errors,
         st.decode_errors,
     );
+    if let Some(ratio) = st.compression_ratio() {
+        let codecs: Vec<String> = st
+            .batches_by_codec
+            .iter()
+            .map(|(codec, n)| format!("{codec} x{}", group(*n)))
+            .collect();
+        let _ = write!(
+            s,
+            "\n  records decompressed: {:.1} MB, compression ratio {:.2} (batches: {}); malformed batches {}",
+            st.record_bytes as f64 / 1e6,
+            ratio,
+            codecs.join(", "),
+            st.malformed_batches,
+        );
+    }
     for (topic, t) in &st.topics {
         let _ = write!(
             s,

@@ -142,6 +142,12 @@ fn shard(plan: &RunPlan, r: &ShardResult) -> Value {
             "send_delay": percentiles(&r.send_delay),
             "errors": r.errors,
             "failure": r.failure,
+            "producer_id": r.producer_id,
+            "stopped_partitions": r.stopped_partitions,
+            // Per partition, the acknowledged sequence-header numbers as
+            // half-open [start, end) ranges: `datastorm verify --report`
+            // checks each one is in the topic.
+            "acked_sequences": r.acked.iter().map(|(p, ranges)| (p.to_string(), ranges)).collect::<std::collections::BTreeMap<_, _>>(),
     })
 }
 
@@ -170,7 +176,8 @@ fn results(plan: &RunPlan, o: &RunOutcome, with_sink: bool, started_at: SystemTi
         "latency": distribution(&o.latency),
         "send_delay": distribution(&o.send_delay),
         "rate_search": o.rate_search,
-        "process_cpu": process_cpu(started_at, with_sink),
+        "process_cpu": process_cpu(started_at, with_sink, t.records_acked),
+        "compression": compression(plan, t.record_bytes_acked, t.batch_bytes_sent),
         "failure": o.failure,
         "interrupted": o.interrupted,
         "streams": (0..plan.streams.len()).map(|i| stream_results(plan, o, i, el)).collect::<Vec<_>>(),
@@ -196,9 +203,20 @@ fn stream_results(plan: &RunPlan, o: &RunOutcome, i: usize, el: f64) -> Value {
     })
 }
 
+/// The codec, its level (null for codecs without levels) and the ratio of
+/// uncompressed record bytes to batch bytes on the wire (null before any).
+fn compression(plan: &RunPlan, record_bytes: u64, batch_bytes: u64) -> Value {
+    json!({
+        "codec": plan.compression.name(),
+        "level": plan.compression.level(),
+        "ratio": (batch_bytes > 0).then(|| record_bytes as f64 / batch_bytes as f64),
+    })
+}
+
 /// CPU time this process used, which is the client's unless an embedded
-/// sink broker ran in it too.
-fn process_cpu(started_at: SystemTime, includes_sink: bool) -> Value {
+/// sink broker ran in it too; per million acked records, the cost of the
+/// codec (and everything else) in CPU seconds.
+fn process_cpu(started_at: SystemTime, includes_sink: bool, records: u64) -> Value {
     // SAFETY: getrusage writes into the zeroed struct we pass it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
@@ -212,6 +230,7 @@ fn process_cpu(started_at: SystemTime, includes_sink: bool) -> Value {
         "system_s": system,
         "wall_s": wall,
         "cores_busy": if wall > 0.0 { (user + system) / wall } else { 0.0 },
+        "cpu_s_per_million_records": (records > 0).then(|| (user + system) / (records as f64 / 1e6)),
         "includes_embedded_sink": includes_sink,
     })
 }

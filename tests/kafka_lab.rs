@@ -702,3 +702,219 @@ fn three_instances_split_partitions_and_rate() {
         );
     }
 }
+
+#[test]
+fn every_codec_is_accepted_by_kafka_and_read_back_by_its_consumer() {
+    let cluster = env("DATASTORM_TEST_SINGLE");
+    let topic = "e2e-codecs";
+    // One value size per codec, so the consumer's output tells them apart.
+    let codecs: [(&[&str], usize); 6] = [
+        (&["--compression", "none"], 100),
+        (&["--compression", "gzip", "--compression-level", "1"], 101),
+        (&["--compression", "snappy"], 102),
+        (&["--compression", "lz4"], 103),
+        (&["--compression", "zstd"], 104),
+        (&["--compression", "zstd", "--compression-level", "12"], 105),
+    ];
+    let dir = scratch(topic);
+    for (flags, size) in codecs {
+        let report = dir.join(format!("{size}.json"));
+        let size_text = size.to_string();
+        let mut extra = vec!["--record-size", &size_text, "--acks", "all"];
+        extra.extend_from_slice(flags);
+        let mut cmd = produce_to(&env("DATASTORM_TEST_KAFKA"), topic, "2", "100000", &extra);
+        cmd.arg("--report").arg(&report);
+        let (out, _) = run_bounded(cmd, Duration::from_secs(60));
+        assert!(
+            out.status.success(),
+            "{flags:?}:\n{}\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let doc = read_json(&report);
+        let r = &doc["results"];
+        assert_eq!(r["records_acked"], 100_000, "{flags:?}");
+        assert_eq!(r["compression"]["codec"], flags[1]);
+        let ratio = r["compression"]["ratio"].as_f64().unwrap();
+        assert!(ratio > 0.9, "{flags:?}: ratio {ratio}");
+        if flags.len() == 4 {
+            assert_eq!(r["compression"]["level"].to_string(), flags[3]);
+        }
+    }
+    let total: i64 = end_offsets(&cluster, topic).iter().map(|(_, o)| o).sum();
+    assert_eq!(total, 600_000);
+
+    // Kafka's console consumer decompresses every batch.
+    let values = lab(&[
+        "consume",
+        topic,
+        "--name",
+        &cluster,
+        "--max",
+        "600000",
+        "--timeout-ms",
+        "60000",
+    ]);
+    let mut by_size = std::collections::BTreeMap::<usize, usize>::new();
+    for v in values.lines() {
+        assert!(v.bytes().all(|b| (b'!'..=b'~').contains(&b)), "{v:?}");
+        *by_size.entry(v.len()).or_default() += 1;
+    }
+    let expected: std::collections::BTreeMap<usize, usize> =
+        codecs.iter().map(|(_, size)| (*size, 100_000)).collect();
+    assert_eq!(by_size, expected, "records read back, by value size");
+}
+
+/// A topic name no earlier run used (the lab clusters outlive one test run
+/// when run by hand).
+fn fresh_topic(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    )
+}
+
+/// Runs `produce` in the background while `fault` runs on this thread;
+/// returns produce's output.
+fn produce_through(cmd: Command, fault: impl FnOnce()) -> std::process::Output {
+    let runner = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(240)));
+    fault();
+    let (out, _) = runner.join().expect("produce thread");
+    out
+}
+
+fn lab_node(action: &str, cluster: &str, node: &str) {
+    lab(&[action, "--name", cluster, "--node", node]);
+}
+
+/// Three brokers, replication factor 3, acks=all, idempotent: one broker is
+/// killed (SIGKILL) in the middle of the run and started again 10 s later.
+/// The run rides it out (reconnects, follows the new leaders, resends), and
+/// reading the topic back finds every acknowledged record exactly once.
+#[test]
+fn a_killed_broker_loses_and_duplicates_nothing_with_acks_all() {
+    let cluster = env("DATASTORM_TEST_TRIO");
+    let topic = fresh_topic("e2e-kill");
+    let dir = scratch("lab-kill");
+    let report = dir.join("run.json");
+    let mut cmd = datastorm();
+    cmd.args(["produce", "--bootstrap", &env("DATASTORM_TEST_KAFKA3")])
+        .args(["--topic", &topic, "--create-topic", "--partitions", "6"])
+        .args(["--replication-factor", "3", "--acks", "all", "--idempotent"])
+        .args(["--cores", "2", "--rate", "20k", "--duration", "30s"])
+        .args([
+            "--request-timeout",
+            "10s",
+            "--quiet",
+            "--verify",
+            "--report",
+        ])
+        .arg(&report);
+    let out = produce_through(cmd, || {
+        std::thread::sleep(Duration::from_secs(8));
+        lab_node("kill-node", &cluster, "2");
+        std::thread::sleep(Duration::from_secs(10));
+        lab_node("start-node", &cluster, "2");
+    });
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("acknowledged records is there exactly once"),
+        "{stdout}"
+    );
+    let doc = read_json(&report);
+    let acked = doc["results"]["records_acked"].as_u64().unwrap();
+    // 20k/s for 30 s: the outage slows the run but loses nothing.
+    assert!(acked >= 590_000, "{acked} records acked");
+    assert_eq!(doc["results"]["records_failed"], 0);
+    assert!(
+        doc["results"]["errors"].as_u64().unwrap() > 0,
+        "the outage shows in the errors: {}",
+        doc["results"]["errors_by_kind"]
+    );
+    assert_eq!(doc["verify"][0]["acked_missing"], 0, "{}", doc["verify"]);
+    assert_eq!(doc["verify"][0]["acked_checked"].as_u64(), Some(acked));
+}
+
+/// One broker restarted mid-run: records acknowledged before the restart
+/// are there afterwards, and the run resumes and finishes.
+#[test]
+fn a_restarted_single_broker_keeps_acked_records_and_the_run_resumes() {
+    let cluster = env("DATASTORM_TEST_SINGLE");
+    let topic = fresh_topic("e2e-restart");
+    let mut cmd = datastorm();
+    cmd.args(["produce", "--bootstrap", &env("DATASTORM_TEST_KAFKA")])
+        .args(["--topic", &topic, "--create-topic", "--partitions", "4"])
+        .args(["--acks", "all", "--cores", "1", "--rate", "10k"])
+        .args(["--duration", "20s", "--quiet", "--verify"]);
+    let out = produce_through(cmd, || {
+        std::thread::sleep(Duration::from_secs(6));
+        lab_node("kill-node", &cluster, "1");
+        std::thread::sleep(Duration::from_secs(3));
+        lab_node("start-node", &cluster, "1");
+    });
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("acknowledged records is there exactly once"),
+        "{stdout}"
+    );
+    let acked: u64 = stdout
+        .lines()
+        .find(|l| l.contains("records acked"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .expect("records acked line");
+    assert!(acked >= 150_000, "the run resumed: {acked} records");
+}
+
+/// With acks=1, a killed leader can take acknowledged records with it; the
+/// tool says how many (it may be none), instead of hiding it.
+#[test]
+fn acks_1_with_a_killed_leader_states_how_many_acked_records_were_lost() {
+    let cluster = env("DATASTORM_TEST_TRIO");
+    let topic = fresh_topic("e2e-acks1-kill");
+    let dir = scratch("lab-acks1-kill");
+    let report = dir.join("run.json");
+    let mut cmd = datastorm();
+    cmd.args(["produce", "--bootstrap", &env("DATASTORM_TEST_KAFKA3")])
+        .args(["--topic", &topic, "--create-topic", "--partitions", "3"])
+        .args(["--replication-factor", "3", "--acks", "1"])
+        .args(["--cores", "1", "--rate", "20k", "--duration", "15s"])
+        .args([
+            "--request-timeout",
+            "10s",
+            "--quiet",
+            "--verify",
+            "--report",
+        ])
+        .arg(&report);
+    let out = produce_through(cmd, || {
+        std::thread::sleep(Duration::from_secs(5));
+        lab_node("kill-node", &cluster, "3");
+        std::thread::sleep(Duration::from_secs(5));
+        lab_node("start-node", &cluster, "3");
+    });
+    let stdout = text(&out.stdout);
+    let doc = read_json(&report);
+    let v = &doc["verify"][0];
+    let lost = v["acked_missing"]
+        .as_u64()
+        .expect("a count of lost records");
+    let checked = v["acked_checked"].as_u64().expect("acked records checked");
+    assert_eq!(checked, doc["results"]["records_acked"].as_u64().unwrap());
+    if lost == 0 {
+        assert!(out.status.success(), "{stdout}");
+        assert!(stdout.contains("exactly once"), "{stdout}");
+    } else {
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "lost acked records fail the run"
+        );
+        assert!(stdout.contains("missing (lost)"), "{lost} lost:\n{stdout}");
+    }
+}

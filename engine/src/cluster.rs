@@ -1,6 +1,6 @@
 //! Cluster metadata: bootstrap, brokers, partition leaders, topic creation.
 
-use crate::conn::{ConnError, Connection};
+use crate::conn::{ConnError, ConnectOptions, Connection};
 use crate::wire::codes::{self, KafkaCode};
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
@@ -126,12 +126,24 @@ impl ClusterInfo {
     }
 }
 
-/// Connects to the first bootstrap server that answers.
+/// Connects to the first bootstrap server that answers, over plain TCP.
 pub async fn bootstrap(
     servers: &[String],
     client_id: &str,
     timeout: Duration,
 ) -> Result<Connection, ClusterError> {
+    bootstrap_with(servers, &ConnectOptions::plaintext(client_id, timeout)).await
+}
+
+/// Connects to the first bootstrap server that answers, with the given
+/// client id, time limit (for all servers together) and security. A TLS or
+/// SASL failure ends the search at once: the next server would refuse the
+/// same certificate or password, and the error says what to fix.
+pub async fn bootstrap_with(
+    servers: &[String],
+    opts: &ConnectOptions<'_>,
+) -> Result<Connection, ClusterError> {
+    let timeout = opts.timeout;
     let deadline = Instant::now() + timeout;
     let mut last = None;
     for s in servers {
@@ -139,8 +151,17 @@ pub async fn bootstrap(
         if left.is_zero() {
             break;
         }
-        match Connection::connect(s, client_id, left).await {
+        match Connection::connect_with(
+            s,
+            &ConnectOptions {
+                timeout: left,
+                ..*opts
+            },
+        )
+        .await
+        {
             Ok(c) => return Ok(c),
+            Err(e) if e.is_security() => return Err(ClusterError::Conn(e)),
             Err(e) => last = Some(e),
         }
     }
@@ -299,6 +320,18 @@ pub async fn wait_until_leaders_agree(
     client_id: &str,
     wait: Duration,
 ) -> Result<(), ClusterError> {
+    let opts = ConnectOptions::plaintext(client_id, wait);
+    wait_until_leaders_agree_with(info, topic, &opts, wait).await
+}
+
+/// [`wait_until_leaders_agree`] over connections opened with `opts` (its
+/// timeout is ignored: each connection gets what is left of `wait`).
+pub async fn wait_until_leaders_agree_with(
+    info: &ClusterInfo,
+    topic: &str,
+    opts: &ConnectOptions<'_>,
+    wait: Duration,
+) -> Result<(), ClusterError> {
     let start = Instant::now();
     let leaders = info.leaders(topic)?;
     let mut pending: Vec<Broker> = Vec::new();
@@ -310,8 +343,11 @@ pub async fn wait_until_leaders_agree(
     while !pending.is_empty() {
         let left = wait.saturating_sub(start.elapsed());
         let broker = pending[0].clone();
-        let mut conn =
-            Connection::connect(&broker.addr, client_id, left.max(Duration::from_secs(1))).await?;
+        let conn_opts = ConnectOptions {
+            timeout: left.max(Duration::from_secs(1)),
+            ..*opts
+        };
+        let mut conn = Connection::connect_with(&broker.addr, &conn_opts).await?;
         loop {
             let view = metadata(&mut conn, &[topic]).await?;
             let agrees = leaders

@@ -6,12 +6,25 @@
 //! each `poll_*` borrows the stream only for the duration of a non-blocking
 //! syscall, so an `Rc<RefCell<_>>` is enough; glommio keeps separate wakers
 //! for the read and write sides.
+//!
+//! The stream is plain TCP or TLS ([`Transport`]): an enum rather than a
+//! boxed trait object, so the plaintext hot path is one predictable branch
+//! and the request bytes go to the socket as before, without a copy. With
+//! TLS, rustls' read side never writes (it only reads records and decrypts),
+//! so the sender and the reader still use separate wakers. SASL runs once,
+//! right after version negotiation, through ordinary requests
+//! ([`crate::security::sasl`]).
 
+use crate::security::tls::{explain, TlsFailure};
+use crate::security::{
+    sasl, SaslMechanism, SecurityConfig, SecurityProtocol, TlsConfig, PLAINTEXT,
+};
 use crate::wire::codes;
 use crate::wire::control::{decode_response, encode_request};
 use crate::wire::frame::{FrameReader, DEFAULT_FRAME_LIMIT};
 use crate::wire::WireError;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures_rustls::client::TlsStream;
 use glommio::net::TcpStream;
 use kafka_protocol::messages::ApiVersionsRequest;
 use kafka_protocol::protocol::{Request, StrBytes};
@@ -22,7 +35,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +65,159 @@ pub enum ConnError {
         api: &'static str,
         code: codes::KafkaCode,
     },
+    #[error(
+        "{addr} answered in TLS: that listener expects TLS clients. Use --security-protocol \
+         ssl (or sasl_ssl) with --tls-ca, or the broker's PLAINTEXT port"
+    )]
+    TlsExpected { addr: String },
+    #[error("{addr} closed the connection during {step}{hint}")]
+    ClosedDuringSetup {
+        addr: String,
+        step: &'static str,
+        hint: &'static str,
+    },
+    #[error(
+        "the TLS certificate of broker {addr} is not trusted by {ca}: {reason}. \
+         Pass the CA that signed the brokers' certificates with --tls-ca \
+         (or, in a lab only, --tls-insecure)"
+    )]
+    TlsUntrusted {
+        addr: String,
+        ca: String,
+        reason: String,
+    },
+    #[error(
+        "the TLS certificate of broker {addr} is not valid for that address: {reason}. \
+         The host the broker advertises must be in its certificate's subject \
+         alternative names"
+    )]
+    TlsWrongName { addr: String, reason: String },
+    #[error("broker {addr} rejected the TLS connection ({reason}): {hint}")]
+    TlsRejected {
+        addr: String,
+        reason: String,
+        hint: &'static str,
+    },
+    #[error("TLS with {addr} failed: {reason}")]
+    TlsHandshake { addr: String, reason: String },
+    #[error(
+        "{addr} does not enable SASL mechanism {mechanism} (it offers: {offered}); \
+         choose one of those with --sasl-mechanism"
+    )]
+    SaslMechanism {
+        addr: String,
+        mechanism: SaslMechanism,
+        offered: String,
+    },
+    #[error(
+        "SASL authentication failed for user '{username}' with mechanism {mechanism} at \
+         {addr}: {detail}. Check --sasl-username and the password (--sasl-password, \
+         --sasl-password-file or DATASTORM_SASL_PASSWORD), and that the user exists \
+         on the cluster for this mechanism"
+    )]
+    SaslAuth {
+        addr: String,
+        username: String,
+        mechanism: SaslMechanism,
+        detail: String,
+    },
+    #[error("SASL {mechanism} exchange with {addr} failed: {detail}")]
+    SaslProtocol {
+        addr: String,
+        mechanism: SaslMechanism,
+        detail: String,
+    },
+}
+
+impl ConnError {
+    /// A failure of TLS or SASL settings: asking another broker with the
+    /// same settings would fail the same way.
+    pub fn is_security(&self) -> bool {
+        matches!(
+            self,
+            ConnError::TlsUntrusted { .. }
+                | ConnError::TlsExpected { .. }
+                | ConnError::TlsWrongName { .. }
+                | ConnError::TlsRejected { .. }
+                | ConnError::TlsHandshake { .. }
+                | ConnError::SaslMechanism { .. }
+                | ConnError::SaslAuth { .. }
+                | ConnError::SaslProtocol { .. }
+        )
+    }
+
+    /// An I/O error on `addr`'s stream, explained when TLS caused it.
+    fn from_io(addr: &str, source: io::Error, tls: Option<&TlsConfig>) -> ConnError {
+        let addr = addr.to_owned();
+        match tls.and_then(|t| explain(&source, t)) {
+            None => ConnError::Io { addr, source },
+            Some(TlsFailure::Untrusted { ca, reason }) => {
+                ConnError::TlsUntrusted { addr, ca, reason }
+            }
+            Some(TlsFailure::WrongName { reason }) => ConnError::TlsWrongName { addr, reason },
+            Some(TlsFailure::Rejected { reason, hint }) => {
+                ConnError::TlsRejected { addr, reason, hint }
+            }
+            Some(TlsFailure::Handshake { reason }) => ConnError::TlsHandshake { addr, reason },
+        }
+    }
+}
+
+/// How to open a broker connection: client id, time limit, security.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectOptions<'a> {
+    pub client_id: &'a str,
+    /// For connecting, the TLS handshake, version negotiation and SASL
+    /// together; later, for each control-plane request.
+    pub timeout: Duration,
+    pub security: &'a SecurityConfig,
+}
+
+impl<'a> ConnectOptions<'a> {
+    pub fn new(client_id: &'a str, timeout: Duration, security: &'a SecurityConfig) -> Self {
+        ConnectOptions {
+            client_id,
+            timeout,
+            security,
+        }
+    }
+
+    /// Plain TCP, no authentication.
+    pub fn plaintext(client_id: &'a str, timeout: Duration) -> Self {
+        Self::new(client_id, timeout, &PLAINTEXT)
+    }
+}
+
+/// The byte stream under a connection.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl Transport {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(s) => s,
+            Transport::Tls(s) => s.get_ref().0,
+        }
+    }
 }
 
 /// A socket shared by the sender and reader tasks of one shard.
 #[derive(Clone)]
-pub struct SharedStream(Rc<RefCell<TcpStream>>);
+pub struct SharedStream {
+    inner: Rc<RefCell<Transport>>,
+    tls: bool,
+}
+
+impl SharedStream {
+    fn new(transport: Transport) -> Self {
+        SharedStream {
+            tls: matches!(transport, Transport::Tls(_)),
+            inner: Rc::new(RefCell::new(transport)),
+        }
+    }
+}
 
 impl AsyncRead for SharedStream {
     fn poll_read(
@@ -64,7 +225,10 @@ impl AsyncRead for SharedStream {
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_read(cx, buf)
+        match &mut *self.inner.borrow_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
     }
 }
 
@@ -74,14 +238,34 @@ impl AsyncWrite for SharedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, buf)
+        match &mut *self.inner.borrow_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_flush(cx)
+        match &mut *self.inner.borrow_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
     }
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut *self.0.borrow_mut()).poll_close(cx)
+        match &mut *self.inner.borrow_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_close(cx),
+            Transport::Tls(s) => Pin::new(&mut **s).poll_close(cx),
+        }
     }
+}
+
+/// Writes one whole frame. rustls may keep the tail of a write in its own
+/// buffer when the socket is full, so TLS frames are flushed; plain TCP
+/// writes go straight to the socket and need no flush.
+async fn write_frame(stream: &mut SharedStream, frame: &[u8]) -> io::Result<()> {
+    stream.write_all(frame).await?;
+    if stream.tls {
+        stream.flush().await?;
+    }
+    Ok(())
 }
 
 /// The API version ranges a broker advertised.
@@ -115,7 +299,8 @@ impl ApiVersions {
     }
 }
 
-/// A connected, version-negotiated broker connection.
+/// A connected, version-negotiated (and, where configured, TLS-wrapped and
+/// SASL-authenticated) broker connection.
 pub struct Connection {
     stream: SharedStream,
     reader: FrameReader,
@@ -124,16 +309,30 @@ pub struct Connection {
     next_correlation_id: i32,
     versions: ApiVersions,
     timeout: Duration,
+    tls: Option<TlsConfig>,
+    /// Without SASL, until a request past ApiVersions is answered: a SASL
+    /// listener answers ApiVersions, then closes on the next request, and
+    /// that close deserves a hint rather than "closed by the broker".
+    unproven: bool,
 }
 
 impl Connection {
-    /// Connects to `addr` ("host:port") and negotiates API versions, all
-    /// within `timeout`.
+    /// Connects to `addr` ("host:port") over plain TCP and negotiates API
+    /// versions, all within `timeout`.
     pub async fn connect(
         addr: &str,
         client_id: &str,
         timeout: Duration,
     ) -> Result<Self, ConnError> {
+        Self::connect_with(addr, &ConnectOptions::plaintext(client_id, timeout)).await
+    }
+
+    /// Connects to `addr` ("host:port"), runs the TLS handshake where the
+    /// security protocol asks for it, negotiates API versions, and
+    /// authenticates with SASL where asked, all within `opts.timeout`.
+    pub async fn connect_with(addr: &str, opts: &ConnectOptions<'_>) -> Result<Self, ConnError> {
+        let deadline = Instant::now() + opts.timeout;
+        let left = || deadline.saturating_duration_since(Instant::now());
         let sock: SocketAddr = addr
             .to_socket_addrs()
             .map_err(|source| ConnError::Resolve {
@@ -145,7 +344,7 @@ impl Connection {
                 addr: addr.to_owned(),
                 source: io::Error::new(io::ErrorKind::NotFound, "no address"),
             })?;
-        let stream = TcpStream::connect_timeout(sock, timeout)
+        let stream = TcpStream::connect_timeout(sock, opts.timeout)
             .await
             .map_err(|e| ConnError::Connect {
                 addr: addr.to_owned(),
@@ -155,16 +354,57 @@ impl Connection {
             addr: addr.to_owned(),
             source: e.into(),
         })?;
+        let security = opts.security;
+        let tls = security.tls().cloned();
+        let transport = match &tls {
+            None => Transport::Plain(stream),
+            Some(tls) => Transport::Tls(Box::new(tls_handshake(addr, stream, tls, left()).await?)),
+        };
         let mut conn = Connection {
-            stream: SharedStream(Rc::new(RefCell::new(stream))),
+            stream: SharedStream::new(transport),
             reader: FrameReader::new(64 * 1024, DEFAULT_FRAME_LIMIT),
             addr: addr.to_owned(),
-            client_id: client_id.into(),
+            client_id: opts.client_id.into(),
             next_correlation_id: 1,
             versions: ApiVersions::default(),
-            timeout,
+            timeout: left().max(Duration::from_millis(1)),
+            tls,
+            unproven: security.sasl().is_none(),
         };
-        conn.negotiate().await?;
+        conn.negotiate().await.map_err(|e| match e {
+            ConnError::Io { addr, source } if tls_record_as_frame(&source) => {
+                ConnError::TlsExpected { addr }
+            }
+            ConnError::Closed { addr } => ConnError::ClosedDuringSetup {
+                addr,
+                step: "ApiVersions",
+                hint: match security.protocol() {
+                    SecurityProtocol::Plaintext => {
+                        ". If this listener uses TLS or SASL, set --security-protocol \
+                         (ssl, sasl_plaintext or sasl_ssl)"
+                    }
+                    SecurityProtocol::SaslPlaintext => {
+                        ". If this listener uses TLS, use --security-protocol sasl_ssl"
+                    }
+                    _ => "",
+                },
+            },
+            other => other,
+        })?;
+        if let Some(sasl) = security.sasl() {
+            conn.timeout = left().max(Duration::from_millis(1));
+            sasl::authenticate(&mut conn, sasl)
+                .await
+                .map_err(|e| match e {
+                    ConnError::Closed { addr } => ConnError::ClosedDuringSetup {
+                        addr,
+                        step: "SASL authentication",
+                        hint: ". Is this a SASL listener? Check --security-protocol and the port",
+                    },
+                    other => other,
+                })?;
+        }
+        conn.timeout = opts.timeout;
         Ok(conn)
     }
 
@@ -237,22 +477,46 @@ impl Connection {
         let addr = self.addr.clone();
         let stream = &mut self.stream;
         let reader = &mut self.reader;
+        let tls = self.tls.as_ref();
         let result = glommio::timer::timeout(timeout, async move {
-            stream.write_all(&frame).await?;
-            match reader.next(stream).await? {
-                Some(body) => Ok(Ok(decode_response::<R>(body, version, corr))),
-                None => Ok(Err(())),
-            }
+            let exchange = async {
+                write_frame(stream, &frame).await?;
+                reader.next(stream).await
+            };
+            Ok(match exchange.await {
+                Ok(Some(body)) => decode_response::<R>(body, version, corr)
+                    .map_err(|source| ConnError::Wire { addr, source }),
+                Ok(None) => Err(ConnError::Closed { addr }),
+                Err(e) => Err(ConnError::from_io(&addr, e, tls)),
+            })
         })
         .await;
         match result {
-            Ok(Ok(resp)) => resp.map_err(|source| ConnError::Wire { addr, source }),
-            Ok(Err(())) => Err(ConnError::Closed { addr }),
+            Ok(Err(ConnError::Closed { addr }))
+                if self.unproven && R::KEY != ApiVersionsRequest::KEY =>
+            {
+                Err(ConnError::ClosedDuringSetup {
+                    addr,
+                    step: crate::wire::control::api_name(R::KEY),
+                    hint: ", its first request after ApiVersions. If this listener uses SASL, set \
+                           --security-protocol sasl_plaintext or sasl_ssl, with --sasl-mechanism, \
+                           --sasl-username and a password",
+                })
+            }
+            Ok(resp) => {
+                if resp.is_ok() && R::KEY != ApiVersionsRequest::KEY {
+                    self.unproven = false;
+                }
+                resp
+            }
             Err(glommio::GlommioError::IoError(e)) if e.kind() == io::ErrorKind::TimedOut => {
-                Err(ConnError::Timeout { addr, timeout })
+                Err(ConnError::Timeout {
+                    addr: self.addr.clone(),
+                    timeout,
+                })
             }
             Err(e) => Err(ConnError::Io {
-                addr,
+                addr: self.addr.clone(),
                 source: io::Error::other(e.to_string()),
             }),
         }
@@ -272,11 +536,13 @@ impl Connection {
                 stream: self.stream.clone(),
                 addr: self.addr.clone(),
                 next_correlation_id: self.next_correlation_id,
+                tls: self.tls.clone(),
             },
             PipeReader {
                 stream: self.stream,
                 reader: self.reader,
                 addr: self.addr,
+                tls: self.tls,
             },
         )
     }
@@ -286,6 +552,7 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("addr", &self.addr)
+            .field("tls", &self.stream.tls)
             .finish()
     }
 }
@@ -295,6 +562,7 @@ pub struct PipeSender {
     stream: SharedStream,
     addr: String,
     next_correlation_id: i32,
+    tls: Option<TlsConfig>,
 }
 
 impl PipeSender {
@@ -307,13 +575,9 @@ impl PipeSender {
 
     /// Writes one complete request frame.
     pub async fn write(&mut self, frame: &[u8]) -> Result<(), ConnError> {
-        self.stream
-            .write_all(frame)
+        write_frame(&mut self.stream, frame)
             .await
-            .map_err(|source| ConnError::Io {
-                addr: self.addr.clone(),
-                source,
-            })
+            .map_err(|source| ConnError::from_io(&self.addr, source, self.tls.as_ref()))
     }
 
     pub fn addr(&self) -> &str {
@@ -322,11 +586,13 @@ impl PipeSender {
 
     /// Shuts the socket down in both directions, which also ends the reader.
     pub fn shutdown(&self) {
-        let s = self.stream.0.borrow();
+        let s = self.stream.inner.borrow();
         use std::os::fd::AsRawFd;
         // SAFETY: shutdown(2) on a file descriptor the stream owns and keeps open.
+        // Under TLS this skips close_notify: the run is over and the broker
+        // treats an abrupt close like any other disconnect.
         unsafe {
-            libc::shutdown(s.as_raw_fd(), libc::SHUT_RDWR);
+            libc::shutdown(s.tcp().as_raw_fd(), libc::SHUT_RDWR);
         }
     }
 }
@@ -336,6 +602,7 @@ pub struct PipeReader {
     stream: SharedStream,
     reader: FrameReader,
     addr: String,
+    tls: Option<TlsConfig>,
 }
 
 impl PipeReader {
@@ -356,14 +623,47 @@ impl PipeReader {
             Ok(None) => Err(ConnError::Closed {
                 addr: self.addr.clone(),
             }),
-            Err(source) => Err(ConnError::Io {
-                addr: self.addr.clone(),
-                source,
-            }),
+            Err(source) => Err(ConnError::from_io(&self.addr, source, self.tls.as_ref())),
         }
     }
 
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+}
+
+/// Whether a plaintext read failed on a frame size that is really the
+/// header of a TLS record (content type 21 or 22, version 3.x): a TLS
+/// listener answering a plaintext request with an alert.
+fn tls_record_as_frame(e: &io::Error) -> bool {
+    let text = e.to_string();
+    let Some(rest) = text.strip_prefix("frame size ") else {
+        return false;
+    };
+    let Some(Ok(size)) = rest.split_whitespace().next().map(str::parse::<i64>) else {
+        return false;
+    };
+    matches!(size >> 16, 0x1503 | 0x1603)
+}
+
+/// Runs the TLS handshake on a connected socket within `timeout`.
+async fn tls_handshake(
+    addr: &str,
+    stream: TcpStream,
+    tls: &TlsConfig,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>, ConnError> {
+    let name = TlsConfig::server_name(addr).ok_or_else(|| ConnError::TlsHandshake {
+        addr: addr.to_owned(),
+        reason: "the host part is neither an IP address nor a valid DNS name".to_owned(),
+    })?;
+    let connect = tls.connector().connect(name, stream);
+    match glommio::timer::timeout(timeout, async { Ok(connect.await) }).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(ConnError::from_io(addr, e, Some(tls))),
+        Err(_) => Err(ConnError::Timeout {
+            addr: addr.to_owned(),
+            timeout,
+        }),
     }
 }

@@ -8,8 +8,11 @@ pub mod cluster;
 pub mod conn;
 pub mod metrics;
 pub mod runtime;
+pub mod security;
 pub mod sink;
 pub mod wire;
+
+pub use security::SecurityConfig;
 
 /// The client id DataStorm sends unless told otherwise.
 pub const DEFAULT_CLIENT_ID: &str = "datastorm";

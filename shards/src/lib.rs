@@ -7,3 +7,4 @@ pub mod plan;
 pub mod run;
 pub mod search;
 pub mod shard;
+pub mod verify;

@@ -248,7 +248,11 @@ pub struct RunPlan {
     /// run (a generator stall that must show up in latency and send delay).
     pub inject_stall: Option<(Duration, Duration)>,
     pub acks: Acks,
+    /// The codec, carrying the level in use.
     pub compression: Compression,
+    /// `--compression-level` as given (`None`: the codec's default). The
+    /// level in use is `compression.level()`.
+    pub compression_level: Option<i32>,
     /// A partition's batch is sealed when it would pass this many bytes.
     pub batch_size: usize,
     /// ...or when its first record is this old.
@@ -260,10 +264,20 @@ pub struct RunPlan {
     pub retries: u32,
     /// Wait before the first retry; doubles per attempt up to 1 s.
     pub retry_backoff: Duration,
+    /// A batch not acknowledged this long after its first record is given up.
+    pub delivery_timeout: Duration,
+    /// Idempotent producer: a producer id per shard and stream, sequence
+    /// numbers per partition, so resends never duplicate.
+    pub idempotent: bool,
+    /// A non-retriable error stops the run (instead of only its partition).
+    pub stop_on_error: bool,
     pub seed: u64,
     pub client_id: String,
     /// How long to wait for in-flight acks after generation stops.
     pub drain_timeout: Duration,
+    /// TLS and SASL for every broker connection (plaintext by default).
+    /// Serializes without the password.
+    pub security: datastorm_engine::SecurityConfig,
 }
 
 /// One stream of records: a topic, what its records carry, and its share of
@@ -321,6 +335,7 @@ impl RunPlan {
             inject_stall: None,
             acks: Acks::Leader,
             compression: Compression::Lz4,
+            compression_level: None,
             batch_size: 64 * 1024,
             linger: Duration::from_millis(5),
             max_in_flight: 5,
@@ -328,9 +343,13 @@ impl RunPlan {
             connect_timeout: Duration::from_secs(10),
             retries: 10,
             retry_backoff: Duration::from_millis(100),
+            delivery_timeout: Duration::from_secs(120),
+            idempotent: false,
+            stop_on_error: false,
             seed: 1,
             client_id: datastorm_engine::DEFAULT_CLIENT_ID.to_owned(),
             drain_timeout: Duration::from_secs(30),
+            security: datastorm_engine::SecurityConfig::plaintext(),
         }
     }
 }

@@ -3,7 +3,9 @@
 pub mod produce;
 pub mod report;
 pub mod sample;
+pub mod security;
 pub mod sink;
+pub mod verify;
 pub mod workload;
 
 /// Sets `flag` on SIGINT/SIGTERM; a second signal exits at once.

@@ -65,9 +65,14 @@ pub struct ProduceArgs {
     /// Acknowledgements to wait for: 0, 1 or all.
     #[arg(long, default_value = "all")]
     pub acks: Acks,
-    /// Batch compression: none or lz4.
+    /// Batch compression: none, gzip, snappy, lz4 or zstd (Kafka's codecs,
+    /// written as Kafka's Java producer writes them).
     #[arg(long, default_value = "lz4")]
     pub compression: Compression,
+    /// Level for codecs that have levels: gzip 1-9 (default 6), zstd 1-22 or
+    /// negative for its fast modes (default 3). lz4 and snappy have none.
+    #[arg(long, allow_negative_numbers = true)]
+    pub compression_level: Option<i32>,
     /// Seal a partition's batch when it would exceed this size, e.g. 16384 or 64KiB.
     #[arg(long, default_value = "64KiB", value_parser = units::parse_bytes)]
     pub batch_size: usize,
@@ -127,17 +132,37 @@ pub struct ProduceArgs {
     /// Broker-side timeout for acks, and how long to wait for a response.
     #[arg(long, default_value = "30s", value_parser = units::parse_duration)]
     pub request_timeout: Duration,
-    /// Times a batch is sent again after a retriable broker error
-    /// (NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS, ...), with a backoff
-    /// from 100 ms doubling to 1 s.
+    /// Times a batch is sent again after a retriable error (a lost
+    /// connection, NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS, ...), with a
+    /// backoff from 100 ms doubling to 1 s; leaders are looked up again and
+    /// lost connections re-established meanwhile.
     #[arg(long, default_value_t = 10)]
     pub retries: u32,
+    /// Give up on a batch not acknowledged this long after its first record.
+    #[arg(long, default_value = "120s", value_parser = units::parse_duration)]
+    pub delivery_timeout: Duration,
+    /// Idempotent producer (a producer id per shard, sequence numbers per
+    /// partition): retries never duplicate. Default: on with --acks all.
+    #[arg(long, overrides_with = "no_idempotent")]
+    pub idempotent: bool,
+    /// Turn the idempotent producer off.
+    #[arg(long)]
+    pub no_idempotent: bool,
+    /// What a non-retriable error (or an exhausted batch) stops: its
+    /// partition (the others go on), or the whole run.
+    #[arg(long, default_value = "partition", value_parser = ["partition", "run"])]
+    pub on_error: String,
+    /// After generation ends, how long to wait for outstanding acks.
+    #[arg(long, default_value = "30s", value_parser = units::parse_duration)]
+    pub drain_timeout: Duration,
     /// How long to keep trying to reach the bootstrap servers.
     #[arg(long, default_value = "10s", value_parser = units::parse_duration)]
     pub connect_timeout: Duration,
     /// Client id sent to the brokers.
     #[arg(long, default_value = datastorm_engine::DEFAULT_CLIENT_ID)]
     pub client_id: String,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
     /// Write a JSON report (configuration, environment, results) to this file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -148,6 +173,11 @@ pub struct ProduceArgs {
     /// e.g. 127.0.0.1:9464.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// After the run, read the topic(s) back and prove that every
+    /// acknowledged record is there exactly once (turns on --sequence-header;
+    /// see `datastorm verify`). Needs a real cluster (--bootstrap).
+    #[arg(long)]
+    pub verify: bool,
     /// No per-second status lines.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -307,7 +337,27 @@ fn finish(
     if let Some(f) = &outcome.failure {
         eprintln!("datastorm produce: the run failed: {f}");
         code = exit::RUN_FAILED;
+    } else if outcome.totals.records_failed > 0 {
+        eprintln!(
+            "datastorm produce: {} records were not acknowledged (see errors above)",
+            render::group(outcome.totals.records_failed)
+        );
+        code = exit::RUN_FAILED;
     }
+    let verified = if args.verify && !plan.bootstrap.is_empty() && sink.is_none() {
+        let v = verify_streams(plan, outcome);
+        if v.iter()
+            .any(|(_, r)| r.as_ref().map_or(true, |r| !r.exact()))
+        {
+            code = code.max(exit::RUN_FAILED);
+        }
+        v
+    } else {
+        if args.verify {
+            outln!("verify: skipped (the embedded sink keeps no records)");
+        }
+        Vec::new()
+    };
     if let Some(path) = &args.timeline {
         match crate::timeline::write_csv(path, &outcome.timeline) {
             Ok(()) => outln!("timeline written to {}", path.display()),
@@ -321,7 +371,16 @@ fn finish(
         }
     }
     if let Some(path) = &args.report {
-        let doc = report::build(plan, outcome, sink, started_at);
+        let mut doc = report::build(plan, outcome, sink, started_at);
+        if !verified.is_empty() {
+            doc["verify"] = serde_json::json!(verified
+                .iter()
+                .map(|(topic, r)| match r {
+                    Ok(r) => serde_json::json!(r),
+                    Err(e) => serde_json::json!({"topic": topic, "error": e}),
+                })
+                .collect::<Vec<_>>());
+        }
         match report::write(path, &doc) {
             Ok(()) => outln!("report written to {}", path.display()),
             Err(e) => {
@@ -334,6 +393,54 @@ fn finish(
         }
     }
     code
+}
+
+/// `--verify`: reads each stream's topic back and checks that every
+/// acknowledged record is there once (sequence headers).
+fn verify_streams(
+    plan: &RunPlan,
+    outcome: &RunOutcome,
+) -> Vec<(
+    String,
+    Result<datastorm_shards::verify::VerifyReport, String>,
+)> {
+    use datastorm_shards::verify::{verify, VerifyPlan};
+    let mut out = Vec::new();
+    let ex = match glommio::LocalExecutorBuilder::default()
+        .name("datastorm-verify")
+        .make()
+    {
+        Ok(ex) => ex,
+        Err(e) => {
+            eprintln!("datastorm produce: --verify could not start an executor: {e}");
+            return out;
+        }
+    };
+    for (si, stream) in plan.streams.iter().enumerate() {
+        let vp = VerifyPlan {
+            bootstrap: plan.bootstrap.clone(),
+            topic: stream.topic.clone(),
+            client_id: plan.client_id.clone(),
+            connect_timeout: plan.connect_timeout,
+            timeout: Duration::from_secs(300),
+        };
+        let mut acked = std::collections::BTreeMap::new();
+        for r in outcome.shards.iter().filter(|r| r.stream == si) {
+            for (p, ranges) in &r.acked {
+                acked.insert((plan.instance, r.index as u32, *p), ranges.clone());
+            }
+        }
+        let result = ex.run(verify(&vp)).map(|mut v| {
+            v.check_acked(&acked);
+            v
+        });
+        match &result {
+            Ok(v) => outln!("{}", super::verify::summary(v, true)),
+            Err(e) => eprintln!("datastorm produce: --verify of {}: {e}", stream.topic),
+        }
+        out.push((stream.topic.clone(), result));
+    }
+    out
 }
 
 /// Reads the run file and parses the flags again with its `[run]` table.
@@ -399,7 +506,7 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
         };
         s.keys = a.key.clone();
         s.headers = a.headers.clone();
-        s.sequence_header = a.sequence_header;
+        s.sequence_header = a.sequence_header || a.verify;
         check_keys(&s.payload, &s.keys)?;
         return Ok(vec![s]);
     };
@@ -479,7 +586,7 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
             .map(|(k, v)| format!("{k}={v}").parse::<Header>())
             .collect::<Result<_, _>>()
             .map_err(at)?;
-        s.sequence_header = e.sequence_header;
+        s.sequence_header = e.sequence_header || a.verify;
         s.share = e.share.unwrap_or(1.0);
         check_keys(&s.payload, &s.keys).map_err(at)?;
         out.push(s);
@@ -549,7 +656,21 @@ fn validate_topic(topic: &str) -> Result<(), String> {
 
 fn validate(a: &ProduceArgs) -> Result<(), String> {
     a.workload.rate_spec()?;
+    a.compression.with_level(a.compression_level)?;
     a.workload.instance()?;
+    if a.idempotent && a.acks != Acks::All {
+        return Err(
+            "--idempotent needs --acks all (Kafka only deduplicates fully replicated writes)"
+                .into(),
+        );
+    }
+    if (a.idempotent || (a.acks == Acks::All && !a.no_idempotent)) && a.max_in_flight > 5 {
+        return Err(format!(
+            "the idempotent producer keeps order with at most 5 requests in flight per connection \
+             (--max-in-flight {}); lower it or add --no-idempotent",
+            a.max_in_flight
+        ));
+    }
     if a.partitions < 1 {
         return Err("--partitions must be at least 1".into());
     }
@@ -590,14 +711,24 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> Result<
         }),
     };
     plan.acks = a.acks;
-    plan.compression = a.compression;
+    plan.compression = a.compression.with_level(a.compression_level)?;
+    plan.compression_level = a.compression_level;
     plan.batch_size = a.batch_size;
     plan.linger = a.linger;
     plan.max_in_flight = a.max_in_flight;
     plan.request_timeout = a.request_timeout;
     plan.connect_timeout = a.connect_timeout;
     plan.retries = a.retries;
+    plan.delivery_timeout = a.delivery_timeout;
+    plan.drain_timeout = a.drain_timeout;
+    plan.idempotent = if a.no_idempotent {
+        false
+    } else {
+        a.idempotent || a.acks == Acks::All
+    };
+    plan.stop_on_error = a.on_error == "run";
     plan.seed = a.seed;
     plan.client_id = a.client_id.clone();
+    plan.security = a.security.to_config()?;
     Ok(plan)
 }

@@ -5,7 +5,7 @@
 //! count varint, headers. Everything is written straight into the batch's
 //! reused `records` vector; nothing is allocated per record.
 
-use super::{Compression, Lz4FrameEncoder};
+use super::{Compression, Compressor};
 use crate::arena::WriteBuf;
 use crate::wire::varint::{put_varint, put_varlong, varint_len};
 
@@ -138,25 +138,19 @@ impl BatchBuilder {
         self.count += 1;
     }
 
-    /// Writes the whole batch (header, records, CRC) at the end of `out` and
-    /// empties this builder for the next batch.
+    /// Writes the whole batch (header, records compressed with
+    /// `compression` by the shard's `compressor`, CRC) at the end of `out`
+    /// and empties this builder for the next batch.
     pub fn seal(
         &mut self,
         compression: Compression,
-        lz4: &mut Lz4FrameEncoder,
+        compressor: &mut Compressor,
         out: &mut WriteBuf,
     ) -> SealedBatch {
         let start = out.len();
         out.spare(BATCH_HEADER_LEN);
         out.advance(BATCH_HEADER_LEN);
-        match compression {
-            Compression::None => out.put_slice(&self.records),
-            Compression::Lz4 => {
-                let room = out.spare(Lz4FrameEncoder::max_frame_len(self.records.len()));
-                let n = lz4.compress_frame(&self.records, room);
-                out.advance(n);
-            }
-        }
+        compressor.compress(compression, &self.records, out);
         let batch = &mut out.as_mut_slice()[start..];
         let wire_bytes = batch.len();
         let attributes = compression.attribute_bits();
@@ -209,12 +203,12 @@ mod tests {
     #[test]
     fn seal_resets_the_builder_and_reports_sizes() {
         let mut b = BatchBuilder::with_capacity(1024);
-        let mut lz4 = Lz4FrameEncoder::new();
+        let mut compressor = Compressor::new();
         let mut out = WriteBuf::default();
         b.append(1000, None, b"abc", &[]);
         b.append(1001, Some(b"k"), b"def", &[]);
         assert_eq!(b.record_count(), 2);
-        let sealed = b.seal(Compression::None, &mut lz4, &mut out);
+        let sealed = b.seal(Compression::None, &mut compressor, &mut out);
         assert_eq!(sealed.records, 2);
         assert_eq!(sealed.wire_bytes, out.len());
         assert_eq!(sealed.wire_bytes, BATCH_HEADER_LEN + sealed.records_bytes);

@@ -1,5 +1,8 @@
-//! Walking the record batches of one partition's `records` bytes without
-//! decompressing or copying them.
+//! Walking and validating the record batches of one partition's `records`
+//! bytes, as a broker would: CRC-32C, header fields, the records section
+//! decompressed with the batch's codec (none, gzip, snappy, lz4, zstd), and
+//! every record's length and offset delta walked so that the record count is
+//! proven rather than read.
 //!
 //! Record batch v2 layout (big-endian):
 //!
@@ -10,6 +13,12 @@
 //! 35 maxTimestamp i64      43 producerId i64       51 producerEpoch i16
 //! 53 baseSequence i32      57 recordsCount i32     61 records...
 //! ```
+
+use std::cell::RefCell;
+
+use crate::arena::WriteBuf;
+use crate::batch::Decompressor;
+use crate::wire::varint::get_varint;
 
 /// Bytes of a v2 batch header, up to and including recordsCount.
 pub(crate) const BATCH_HEADER_LEN: usize = 61;
@@ -31,6 +40,10 @@ pub(crate) struct BatchScan {
     pub offsets: i64,
     /// Wire bytes of the batches.
     pub bytes: u64,
+    /// Bytes of the batches' records sections once decompressed.
+    pub record_bytes: u64,
+    /// Batches by codec id (attributes bits 0-2): none, gzip, snappy, lz4, zstd.
+    pub by_codec: [u64; 5],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +52,13 @@ pub(crate) enum BatchError {
     Crc { batch: usize },
     /// Not a sequence of well-formed v2 batches.
     Malformed { batch: usize, reason: &'static str },
+}
+
+thread_local! {
+    /// Each sink executor's decompressors and scratch buffer: per thread,
+    /// so shared by no one, reused for every batch.
+    static INFLATE: RefCell<(Decompressor, WriteBuf)> =
+        RefCell::new((Decompressor::new(), WriteBuf::default()));
 }
 
 fn be_i32(b: &[u8], at: usize) -> i32 {
@@ -96,12 +116,62 @@ pub(crate) fn scan(data: &[u8]) -> Result<BatchScan, BatchError> {
         if last_offset_delta < 0 || records_count < 0 {
             return Err(malformed("negative lastOffsetDelta or recordsCount"));
         }
+        if records_count == 0 || i64::from(last_offset_delta) + 1 != i64::from(records_count) {
+            return Err(malformed("lastOffsetDelta + 1 is not recordsCount"));
+        }
+        let codec =
+            i16::from_be_bytes([batch[ATTRIBUTES_OFFSET], batch[ATTRIBUTES_OFFSET + 1]]) & 0x7;
+        let record_bytes = INFLATE.with(|cell| {
+            let (decompressor, scratch) = &mut *cell.borrow_mut();
+            let records = decompressor
+                .decompress(codec, &batch[BATCH_HEADER_LEN..], scratch)
+                .map_err(|e| malformed(e.0))?;
+            walk_records(records, records_count).map_err(malformed)?;
+            Ok(records.len())
+        })?;
         scan.batches += 1;
         scan.records += records_count as u64;
         scan.offsets += i64::from(last_offset_delta) + 1;
         scan.bytes += total as u64;
+        scan.record_bytes += record_bytes as u64;
+        scan.by_codec[codec as usize] += 1;
         rest = tail;
         index += 1;
     }
     Ok(scan)
+}
+
+/// Walks the records of a (decompressed) records section: each one's length
+/// must fit, its offset delta must be its index, and there must be exactly
+/// `count` of them, as Kafka's log validator demands of a Produce batch.
+fn walk_records(mut records: &[u8], count: i32) -> Result<(), &'static str> {
+    let mut index = 0i32;
+    while !records.is_empty() {
+        let (len, n) = get_varint(records).ok_or("bad record length varint")?;
+        let body = usize::try_from(len)
+            .ok()
+            .and_then(|len| records.get(n..n + len))
+            .ok_or("record length past the end of the records")?;
+        // attributes i8, timestampDelta varlong, offsetDelta varint
+        let ts_len = body
+            .iter()
+            .skip(1)
+            .take(10)
+            .position(|b| b & 0x80 == 0)
+            .ok_or("bad record timestamp varint")?
+            + 1;
+        let (offset_delta, _) = body
+            .get(1 + ts_len..)
+            .and_then(get_varint)
+            .ok_or("bad record offset delta varint")?;
+        if offset_delta != index {
+            return Err("record offset deltas are not 0, 1, 2, ...");
+        }
+        index += 1;
+        records = &records[n + body.len()..];
+    }
+    if index != count {
+        return Err("recordsCount does not match the records in the batch");
+    }
+    Ok(())
 }

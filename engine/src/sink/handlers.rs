@@ -12,8 +12,9 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
-    CreateTopicsResponse, InitProducerIdRequest, InitProducerIdResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
+    CreateTopicsResponse, FetchResponse, FindCoordinatorResponse, InitProducerIdRequest,
+    InitProducerIdResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
 
@@ -30,18 +31,32 @@ pub(crate) mod code {
     pub const NONE: i16 = 0;
     pub const CORRUPT_MESSAGE: i16 = 2;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     pub const UNSUPPORTED_VERSION: i16 = 35;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REQUEST: i16 = 42;
     pub const POLICY_VIOLATION: i16 = 44;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
 }
 
 /// The APIs and versions the sink serves (and advertises in ApiVersions).
+///
+/// Fetch and FindCoordinator are listed for librdkafka, which derives its
+/// protocol features from this list: it writes record batches v2 (MsgVer2)
+/// only when the broker lists Fetch v4+ besides Produce v3+, and compresses
+/// with LZ4 only when it lists FindCoordinator; against a list without them
+/// it falls back to uncompressed v0 message sets, which the sink rejects. The
+/// sink keeps no records and coordinates nothing, so both are answered with
+/// an error without reading the request body, in versions whose responses
+/// carry a top-level error code (Fetch: INVALID_REQUEST with no data;
+/// FindCoordinator: COORDINATOR_NOT_AVAILABLE).
 pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 7, 12),
     (ApiKey::Metadata, 0, 12),
+    (ApiKey::FindCoordinator, 0, 3),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::InitProducerId, 0, 5),
@@ -50,6 +65,9 @@ pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
 /// Largest frame accepted for anything but Produce: bounds the memory a
 /// small-but-dense request can make the decoder allocate.
 const MAX_CONTROL_FRAME: usize = 8 << 20;
+
+/// FindCoordinator's error message: the sink runs no groups or transactions.
+const NO_COORDINATOR: &str = "the DataStorm sink has no group or transaction coordinator";
 
 /// First producer id handed out by InitProducerId.
 pub(crate) const FIRST_PRODUCER_ID: i64 = 1000;
@@ -203,6 +221,18 @@ pub(crate) fn handle_frame(
                 .with_producer_epoch(0);
             write_response(out, key, version, correlation_id, &resp)?;
         }
+        ApiKey::Fetch => {
+            let resp = FetchResponse::default().with_error_code(code::INVALID_REQUEST);
+            write_response(out, key, version, correlation_id, &resp)?;
+        }
+        ApiKey::FindCoordinator => {
+            let resp = FindCoordinatorResponse::default()
+                .with_error_code(code::COORDINATOR_NOT_AVAILABLE)
+                .with_error_message(Some(StrBytes::from_static_str(NO_COORDINATOR)))
+                .with_node_id(BrokerId(-1))
+                .with_port(-1);
+            write_response(out, key, version, correlation_id, &resp)?;
+        }
         _ => return Err(err(format!("unsupported API {key:?}"))),
     }
     Ok(Reply::Control)
@@ -347,6 +377,10 @@ fn produce_partition(
     tally.batches += scan.batches;
     tally.records += scan.records;
     tally.batch_bytes += scan.bytes;
+    tally.record_bytes += scan.record_bytes;
+    for (n, by) in tally.codec_batches.iter_mut().zip(scan.by_codec) {
+        *n += by;
+    }
     (code::NONE, base_offset)
 }
 

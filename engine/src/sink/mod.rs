@@ -3,7 +3,7 @@
 //! It accepts Kafka producers on one address, answers just enough of the
 //! protocol for them to produce (ApiVersions, Metadata, CreateTopics,
 //! InitProducerId, Produce), verifies and counts every record batch it
-//! receives (CRC-32C, batch/record/byte counts, per topic) and throws the
+//! receives (CRC-32C, decompressed records, batch/record/byte counts, per topic) and throws the
 //! data away. It runs one glommio executor (io_uring, thread-per-core) per
 //! configured CPU; every executor listens on the same address through
 //! `SO_REUSEPORT` (which glommio's `TcpListener::bind` always sets), so the
@@ -100,6 +100,11 @@ pub struct SinkStats {
     pub records: u64,
     /// Wire size of accepted record batches, in bytes.
     pub batch_bytes: u64,
+    /// Size of their records sections once decompressed, in bytes.
+    pub record_bytes: u64,
+    /// Accepted batches by codec name ("none", "gzip", "snappy", "lz4",
+    /// "zstd"); codecs not seen are left out.
+    pub batches_by_codec: BTreeMap<String, u64>,
     /// Partitions rejected because a batch failed its CRC-32C check.
     pub crc_errors: u64,
     /// Frames that could not be decoded (bad size prefix, unknown API key,
@@ -113,6 +118,14 @@ pub struct SinkStats {
     pub unknown_partitions: u64,
     /// Per-topic totals; filled by [`SinkHandle::stop`], empty in live stats.
     pub topics: BTreeMap<String, TopicStats>,
+}
+
+impl SinkStats {
+    /// Record bytes per batch byte (`record_bytes / batch_bytes`): how much
+    /// the producers' compression saved, or just under 1 without it.
+    pub fn compression_ratio(&self) -> Option<f64> {
+        (self.batch_bytes > 0).then(|| self.record_bytes as f64 / self.batch_bytes as f64)
+    }
 }
 
 /// Per-topic totals.

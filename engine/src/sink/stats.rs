@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::SinkStats;
+use crate::batch::CODECS;
 
 /// Counters of one executor. Aligned to 128 bytes so that two executors'
 /// blocks never share a cache line (or an adjacent-line prefetch pair).
@@ -16,6 +17,9 @@ pub(crate) struct ExecCounters {
     pub batches: AtomicU64,
     pub records: AtomicU64,
     pub batch_bytes: AtomicU64,
+    pub record_bytes: AtomicU64,
+    /// Batches by codec id: none, gzip, snappy, lz4, zstd.
+    pub codec_batches: [AtomicU64; 5],
     pub crc_errors: AtomicU64,
     pub decode_errors: AtomicU64,
     pub malformed_batches: AtomicU64,
@@ -39,6 +43,13 @@ impl ExecCounters {
         s.batches += self.batches.load(Relaxed);
         s.records += self.records.load(Relaxed);
         s.batch_bytes += self.batch_bytes.load(Relaxed);
+        s.record_bytes += self.record_bytes.load(Relaxed);
+        for (name, n) in CODECS.iter().zip(&self.codec_batches) {
+            let n = n.load(Relaxed);
+            if n > 0 {
+                *s.batches_by_codec.entry((*name).to_owned()).or_default() += n;
+            }
+        }
         s.crc_errors += self.crc_errors.load(Relaxed);
         s.decode_errors += self.decode_errors.load(Relaxed);
         s.malformed_batches += self.malformed_batches.load(Relaxed);
@@ -53,6 +64,9 @@ pub(crate) struct ProduceTally {
     pub batches: u64,
     pub records: u64,
     pub batch_bytes: u64,
+    /// Records-section bytes after decompression.
+    pub record_bytes: u64,
+    pub codec_batches: [u64; 5],
     pub crc_errors: u64,
     pub malformed_batches: u64,
     pub unknown_partitions: u64,
@@ -63,6 +77,10 @@ impl ProduceTally {
         bump(&c.batches, self.batches);
         bump(&c.records, self.records);
         bump(&c.batch_bytes, self.batch_bytes);
+        bump(&c.record_bytes, self.record_bytes);
+        for (counter, n) in c.codec_batches.iter().zip(self.codec_batches) {
+            bump(counter, n);
+        }
         bump(&c.crc_errors, self.crc_errors);
         bump(&c.malformed_batches, self.malformed_batches);
         bump(&c.unknown_partitions, self.unknown_partitions);

@@ -223,7 +223,10 @@ fn api_versions_v3_lists_supported_apis() {
     assert_eq!(range(ApiKey::ApiVersions), Some((0, 4)));
     assert_eq!(range(ApiKey::CreateTopics), Some((2, 7)));
     assert_eq!(range(ApiKey::InitProducerId), Some((0, 5)));
-    assert_eq!(range(ApiKey::Fetch), None);
+    // Listed for librdkafka's feature detection, answered with errors.
+    assert_eq!(range(ApiKey::Fetch), Some((7, 12)));
+    assert_eq!(range(ApiKey::FindCoordinator), Some((0, 3)));
+    assert_eq!(range(ApiKey::ListOffsets), None);
     // Older versions too, on the same connection.
     for v in [0, 1, 2, 4] {
         let resp: ApiVersionsResponse =
@@ -232,6 +235,36 @@ fn api_versions_v3_lists_supported_apis() {
         assert_eq!(resp.api_keys.len(), handlers::SUPPORTED_APIS.len());
     }
     assert_eq!(sink.stop().requests, 5);
+}
+
+#[test]
+fn fetch_and_find_coordinator_get_errors() {
+    use kafka_protocol::messages::{
+        FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    };
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    for v in [7, 12] {
+        let resp: FetchResponse = c.call(ApiKey::Fetch, v, &FetchRequest::default());
+        assert_eq!(resp.error_code, code::INVALID_REQUEST, "Fetch v{v}");
+        assert!(resp.responses.is_empty());
+    }
+    for v in [0, 3] {
+        let resp: FindCoordinatorResponse = c.call(
+            ApiKey::FindCoordinator,
+            v,
+            &FindCoordinatorRequest::default().with_key(StrBytes::from_static_str("group")),
+        );
+        assert_eq!(
+            resp.error_code,
+            code::COORDINATOR_NOT_AVAILABLE,
+            "FindCoordinator v{v}"
+        );
+    }
+    // The connection stays usable.
+    let resp: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(sink.stop().decode_errors, 0);
 }
 
 #[test]
@@ -656,7 +689,8 @@ fn bad_input_closes_the_connection_and_the_sink_keeps_serving() {
         f
     };
     cases.push(("unknown api key", frame(999, 0, &[])));
-    cases.push(("unsupported api (Fetch)", frame(1, 12, &[0; 32])));
+    cases.push(("unsupported api (ListOffsets)", frame(2, 5, &[0; 32])));
+    cases.push(("unsupported Fetch version", frame(1, 6, &[0; 32])));
     cases.push(("unsupported Produce version", frame(0, 2, &[0; 32])));
     cases.push(("Produce v13", frame(0, 13, &[0; 32])));
     cases.push(("truncated Metadata body", frame(3, 1, &[0, 0])));
@@ -1214,4 +1248,191 @@ fn max_rate_limits_acknowledged_records() {
         "max throttle_time_ms {max_throttle}"
     );
     assert_eq!(sink.stop().records, acked);
+}
+
+/// A batch of `n` records sealed by DataStorm's own builder with `compression`.
+fn sealed_batch(n: usize, compression: crate::batch::Compression) -> Bytes {
+    let mut b = crate::batch::BatchBuilder::with_capacity(64 * 1024);
+    for i in 0..n {
+        let value = format!(
+            "{{\"id\":{i},\"status\":\"shipped\",\"sku\":\"A-{}\"}}",
+            i % 7
+        );
+        b.append(1_700_000_000_000 + i as i64, None, value.as_bytes(), &[]);
+    }
+    let mut out = crate::arena::WriteBuf::default();
+    b.seal(compression, &mut crate::batch::Compressor::new(), &mut out);
+    Bytes::copy_from_slice(out.as_slice())
+}
+
+/// A batch of `n` records encoded and compressed by kafka-protocol (other
+/// implementations of every codec: C LZ4 and zstd, flate2's GzEncoder).
+fn kafka_protocol_batch(n: usize, compression: Compression) -> Bytes {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: 1_700_000_000_000,
+            key: Some(Bytes::from(format!("key-{}", i % 10))),
+            value: Some(Bytes::from(format!("value {i} value {i} value {i}"))),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .expect("encode batch");
+    buf.freeze()
+}
+
+/// Rewrites a batch's CRC after a test changed it on purpose.
+fn fix_crc(batch: &mut [u8]) {
+    let crc = crc32c::crc32c(&batch[21..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[test]
+fn every_codec_is_decompressed_validated_and_counted() {
+    use crate::batch::Compression as C;
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    let codecs = [
+        C::None,
+        C::Gzip { level: 1 },
+        C::Gzip { level: 9 },
+        C::Snappy,
+        C::Lz4,
+        C::Zstd { level: -1 },
+        C::Zstd { level: 3 },
+        C::Zstd { level: 19 },
+    ];
+    let mut wire = 0;
+    let mut records_bytes = 0;
+    for (i, codec) in codecs.into_iter().enumerate() {
+        let batch = sealed_batch(500, codec);
+        let resp: ProduceResponse = c.call(
+            ApiKey::Produce,
+            9,
+            &produce_request("codecs", 0, batch.clone(), -1),
+        );
+        assert_eq!(only_partition(&resp), (0, 500 * i as i64), "{codec:?}");
+        let scan = batch::scan(&batch).unwrap();
+        assert_eq!(scan.by_codec[codec.attribute_bits() as usize], 1);
+        assert_eq!(scan.records, 500);
+        if codec == C::None {
+            assert_eq!(scan.record_bytes, scan.bytes - 61);
+        } else {
+            assert!(scan.record_bytes > 3 * scan.bytes, "{codec:?} compresses");
+        }
+        wire += batch.len() as u64;
+        records_bytes += scan.record_bytes;
+    }
+    // Batches written by kafka-protocol's encoders (other implementations).
+    for (i, codec) in [
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let batch = kafka_protocol_batch(300, codec);
+        let resp: ProduceResponse = c.call(
+            ApiKey::Produce,
+            9,
+            &produce_request("codecs", 1, batch.clone(), -1),
+        );
+        assert_eq!(only_partition(&resp), (0, 300 * i as i64), "{codec:?}");
+        wire += batch.len() as u64;
+        records_bytes += batch::scan(&batch).unwrap().record_bytes;
+    }
+    let stats = sink.stop();
+    assert_eq!(stats.records, 8 * 500 + 4 * 300);
+    assert_eq!(stats.malformed_batches, 0);
+    assert_eq!(stats.batch_bytes, wire);
+    assert_eq!(stats.record_bytes, records_bytes);
+    let by_codec: Vec<(&str, u64)> = stats
+        .batches_by_codec
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .collect();
+    assert_eq!(
+        by_codec,
+        [
+            ("gzip", 3),
+            ("lz4", 2),
+            ("none", 1),
+            ("snappy", 2),
+            ("zstd", 4)
+        ]
+    );
+    let ratio = stats.compression_ratio().unwrap();
+    assert!(ratio > 3.0, "ratio {ratio}");
+}
+
+#[test]
+fn damaged_compressed_records_are_malformed_even_with_a_good_crc() {
+    use crate::batch::Compression as C;
+    for codec in [
+        C::Gzip { level: 6 },
+        C::Snappy,
+        C::Lz4,
+        C::Zstd { level: 3 },
+    ] {
+        let good = sealed_batch(200, codec).to_vec();
+        // Compressed bytes cut short (batch length and CRC made to match).
+        let mut cut = good[..good.len() - 10].to_vec();
+        let len = (cut.len() - 12) as i32;
+        cut[8..12].copy_from_slice(&len.to_be_bytes());
+        fix_crc(&mut cut);
+        assert!(
+            matches!(batch::scan(&cut), Err(BatchError::Malformed { .. })),
+            "{codec:?} truncated"
+        );
+        // A recordsCount that the records do not bear out.
+        for (count, last_delta) in [(201i32, 200i32), (199, 198)] {
+            let mut lying = good.clone();
+            lying[57..61].copy_from_slice(&count.to_be_bytes());
+            lying[23..27].copy_from_slice(&last_delta.to_be_bytes());
+            fix_crc(&mut lying);
+            assert_eq!(
+                batch::scan(&lying),
+                Err(BatchError::Malformed {
+                    batch: 0,
+                    reason: "recordsCount does not match the records in the batch"
+                }),
+                "{codec:?} count {count}"
+            );
+        }
+        // The codec id of another codec.
+        let mut other = good.clone();
+        other[22] = (other[22] & !7) | if codec == C::Snappy { 4 } else { 2 };
+        fix_crc(&mut other);
+        assert!(
+            matches!(batch::scan(&other), Err(BatchError::Malformed { .. })),
+            "{codec:?} read as another codec"
+        );
+    }
+    // lastOffsetDelta must agree with recordsCount, as Kafka requires.
+    let mut skewed = sealed_batch(10, C::None).to_vec();
+    skewed[23..27].copy_from_slice(&5i32.to_be_bytes());
+    fix_crc(&mut skewed);
+    assert!(matches!(
+        batch::scan(&skewed),
+        Err(BatchError::Malformed { .. })
+    ));
 }

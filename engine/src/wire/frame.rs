@@ -35,10 +35,7 @@ impl FrameReader {
         loop {
             let avail = self.end - self.start;
             if avail >= 4 {
-                let size_bytes: [u8; 4] = self.buf[self.start..self.start + 4]
-                    .try_into()
-                    .expect("4 bytes");
-                let size = i32::from_be_bytes(size_bytes);
+                let size = self.prefix();
                 if size < 0 || size as usize > self.limit {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -55,13 +52,18 @@ impl FrameReader {
                     }
                     return Ok(Some(&self.buf[body]));
                 }
-                if self.buf.len() < need {
-                    self.compact();
-                    self.buf.resize(need.next_power_of_two(), 0);
-                }
             }
             if self.end == self.buf.len() {
                 self.compact();
+                if self.end == self.buf.len() {
+                    // Full of one incomplete frame (so `avail >= 4`). Grow
+                    // with the bytes that actually arrived, not with what the
+                    // size prefix claims: a 4-byte header announcing a
+                    // limit-sized frame costs nothing until its body comes.
+                    let need = 4 + self.prefix() as usize;
+                    let grown = (self.buf.len() * 2).min(need.next_power_of_two());
+                    self.buf.resize(grown, 0);
+                }
             }
             let n = r.read(&mut self.buf[self.end..]).await?;
             if n == 0 {
@@ -75,6 +77,14 @@ impl FrameReader {
             }
             self.end += n;
         }
+    }
+
+    /// The size prefix at `start` (at least 4 bytes must be buffered).
+    fn prefix(&self) -> i32 {
+        let size_bytes: [u8; 4] = self.buf[self.start..self.start + 4]
+            .try_into()
+            .expect("4 bytes");
+        i32::from_be_bytes(size_bytes)
     }
 
     fn compact(&mut self) {
@@ -124,6 +134,19 @@ mod tests {
             assert_eq!(err.kind(), io::ErrorKind::InvalidData);
             assert!(fr.buf.len() <= 64);
         }
+    }
+
+    #[test]
+    fn a_claimed_size_is_not_allocated_before_its_bytes_arrive() {
+        let limit = 1 << 20;
+        // A limit-sized frame announced, 100 bytes of it sent.
+        let mut bytes = (limit as i32).to_be_bytes().to_vec();
+        bytes.extend_from_slice(&[1; 100]);
+        let mut r = futures_lite::io::Cursor::new(bytes);
+        let mut fr = FrameReader::new(64, limit);
+        let err = block_on(fr.next(&mut r)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(fr.buf.len() <= 256, "grew to {}", fr.buf.len());
     }
 
     #[test]

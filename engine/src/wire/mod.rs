@@ -5,6 +5,7 @@ pub mod codes;
 pub mod control;
 mod cursor;
 pub mod frame;
+mod guard;
 pub mod produce;
 pub mod varint;
 

@@ -123,7 +123,7 @@ impl Alias {
         if n == 0
             || n > u32::MAX as usize
             || !(sum > 0.0 && sum.is_finite())
-            || weights.iter().any(|w| !(*w >= 0.0))
+            || weights.iter().any(|w| w.is_nan() || *w < 0.0)
         {
             return None;
         }

@@ -263,11 +263,13 @@ impl<S: Sink> Sink for KeySink<'_, S> {
         window: &[u8; WINDOW],
         text: impl FnOnce() -> &'t [u8],
     ) {
-        let text = text();
         if self.on {
+            let text = text();
             self.key.set(text);
+            self.out.encoded_string(avro, window, || text);
+        } else {
+            self.out.encoded_string(avro, window, text);
         }
-        self.out.encoded_string(avro, window, || text);
     }
     #[inline]
     fn fixed(&mut self, v: &[u8]) {

@@ -21,11 +21,20 @@
 //! # Hot path and allocation
 //!
 //! Live generation does not allocate per record once its buffers have grown
-//! to the largest record: strings are built in a reused scratch buffer, and
-//! `regex` and `fake` values (whose libraries allocate a `String` per value)
-//! are drawn from per-field pools of [`POOL_VALUES`] values pre-generated at
-//! compile time from the dataset seed. `uuid`, `ipv4`, `ipv6`, iteration and
-//! plain random strings are generated in place.
+//! to the largest record: `regex` and `fake` values (whose libraries
+//! allocate a `String` per value) are drawn from per-field pools of
+//! [`POOL_VALUES`] values pre-generated at compile time from the dataset
+//! seed, and `uuid`, `ipv4`, `ipv6`, iteration and plain random strings are
+//! generated in place in the output.
+//!
+//! A live record of a rich schema takes dozens of random draws and values,
+//! so the per-value cost decides records per second. What keeps it low, each
+//! measured: a small random generator and one-draw alias tables (`draw`);
+//! string pools, string `options` and small `cardinality` sets kept
+//! Avro-encoded, ready to copy as a fixed-size window (`strpool`, `sets`);
+//! an Avro writer whose position stays in a register and whose varints have
+//! no branch on their length (`write`); records of leaf fields written
+//! without a call per field (`plan`).
 //!
 //! # Determinism
 //!
@@ -65,7 +74,7 @@ use plan::{Cx, Node, Plan};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use write::{AvroSink, JsonSink};
+use write::{AvroSink, JsonSink, Sink as _};
 
 /// How a generated datum is framed in the record value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -386,15 +395,18 @@ pub fn sample_json(schema: &CompiledSchema, seed: u64, n: usize) -> Vec<serde_js
         .collect()
 }
 
-/// Writes one datum of `schema` in `enc` into `out` (appending), and with
-/// `key` the key form of a root field into its buffer.
+/// Writes one datum of `schema` in `enc` into `out` from `start` on, and
+/// with `key` the key form of a root field into its buffer; returns where
+/// the datum ends. Bytes of `out` past that are scratch (the Avro writer
+/// keeps its buffer initialized beyond the datum, see [`AvroSink`]).
 fn write_datum(
     plan: &Plan,
     cx: &mut Cx,
     enc: Encoding,
     out: &mut Vec<u8>,
+    start: usize,
     key: Option<(u32, &mut KeyBuf)>,
-) {
+) -> usize {
     fn emit<S: write::Sink>(
         plan: &Plan,
         cx: &mut Cx,
@@ -407,12 +419,22 @@ fn write_datum(
         }
     }
     match enc {
-        Encoding::Avro => emit(plan, cx, &mut AvroSink(out), key),
-        Encoding::Confluent { schema_id } => {
-            out.push(0);
-            out.extend_from_slice(&schema_id.to_be_bytes());
-            emit(plan, cx, &mut AvroSink(out), key);
+        Encoding::Avro => {
+            let mut sink = AvroSink::at(out, start);
+            emit(plan, cx, &mut sink, key);
+            sink.end()
         }
-        Encoding::Json => emit(plan, cx, &mut JsonSink(out), key),
+        Encoding::Confluent { schema_id } => {
+            let mut sink = AvroSink::at(out, start);
+            let id = schema_id.to_be_bytes();
+            sink.fixed(&[0, id[0], id[1], id[2], id[3]]);
+            emit(plan, cx, &mut sink, key);
+            sink.end()
+        }
+        Encoding::Json => {
+            out.truncate(start);
+            emit(plan, cx, &mut JsonSink(out), key);
+            out.len()
+        }
     }
 }

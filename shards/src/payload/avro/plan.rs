@@ -10,7 +10,6 @@ use super::draw::{Alias, Chance, Wy};
 use super::key::{KeyBuf, KeySink};
 pub use super::strpool::StrPool;
 use super::write::Sink;
-use rand::distr::Distribution as _;
 use rand::{RngCore, SeedableRng};
 use rand_distr::{Normal, Zipf};
 use std::sync::Arc;
@@ -306,19 +305,19 @@ const HEX_PAIRS: [[u8; 2]; 256] = {
 
 impl NumGen<i64> {
     #[inline(always)]
-    fn next(&self, cx: &mut Cx) -> i64 {
+    fn next(&self, rng: &mut Wy, cx: &mut Cx) -> i64 {
         match &self.dist {
-            Dist::Uniform => cx.rng.range_i64(self.min, self.max),
+            Dist::Uniform => rng.range_i64(self.min, self.max),
             Dist::Normal(n) => {
-                let v = n.sample(&mut cx.rng).round();
+                let v = sample(n, rng).round();
                 (v as i64).clamp(self.min, self.max)
             }
             // Rank k (1 is the most frequent) becomes min + k - 1.
             Dist::Zipf(z) => self
                 .min
-                .saturating_add(z.sample(&mut cx.rng) as i64 - 1)
+                .saturating_add(sample(z, rng) as i64 - 1)
                 .min(self.max),
-            Dist::ZipfTable(t) => self.min.saturating_add(t.sample(cx.rng.next()) as i64),
+            Dist::ZipfTable(t) => self.min.saturating_add(t.sample(rng.next()) as i64),
             Dist::Iter(it) => {
                 let mut k = cx.step(it.counter);
                 if let Some(p) = it.period {
@@ -332,20 +331,20 @@ impl NumGen<i64> {
 
 impl NumGen<f64> {
     #[inline(always)]
-    fn next(&self, cx: &mut Cx) -> f64 {
+    fn next(&self, rng: &mut Wy, cx: &mut Cx) -> f64 {
         match &self.dist {
             Dist::Uniform => {
                 if self.min < self.max {
                     // Never overflows, unlike min + (max - min) * u.
-                    let u = cx.rng.unit();
+                    let u = rng.unit();
                     self.min * (1.0 - u) + self.max * u
                 } else {
                     self.min
                 }
             }
-            Dist::Normal(n) => n.sample(&mut cx.rng).clamp(self.min, self.max),
-            Dist::Zipf(z) => (self.min + z.sample(&mut cx.rng) - 1.0).min(self.max),
-            Dist::ZipfTable(t) => (self.min + t.sample(cx.rng.next()) as f64).min(self.max),
+            Dist::Normal(n) => sample(n, rng).clamp(self.min, self.max),
+            Dist::Zipf(z) => (self.min + sample(z, rng) - 1.0).min(self.max),
+            Dist::ZipfTable(t) => (self.min + t.sample(rng.next()) as f64).min(self.max),
             Dist::Iter(it) => {
                 let mut k = cx.step(it.counter);
                 if let Some(p) = it.period {
@@ -355,6 +354,17 @@ impl NumGen<f64> {
             }
         }
     }
+}
+
+/// A draw from a `rand_distr` distribution (a call), through a copy of the
+/// stream: the caller's stream never has its address taken, so it can stay
+/// in a register.
+#[inline(always)]
+fn sample<T>(d: &impl rand::distr::Distribution<T>, rng: &mut Wy) -> T {
+    let mut r = rng.clone();
+    let v = d.sample(&mut r);
+    *rng = r;
+    v
 }
 
 impl Len {
@@ -373,7 +383,7 @@ impl Plan {
     pub fn write<S: Sink>(&self, cx: &mut Cx, out: &mut S) {
         cx.depth = 0;
         cx.work = 0;
-        self.gen(self.root, cx, out);
+        self.gen_cx(self.root, cx, out);
     }
 
     /// Writes one datum of the root type and puts the key form of the root
@@ -389,46 +399,62 @@ impl Plan {
                 for (i, (name, f)) in fields.iter().enumerate() {
                     out.field(name, i == 0);
                     if i as u32 == key_field {
-                        self.gen(*f, cx, &mut KeySink::field(out, key));
+                        self.gen_cx(*f, cx, &mut KeySink::field(out, key));
                     } else {
-                        self.gen(*f, cx, out);
+                        self.gen_cx(*f, cx, out);
                     }
                 }
                 out.record_end();
             }
             // A root record with `options` or `cardinality`.
-            _ => self.gen(self.root, cx, &mut KeySink::datum(out, key, key_field)),
+            _ => self.gen_cx(self.root, cx, &mut KeySink::datum(out, key, key_field)),
         }
     }
 
-    /// Writes the value of node `id`.
+    /// [`Plan::gen`] with the generator's own stream.
+    #[inline]
+    pub(super) fn gen_cx<S: Sink>(&self, id: NodeId, cx: &mut Cx, out: &mut S) {
+        let mut rng = cx.rng.clone();
+        self.gen(id, cx, &mut rng, out);
+        cx.rng = rng;
+    }
+
+    /// Writes the value of node `id`, drawing from `rng`.
     ///
     /// Always inlined, into the walkers of records, arrays and unions below
     /// (which are calls): a leaf value costs no call, and each container
     /// dispatches its children from its own copy of this `match`, whose
-    /// jumps the CPU then predicts separately. Rare kinds are calls too.
+    /// jumps the CPU then predicts separately.
+    ///
+    /// `rng` is the calling walker's copy of `cx.rng`, a local: kept in
+    /// `Cx`, behind a pointer, the stream's state would go to memory and
+    /// back on every draw, chaining each draw to the one before (dozens a
+    /// record). Whatever is called with `cx` gets the stream back in
+    /// `cx.rng` first ([`Plan::call`]).
     #[inline(always)]
-    pub(super) fn gen<S: Sink>(&self, id: NodeId, cx: &mut Cx, out: &mut S) {
+    pub(super) fn gen<S: Sink>(&self, id: NodeId, cx: &mut Cx, rng: &mut Wy, out: &mut S) {
         match &self.nodes[id as usize] {
             Node::Record { fields, flat } => {
                 if *flat {
                     out.record_start();
                     for (i, (name, f)) in fields.iter().enumerate() {
                         out.field(name, i == 0);
-                        self.leaf(&self.nodes[*f as usize], cx, out);
+                        self.leaf(&self.nodes[*f as usize], cx, rng, out);
                     }
                     out.record_end();
                 } else {
-                    self.record(fields, cx, out)
+                    call(cx, rng, |cx| self.record(fields, cx, out))
                 }
             }
-            Node::Array { len, item } => self.array(len, *item, cx, out),
+            Node::Array { len, item } => call(cx, rng, |cx| self.array(len, *item, cx, out)),
             Node::Union {
                 branches,
                 pick,
                 null_branch,
-            } => self.union(branches, pick, *null_branch, cx, out),
-            node => self.leaf(node, cx, out),
+            } => call(cx, rng, |cx| {
+                self.union(branches, pick, *null_branch, cx, out)
+            }),
+            node => self.leaf(node, cx, rng, out),
         }
     }
 
@@ -444,56 +470,60 @@ impl Plan {
     /// Writes a value that is not a record, array or union: the common
     /// kinds inline, the others ([`Plan::rare`]) through a call.
     #[inline(always)]
-    fn leaf<S: Sink>(&self, node: &Node, cx: &mut Cx, out: &mut S) {
+    fn leaf<S: Sink>(&self, node: &Node, cx: &mut Cx, rng: &mut Wy, out: &mut S) {
         match node {
             Node::Null => out.null(),
-            Node::Bool { p_true } => out.boolean(cx.rng.chance(*p_true)),
-            Node::Int(g) => out.int(g.next(cx) as i32),
-            Node::Long(g) => out.long(g.next(cx)),
-            Node::Float(g) => out.float(g.next(cx) as f32),
-            Node::Double(g) => out.double(g.next(cx)),
+            Node::Bool { p_true } => out.boolean(rng.chance(*p_true)),
+            Node::Int(g) => out.int(g.next(rng, cx) as i32),
+            Node::Long(g) => out.long(g.next(rng, cx)),
+            Node::Float(g) => out.float(g.next(rng, cx) as f32),
+            Node::Double(g) => out.double(g.next(rng, cx)),
             Node::Str(s) => match &s.kind {
-                StrKind::Pool(pool) => pool.write(pool.pick(&mut cx.rng), out),
-                _ => gen_str(s, cx, &mut AsString(out)),
+                StrKind::Pool(pool) => pool.write(pool.pick(rng), out),
+                _ => call(cx, rng, |cx| gen_str(s, cx, &mut AsString(out))),
             },
-            Node::Strings { pool, pick } => pool.write(pick.pick(&mut cx.rng) as usize, out),
+            Node::Strings { pool, pick } => pool.write(pick.pick(rng) as usize, out),
             Node::Enum { symbols, pick } => {
-                let i = pick.pick(&mut cx.rng);
+                let i = pick.pick(rng);
                 out.enumeration(i, &symbols[i as usize]);
             }
             Node::Options { values, pick } => {
-                let i = pick.pick(&mut cx.rng);
+                let i = pick.pick(rng);
                 put_const(&values[i as usize], out);
             }
             Node::Set { values } => {
-                let i = cx.rng.below(values.len() as u64);
+                let i = rng.below(values.len() as u64);
                 put_const(&values[i as usize], out);
             }
-            rare => self.rare(rare, cx, out),
+            rare => call(cx, rng, |cx| self.rare(rare, cx, out)),
         }
     }
 
     #[inline(never)]
     fn record<S: Sink>(&self, fields: &[(String, NodeId)], cx: &mut Cx, out: &mut S) {
+        let mut rng = cx.rng.clone();
         out.record_start();
         for (i, (name, f)) in fields.iter().enumerate() {
             out.field(name, i == 0);
-            self.gen(*f, cx, out);
+            self.gen(*f, cx, &mut rng, out);
         }
         out.record_end();
+        cx.rng = rng;
     }
 
     #[inline(never)]
     fn array<S: Sink>(&self, len: &Len, item: NodeId, cx: &mut Cx, out: &mut S) {
         let n = container_len(len, cx);
+        let mut rng = cx.rng.clone();
         cx.depth += 1;
         out.array_start(n);
         for i in 0..n {
             out.item(i == 0);
-            self.gen(item, cx, out);
+            self.gen(item, cx, &mut rng, out);
         }
         out.array_end(n);
         cx.depth -= 1;
+        cx.rng = rng;
     }
 
     #[inline(never)]
@@ -513,7 +543,7 @@ impl Plan {
         cx.work += 1;
         cx.depth += 1;
         out.union_branch(b);
-        self.gen(branches[b as usize], cx, out);
+        self.gen_cx(branches[b as usize], cx, out);
         cx.depth -= 1;
     }
 
@@ -587,7 +617,10 @@ impl Plan {
                 scale,
                 size,
             } => {
-                let v = ((gen.next(cx) * factor).round() as i128).clamp(-*limit, *limit);
+                let mut rng = cx.rng.clone();
+                let v = gen.next(&mut rng, cx);
+                cx.rng = rng;
+                let v = ((v * factor).round() as i128).clamp(-*limit, *limit);
                 out.decimal(v, *scale, *size);
             }
             Node::Map { len, key, value } => {
@@ -596,7 +629,7 @@ impl Plan {
                 out.map_start(n);
                 for i in 0..n {
                     self.map_key(*key, cx, out, i == 0);
-                    self.gen(*value, cx, out);
+                    self.gen_cx(*value, cx, out);
                 }
                 out.map_end(n);
                 cx.depth -= 1;
@@ -605,7 +638,7 @@ impl Plan {
                 let i = cx.rng.below(*n);
                 let saved = std::mem::replace(&mut cx.rng, set_rng(*seed, i));
                 let saved_index = cx.index.replace(i);
-                self.gen(*inner, cx, out);
+                self.gen_cx(*inner, cx, out);
                 cx.index = saved_index;
                 cx.rng = saved;
             }
@@ -708,6 +741,16 @@ impl Plan {
             Node::Cardinality { inner, .. } => self.bound(*inner, depth),
         }
     }
+}
+
+/// Runs `f`, which draws from `cx.rng`, with the caller's local stream put
+/// there first and taken back after.
+#[inline(always)]
+fn call<R>(cx: &mut Cx, rng: &mut Wy, f: impl FnOnce(&mut Cx) -> R) -> R {
+    cx.rng = rng.clone();
+    let r = f(cx);
+    *rng = cx.rng.clone();
+    r
 }
 
 /// The random stream that generates value `i` of a cardinality set.
@@ -961,6 +1004,7 @@ pub fn write_const<S: Sink>(c: &Const, out: &mut S) {
 
 fn const_len(c: &Const) -> usize {
     let mut v = Vec::new();
-    write_const(c, &mut super::write::AvroSink(&mut v));
-    v.len()
+    let mut sink = super::write::AvroSink::at(&mut v, 0);
+    write_const(c, &mut sink);
+    sink.end()
 }

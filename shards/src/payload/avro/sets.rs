@@ -64,7 +64,7 @@ impl Plan {
                 cx.rng = set_rng(seed, i);
                 cx.index = Some(i);
                 let mut c = Capture::default();
-                self.gen(inner, &mut cx, &mut c);
+                self.gen_cx(inner, &mut cx, &mut c);
                 c.finish()
             })
             .collect()

@@ -26,7 +26,10 @@ pub struct AvroValues {
     enc: Encoding,
     cx: Cx,
     seed: u64,
+    /// Live mode: the current datum is `buf[..len]` (the writer keeps the
+    /// rest as scratch).
     buf: Vec<u8>,
+    len: usize,
     /// Pooled mode: all data back to back, and where each ends.
     pool: Vec<u8>,
     ends: Vec<usize>,
@@ -65,6 +68,7 @@ impl AvroValues {
             cx: Cx::new(seed, plan.counters, wall_ms()),
             seed,
             buf: Vec::with_capacity(max_len.min(64 * 1024)),
+            len: 0,
             pool: Vec::new(),
             ends: Vec::new(),
             key: None,
@@ -139,8 +143,9 @@ impl AvroValues {
         let plan = self.schema.plan();
         for _ in 0..n {
             let key = self.key.as_ref().map(|k| (k.index(), &mut self.key_buf));
-            write_datum(plan, &mut self.cx, self.enc, &mut self.pool, key);
-            self.ends.push(self.pool.len());
+            let start = self.ends.last().copied().unwrap_or(0);
+            let end = write_datum(plan, &mut self.cx, self.enc, &mut self.pool, start, key);
+            self.ends.push(end);
             if self.key.is_some() {
                 let span = self.key_buf.get().map(|k| {
                     self.keys.extend_from_slice(k);
@@ -149,6 +154,9 @@ impl AvroValues {
                 self.key_spans.push(span);
             }
         }
+        // The writer leaves scratch bytes past the last datum.
+        self.pool.truncate(self.ends.last().copied().unwrap_or(0));
+        self.pool.shrink_to_fit();
         let largest = self
             .ends
             .iter()
@@ -181,13 +189,13 @@ impl AvroValues {
             self.cx.now_ms = wall_ms();
         }
         self.generated += 1;
-        self.buf.clear();
         let key = self.key.as_ref().map(|k| (k.index(), &mut self.key_buf));
-        write_datum(
+        self.len = write_datum(
             self.schema.plan(),
             &mut self.cx,
             self.enc,
             &mut self.buf,
+            0,
             key,
         );
     }
@@ -212,7 +220,7 @@ impl ValueSource for AvroValues {
             return self.pooled_value(self.slot(seq));
         }
         self.generate();
-        &self.buf
+        &self.buf[..self.len]
     }
 
     #[inline]
@@ -232,7 +240,7 @@ impl ValueSource for AvroValues {
         }
         self.generate();
         Record {
-            value: &self.buf,
+            value: &self.buf[..self.len],
             key: self.key_buf.get(),
         }
     }

@@ -1,0 +1,286 @@
+//! The state one stream task shares between its sender loop, its ack
+//! readers and its watchdog (all on the same thread), and the per-batch and
+//! per-partition bookkeeping.
+
+use crate::pacer::Pacer;
+use crate::plan::Acks;
+use datastorm_engine::batch::BatchBuilder;
+use datastorm_engine::metrics::{Counters, ShardCounters};
+use datastorm_engine::wire::produce::ProduceRequestBuilder;
+use hdrhistogram::Histogram;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Retry copies beyond this many bytes stop generation until they drain
+/// (a broker outage must not grow memory without bound).
+pub(super) const RETRY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
+
+pub(super) struct Shared {
+    pub counters: Arc<ShardCounters>,
+    pub total: RefCell<Histogram<u64>>,
+    pub interval: RefCell<Histogram<u64>>,
+    pub send_delay: RefCell<Histogram<u64>>,
+    pub send_delay_interval: RefCell<Histogram<u64>>,
+    /// The warm-up ends here; results count from here.
+    pub measure_from: Instant,
+    /// The counters when the warm-up ended (`None` while it lasts).
+    pub warmup_end: Cell<Option<Counters>>,
+    pub errors: RefCell<BTreeMap<String, u64>>,
+    pub failure: RefCell<Option<String>>,
+    pub closing: Cell<bool>,
+    /// Batches to send again (after a retriable error or a lost connection),
+    /// with their bytes, oldest first. Per partition, the order is the send
+    /// order (idempotent sequences depend on it).
+    pub retry: RefCell<VecDeque<Retry>>,
+    pub retry_bytes: Cell<usize>,
+    /// Partition leaders may have moved: refresh metadata before resending.
+    pub metadata_stale: Cell<bool>,
+    /// Partitions stopped by a non-retriable error (part index, reason),
+    /// applied by the sender loop.
+    pub stopped: RefCell<Vec<(usize, String)>>,
+    /// Why each stopped partition stopped, for the results.
+    pub stopped_reasons: RefCell<BTreeMap<i32, String>>,
+    /// Acknowledged per-partition record numbers (the sequence header's
+    /// numbers), as half-open ranges per partition.
+    pub acked: RefCell<BTreeMap<i32, Vec<(u64, u64)>>>,
+    /// Give up on a batch this long after its first record.
+    pub delivery_timeout: Duration,
+    pub max_retries: u32,
+    pub retry_backoff: Duration,
+    /// A non-retriable error ends the run (instead of its partition).
+    pub stop_run_on_error: bool,
+}
+
+/// A batch waiting to be resent.
+pub(super) struct Retry {
+    pub acct: BatchAcct,
+    pub bytes: Vec<u8>,
+    pub not_before: Instant,
+}
+
+impl Shared {
+    pub fn fail(&self, why: String) {
+        let mut f = self.failure.borrow_mut();
+        if f.is_none() {
+            *f = Some(why);
+        }
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failure.borrow().is_some()
+    }
+
+    pub fn count_error(&self, name: &str, n: u64) {
+        *self.errors.borrow_mut().entry(name.to_owned()).or_default() += n;
+        ShardCounters::add(&self.counters.errors, n);
+    }
+
+    /// Whether results count at `now`. The first call after the warm-up
+    /// snapshots the counters, so the warm-up is subtracted exactly: every
+    /// accounting site asks before it counts.
+    #[inline]
+    pub fn measuring(&self, now: Instant) -> bool {
+        if self.warmup_end.get().is_some() {
+            return true;
+        }
+        if now < self.measure_from {
+            return false;
+        }
+        self.warmup_end.set(Some(self.counters.snapshot()));
+        true
+    }
+
+    /// Queues a batch to be sent again. Error path: the copy is allocated
+    /// here, not per record.
+    /// Per partition the queue stays in record order (sequence order for the
+    /// idempotent producer): a batch that failed after later ones were
+    /// queued goes back before them.
+    pub fn push_retry(&self, acct: BatchAcct, bytes: Vec<u8>, not_before: Instant) {
+        self.retry_bytes.set(self.retry_bytes.get() + bytes.len());
+        let mut q = self.retry.borrow_mut();
+        let at = q
+            .iter()
+            .position(|r| r.acct.part == acct.part && r.acct.pseq > acct.pseq)
+            .unwrap_or(q.len());
+        q.insert(
+            at,
+            Retry {
+                acct,
+                bytes,
+                not_before,
+            },
+        );
+    }
+
+    /// The backoff before attempt `attempt` (1 = first retry).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        self.retry_backoff
+            .saturating_mul(1 << attempt.saturating_sub(1).min(10))
+            .min(Duration::from_secs(1))
+    }
+
+    /// Records a batch that will never be acknowledged: counted as failed,
+    /// and its partition (or the run) stopped with `why`.
+    pub fn give_up(&self, b: &BatchAcct, error: &str, why: String) {
+        self.count_error(error, 1);
+        ShardCounters::add(&self.counters.records_failed, b.records);
+        if self.stop_run_on_error {
+            self.fail(why);
+        } else {
+            self.stopped.borrow_mut().push((b.part, why));
+        }
+    }
+
+    /// A batch the broker acknowledged: its records' numbers are in.
+    pub fn note_acked(&self, b: &BatchAcct) {
+        let mut acked = self.acked.borrow_mut();
+        let ranges = acked.entry(b.partition).or_default();
+        let (start, end) = (b.pseq, b.pseq + b.records);
+        match ranges.last_mut() {
+            Some(last) if last.1 == start => last.1 = end,
+            _ => {
+                ranges.push((start, end));
+                if ranges.len() > 1 && ranges[ranges.len() - 2].0 > start {
+                    // Acked out of order (after a retry): keep it sorted and merged.
+                    ranges.sort_unstable();
+                    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+                    for &(s, e) in ranges.iter() {
+                        match merged.last_mut() {
+                            Some(m) if m.1 >= s => m.1 = m.1.max(e),
+                            _ => merged.push((s, e)),
+                        }
+                    }
+                    *ranges = merged;
+                }
+            }
+        }
+    }
+}
+
+/// Accounting for one batch between its seal and its ack.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BatchAcct {
+    pub part: usize,
+    pub partition: i32,
+    pub records: u64,
+    pub payload_bytes: u64,
+    pub record_bytes: u64,
+    /// Latency origins of the first and last record.
+    pub first: Instant,
+    pub last: Instant,
+    /// The first record's number within its partition (sequence header).
+    pub pseq: u64,
+    /// Where the batch's bytes lie in its request.
+    pub start: u32,
+    pub len: u32,
+    /// 0 for the first send.
+    pub attempt: u32,
+}
+
+/// A request awaiting its response. It keeps its buffer, so a batch the
+/// broker answers with a retriable error can be sent again.
+pub(super) struct Sent {
+    pub correlation_id: i32,
+    pub sent_at: Instant,
+    pub batches: usize,
+    pub request: ProduceRequestBuilder,
+}
+
+/// Requests awaiting a response on one connection, oldest first.
+pub(super) struct InFlight {
+    pub requests: VecDeque<Sent>,
+    pub batches: VecDeque<BatchAcct>,
+    /// Request buffers not in use, for the sender to take.
+    pub spare: Vec<ProduceRequestBuilder>,
+}
+
+/// One partition's open batch.
+pub(super) struct Part {
+    pub id: i32,
+    /// Index of the link to its leader.
+    pub link: usize,
+    pub builder: BatchBuilder,
+    pub payload_bytes: u64,
+    pub first: Instant,
+    pub first_seq: u64,
+    pub last: Instant,
+    pub last_seq: u64,
+    /// A sealed batch of this partition waits in its link's request.
+    pub queued: bool,
+    /// The next record's number in this partition (the sequence header).
+    pub next_seq: u64,
+    /// The next batch's base sequence (idempotent producer).
+    pub batch_seq: i32,
+    /// Stopped by a non-retriable error.
+    pub dead: bool,
+}
+
+/// Settings the hot loop reads.
+pub(super) struct Knobs {
+    pub acks: Acks,
+    pub client_id: String,
+    pub timeout_ms: i32,
+    pub batch_size: usize,
+    pub linger: Duration,
+    pub compression: datastorm_engine::batch::Compression,
+    /// Paced runs: when each record is due. Batches take their records'
+    /// intended times as their latency origin.
+    pub pacer: RefCell<Option<Pacer>>,
+    /// Idempotent producer: (producer id, epoch).
+    pub producer: Option<(i64, i16)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acked_ranges_merge_in_and_out_of_order() {
+        let shared = test_shared();
+        let b = |pseq, records| BatchAcct {
+            part: 0,
+            partition: 3,
+            records,
+            payload_bytes: 0,
+            record_bytes: 0,
+            first: Instant::now(),
+            last: Instant::now(),
+            pseq,
+            start: 0,
+            len: 0,
+            attempt: 0,
+        };
+        shared.note_acked(&b(0, 10));
+        shared.note_acked(&b(10, 5));
+        shared.note_acked(&b(25, 5));
+        shared.note_acked(&b(15, 10)); // a retried batch lands late
+        assert_eq!(shared.acked.borrow()[&3], vec![(0, 30)]);
+    }
+
+    pub(crate) fn test_shared() -> Shared {
+        Shared {
+            counters: Arc::new(ShardCounters::default()),
+            total: RefCell::new(datastorm_engine::metrics::latency_histogram()),
+            interval: RefCell::new(datastorm_engine::metrics::latency_histogram()),
+            send_delay: RefCell::new(datastorm_engine::metrics::latency_histogram()),
+            send_delay_interval: RefCell::new(datastorm_engine::metrics::latency_histogram()),
+            measure_from: Instant::now(),
+            warmup_end: Cell::new(None),
+            errors: RefCell::new(BTreeMap::new()),
+            failure: RefCell::new(None),
+            closing: Cell::new(false),
+            retry: RefCell::new(VecDeque::new()),
+            retry_bytes: Cell::new(0),
+            metadata_stale: Cell::new(false),
+            stopped: RefCell::new(Vec::new()),
+            stopped_reasons: RefCell::new(BTreeMap::new()),
+            acked: RefCell::new(BTreeMap::new()),
+            delivery_timeout: Duration::from_secs(120),
+            max_retries: 10,
+            retry_backoff: Duration::from_millis(100),
+            stop_run_on_error: false,
+        }
+    }
+}
