@@ -10,6 +10,18 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
+/// Tests that kill and restart brokers run alone: any other test would see
+/// its cluster go away under it. The rest share the clusters freely.
+static CLUSTERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    CLUSTERS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CLUSTERS.write().unwrap_or_else(|e| e.into_inner())
+}
+
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
@@ -151,6 +163,7 @@ fn produce_a_million(s: Scenario) {
 
 #[test]
 fn a_million_records_acks_all_on_one_broker() {
+    let _lab = shared();
     produce_a_million(Scenario {
         cluster_env: "DATASTORM_TEST_KAFKA",
         name_env: "DATASTORM_TEST_SINGLE",
@@ -162,6 +175,7 @@ fn a_million_records_acks_all_on_one_broker() {
 
 #[test]
 fn a_million_records_acks_1_on_one_broker() {
+    let _lab = shared();
     produce_a_million(Scenario {
         cluster_env: "DATASTORM_TEST_KAFKA",
         name_env: "DATASTORM_TEST_SINGLE",
@@ -173,6 +187,7 @@ fn a_million_records_acks_1_on_one_broker() {
 
 #[test]
 fn a_million_records_acks_all_on_three_brokers_rf3() {
+    let _lab = shared();
     produce_a_million(Scenario {
         cluster_env: "DATASTORM_TEST_KAFKA3",
         name_env: "DATASTORM_TEST_TRIO",
@@ -184,6 +199,7 @@ fn a_million_records_acks_all_on_three_brokers_rf3() {
 
 #[test]
 fn a_million_records_acks_1_on_three_brokers_rf3() {
+    let _lab = shared();
     produce_a_million(Scenario {
         cluster_env: "DATASTORM_TEST_KAFKA3",
         name_env: "DATASTORM_TEST_TRIO",
@@ -195,6 +211,7 @@ fn a_million_records_acks_1_on_three_brokers_rf3() {
 
 #[test]
 fn a_missing_topic_says_how_to_create_it() {
+    let _lab = shared();
     let mut cmd = datastorm();
     cmd.args([
         "produce",
@@ -217,6 +234,7 @@ fn a_missing_topic_says_how_to_create_it() {
 
 #[test]
 fn a_batch_over_the_broker_limit_is_named_and_still_reported() {
+    let _lab = shared();
     let dir = scratch("too-large");
     let report = dir.join("run.json");
     let mut cmd = datastorm();
@@ -265,6 +283,7 @@ fn a_batch_over_the_broker_limit_is_named_and_still_reported() {
 
 #[test]
 fn keys_headers_and_sequence_numbers_land_as_promised() {
+    let _lab = shared();
     let cluster = env("DATASTORM_TEST_SINGLE");
     let topic = "e2e-keys-headers";
     let cmd = produce_to(
@@ -402,6 +421,7 @@ fn avro_consume_keyed(
 
 #[test]
 fn avro_orders_and_users_decode_with_an_independent_client() {
+    let _lab = shared();
     let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas");
     let produce = |topic: &str, schema: &str, count: &str, key: &str, id: &str| {
         let mut cmd = produce_to(
@@ -487,6 +507,7 @@ fn avro_orders_and_users_decode_with_an_independent_client() {
 /// key (so users and orders are co-partitioned), and orders refer to users.
 #[test]
 fn a_run_file_streams_users_and_orders_keyed_by_user_id() {
+    let _lab = shared();
     let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas");
     let dir = scratch("lab-run-file");
     let run = dir.join("shop.toml");
@@ -613,6 +634,7 @@ share = 2
 /// together they produce at the global rate.
 #[test]
 fn three_instances_split_partitions_and_rate() {
+    let _lab = shared();
     let cluster = env("DATASTORM_TEST_SINGLE");
     // A fresh topic each time, so the counts below are this run's.
     let topic = format!(
@@ -705,6 +727,7 @@ fn three_instances_split_partitions_and_rate() {
 
 #[test]
 fn every_codec_is_accepted_by_kafka_and_read_back_by_its_consumer() {
+    let _lab = shared();
     let cluster = env("DATASTORM_TEST_SINGLE");
     let topic = "e2e-codecs";
     // One value size per codec, so the consumer's output tells them apart.
@@ -796,6 +819,7 @@ fn lab_node(action: &str, cluster: &str, node: &str) {
 /// reading the topic back finds every acknowledged record exactly once.
 #[test]
 fn a_killed_broker_loses_and_duplicates_nothing_with_acks_all() {
+    let _lab = exclusive();
     let cluster = env("DATASTORM_TEST_TRIO");
     let topic = fresh_topic("e2e-kill");
     let dir = scratch("lab-kill");
@@ -843,6 +867,7 @@ fn a_killed_broker_loses_and_duplicates_nothing_with_acks_all() {
 /// are there afterwards, and the run resumes and finishes.
 #[test]
 fn a_restarted_single_broker_keeps_acked_records_and_the_run_resumes() {
+    let _lab = exclusive();
     let cluster = env("DATASTORM_TEST_SINGLE");
     let topic = fresh_topic("e2e-restart");
     let mut cmd = datastorm();
@@ -875,6 +900,7 @@ fn a_restarted_single_broker_keeps_acked_records_and_the_run_resumes() {
 /// tool says how many (it may be none), instead of hiding it.
 #[test]
 fn acks_1_with_a_killed_leader_states_how_many_acked_records_were_lost() {
+    let _lab = exclusive();
     let cluster = env("DATASTORM_TEST_TRIO");
     let topic = fresh_topic("e2e-acks1-kill");
     let dir = scratch("lab-acks1-kill");

@@ -200,7 +200,6 @@ pub(super) async fn generate(
                 Some((instance, shard)) => {
                     let mut v = [0u8; 64];
                     let n = sequence_header_value(&mut v, instance, shard, part.id, part.next_seq);
-                    part.next_seq += 1;
                     let extra = RecordHeader {
                         key: SEQUENCE_HEADER.as_bytes(),
                         value: &v[..n],
@@ -209,6 +208,9 @@ pub(super) async fn generate(
                         .append_with(now_ms, key, value, gen.headers, Some(extra));
                 }
             }
+            // Every record counts: retries are ordered and acks recorded by
+            // this per-partition sequence, with or without the header.
+            part.next_seq += 1;
             seq += 1;
         }
         if paced && seq > chunk_start {
