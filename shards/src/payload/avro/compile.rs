@@ -5,7 +5,7 @@
 //! every kind of type. Every hint is checked against the type it is attached
 //! to here, once, so the per-record walk never meets a bad hint.
 
-use super::draw::{Alias, Chance};
+use super::draw::{Alias, Chance, Gauss};
 use super::hints::{self, Distribution, Hints};
 use super::plan::*;
 use fake::Fake;
@@ -155,6 +155,7 @@ impl<'a> Compiler<'a> {
             nodes: self.nodes,
             root,
             counters: self.counters,
+            lagged: 0,
         }
     }
 
@@ -569,9 +570,11 @@ impl<'a> Compiler<'a> {
             Distribution::Normal => {
                 let mean = h.mean.unwrap_or((min + max) / 2.0);
                 let sd = h.stddev.unwrap_or((max - min) / 6.0);
-                Dist::Normal(
-                    Normal::new(mean, sd).map_err(|e| format!("bad normal distribution: {e}"))?,
-                )
+                // rand_distr checks the parameters; the plan draws with
+                // its own ziggurat (see `draw::Gauss`).
+                let n =
+                    Normal::new(mean, sd).map_err(|e| format!("bad normal distribution: {e}"))?;
+                Dist::Normal(Gauss::new(n.mean(), n.std_dev()))
             }
             Distribution::Zipf => {
                 let n = (max - min).floor() + 1.0;
@@ -980,6 +983,7 @@ impl<'a> Compiler<'a> {
                     branches: ids,
                     pick: Pick::from_weights(&weights),
                     null_branch: null_branch.map(|b| b as u32),
+                    flat: false,
                 },
                 sig,
             ))

@@ -31,10 +31,12 @@
 //! so the per-value cost decides records per second. What keeps it low, each
 //! measured: a small random generator and one-draw alias tables (`draw`);
 //! string pools, string `options` and small `cardinality` sets kept
-//! Avro-encoded, ready to copy as a fixed-size window (`strpool`, `sets`);
-//! an Avro writer whose position stays in a register and whose varints have
-//! no branch on their length (`write`); records of leaf fields written
-//! without a call per field (`plan`).
+//! Avro-encoded, ready to copy as a fixed-size window (`strpool`, `sets`),
+//! and picked one draw ahead so the value is prefetched (`Cx::lag`); an
+//! inlined ziggurat for normal draws (`draw::Gauss`); an Avro writer into a
+//! buffer sized once per datum, whose position stays in a register and whose
+//! varints have no branch on their length (`write`); records of leaf fields,
+//! nullable leaves, timestamps and UUIDs written without a call (`plan`).
 //!
 //! # Determinism
 //!
@@ -400,7 +402,7 @@ pub fn sample_json(schema: &CompiledSchema, seed: u64, n: usize) -> Vec<serde_js
 /// the datum ends. Bytes of `out` past that are scratch (the Avro writer
 /// keeps its buffer initialized beyond the datum, see [`AvroSink`]).
 fn write_datum(
-    plan: &Plan,
+    schema: &CompiledSchema,
     cx: &mut Cx,
     enc: Encoding,
     out: &mut Vec<u8>,
@@ -418,23 +420,44 @@ fn write_datum(
             Some((field, buf)) => plan.write_keyed(cx, out, field, buf),
         }
     }
-    match enc {
-        Encoding::Avro => {
-            let mut sink = AvroSink::at(out, start);
-            emit(plan, cx, &mut sink, key);
-            sink.end()
-        }
-        Encoding::Confluent { schema_id } => {
-            let mut sink = AvroSink::at(out, start);
-            let id = schema_id.to_be_bytes();
+    fn avro<B: write::Room>(
+        plan: &Plan,
+        cx: &mut Cx,
+        mut sink: AvroSink<B>,
+        schema_id: Option<u32>,
+        key: Option<(u32, &mut KeyBuf)>,
+    ) -> usize {
+        if let Some(id) = schema_id {
+            let id = id.to_be_bytes();
             sink.fixed(&[0, id[0], id[1], id[2], id[3]]);
-            emit(plan, cx, &mut sink, key);
-            sink.end()
         }
+        emit(plan, cx, &mut sink, key);
+        sink.end()
+    }
+    let plan = schema.plan();
+    let schema_id = match enc {
+        Encoding::Avro => None,
+        Encoding::Confluent { schema_id } => Some(schema_id),
         Encoding::Json => {
             out.truncate(start);
             emit(plan, cx, &mut JsonSink(out), key);
-            out.len()
+            return out.len();
         }
+    };
+    // With a bound on the datum (most schemas: all but the recursive and
+    // the huge), the buffer is made long enough once and written as a
+    // slice, without a check for growth per value.
+    let bound = schema.max_avro_len();
+    if bound <= MAX_RESERVED {
+        let need = start + 5 + bound + write::SLACK;
+        if out.len() < need {
+            out.resize(need, 0);
+        }
+        avro(plan, cx, AvroSink::within(out, start), schema_id, key)
+    } else {
+        avro(plan, cx, AvroSink::at(out, start), schema_id, key)
     }
 }
+
+/// Largest datum bound for which [`write_datum`] sizes its buffer up front.
+const MAX_RESERVED: usize = 1 << 20;

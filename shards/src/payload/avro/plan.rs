@@ -6,12 +6,12 @@
 //! (`regex`, most of `fake`) were turned into per-field pools of
 //! pre-generated values at compile time, so a draw is an index.
 
-use super::draw::{Alias, Chance, Wy};
+use super::draw::{Alias, Chance, Gauss, Wy};
 use super::key::{KeyBuf, KeySink};
 pub use super::strpool::StrPool;
 use super::write::Sink;
 use rand::{RngCore, SeedableRng};
-use rand_distr::{Normal, Zipf};
+use rand_distr::Zipf;
 use std::sync::Arc;
 
 pub type NodeId = u32;
@@ -33,6 +33,9 @@ pub struct Plan {
     pub root: NodeId,
     /// Number of iteration counters the walk needs.
     pub counters: usize,
+    /// Number of string pools whose picks are drawn one ahead (see
+    /// [`Cx::lag`]).
+    pub lagged: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -91,6 +94,9 @@ pub enum Node {
         branches: Vec<NodeId>,
         pick: Pick,
         null_branch: Option<u32>,
+        /// Every branch is a leaf (see [`Plan::tabulate`]): the branch is
+        /// written inline, without a call.
+        flat: bool,
     },
     Options {
         values: Vec<Const>,
@@ -140,7 +146,7 @@ pub struct Iter<T> {
 #[derive(Clone, Debug)]
 pub enum Dist<T> {
     Uniform,
-    Normal(Normal<f64>),
+    Normal(Gauss),
     Zipf(Zipf<f64>),
     /// Zipf over a range small enough for a table: O(1) draws through an
     /// alias table instead of rejection sampling with `powf` per draw.
@@ -242,7 +248,23 @@ pub struct Cx {
     pub work: u32,
     pub now_ms: i64,
     pub scratch: Vec<u8>,
+    /// Per string pool ([`StrPool::slot`]), the index its next value will
+    /// have ([`NOT_DRAWN`] before the first).
+    ///
+    /// A pool is too large for the L1 cache, and reading a value from it
+    /// was most of what a pooled string cost (a cache miss, with nothing
+    /// else to do meanwhile). So each pick draws the index of the pool's
+    /// *next* value, and the cache line is fetched while the rest of the
+    /// record and the next are written. The draws are the same draws in the
+    /// same order; a value just uses the one drawn at the previous value of
+    /// its field, so values stay uniform and independent, and the data stay
+    /// a function of the seed. Not used for values of a cardinality set,
+    /// which must depend on the set index alone.
+    pub lag: Vec<u32>,
 }
+
+/// [`Cx::lag`] of a pool that has not been picked from yet.
+pub const NOT_DRAWN: u32 = u32::MAX;
 
 impl Cx {
     pub fn new(seed: u64, counters: usize, now_ms: i64) -> Cx {
@@ -255,7 +277,35 @@ impl Cx {
             work: 0,
             now_ms,
             scratch: Vec::with_capacity(256),
+            lag: Vec::new(),
         }
+    }
+
+    /// Makes room for the pools of a plan with `lagged` of them.
+    pub fn with_lag(mut self, lagged: usize) -> Cx {
+        self.lag = vec![NOT_DRAWN; lagged];
+        self
+    }
+
+    /// Index `pick` draws for a value of `pool`: the one drawn at its
+    /// previous value, while this draw is kept for the next (see
+    /// [`Cx::lag`]).
+    #[inline(always)]
+    fn lagged(&mut self, rng: &mut Wy, pool: &StrPool, pick: impl Fn(&mut Wy) -> usize) -> usize {
+        let slot = pool.slot() as usize;
+        if self.index.is_some() || slot >= self.lag.len() {
+            return pick(rng);
+        }
+        let held = self.lag[slot];
+        let now = if held == NOT_DRAWN {
+            pick(rng)
+        } else {
+            held as usize
+        };
+        let next = pick(rng);
+        self.lag[slot] = next as u32;
+        pool.prefetch(next);
+        now
     }
 
     /// The random stream of a generator seeded with `seed`.
@@ -292,24 +342,13 @@ pub fn mix(a: u64, b: u64) -> u64 {
 const ALNUM: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Each byte's two lowercase hex digits.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    let mut t = [[0u8; 2]; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = [HEX[i >> 4], HEX[i & 0xf]];
-        i += 1;
-    }
-    t
-};
-
 impl NumGen<i64> {
     #[inline(always)]
     fn next(&self, rng: &mut Wy, cx: &mut Cx) -> i64 {
         match &self.dist {
             Dist::Uniform => rng.range_i64(self.min, self.max),
             Dist::Normal(n) => {
-                let v = sample(n, rng).round();
+                let v = n.sample(rng).round();
                 (v as i64).clamp(self.min, self.max)
             }
             // Rank k (1 is the most frequent) becomes min + k - 1.
@@ -342,7 +381,7 @@ impl NumGen<f64> {
                     self.min
                 }
             }
-            Dist::Normal(n) => sample(n, rng).clamp(self.min, self.max),
+            Dist::Normal(n) => n.sample(rng).clamp(self.min, self.max),
             Dist::Zipf(z) => (self.min + sample(z, rng) - 1.0).min(self.max),
             Dist::ZipfTable(t) => (self.min + t.sample(rng.next()) as f64).min(self.max),
             Dist::Iter(it) => {
@@ -451,9 +490,22 @@ impl Plan {
                 branches,
                 pick,
                 null_branch,
-            } => call(cx, rng, |cx| {
-                self.union(branches, pick, *null_branch, cx, out)
-            }),
+                flat,
+            } => {
+                if *flat && !cx.exhausted() {
+                    // The common nullable field (`["null", "string"]`).
+                    let b = pick.pick(rng);
+                    cx.work += 1;
+                    cx.depth += 1;
+                    out.union_branch(b);
+                    self.leaf(&self.nodes[branches[b as usize] as usize], cx, rng, out);
+                    cx.depth -= 1;
+                } else {
+                    call(cx, rng, |cx| {
+                        self.union(branches, pick, *null_branch, cx, out)
+                    })
+                }
+            }
             node => self.leaf(node, cx, rng, out),
         }
     }
@@ -478,11 +530,26 @@ impl Plan {
             Node::Long(g) => out.long(g.next(rng, cx)),
             Node::Float(g) => out.float(g.next(rng, cx) as f32),
             Node::Double(g) => out.double(g.next(rng, cx)),
+            Node::Now {
+                unit,
+                jitter_ms,
+                offset_ms,
+            } => write_now(*unit, *jitter_ms, *offset_ms, cx.now_ms, rng, out),
             Node::Str(s) => match &s.kind {
-                StrKind::Pool(pool) => pool.write(pool.pick(rng), out),
+                StrKind::Pool(pool) => {
+                    let i = cx.lagged(rng, pool, |rng| pool.pick(rng));
+                    pool.write(i, out)
+                }
+                StrKind::Uuid if s.prefix.is_empty() => {
+                    let bits = uuid_bits(rng);
+                    out.string_with(36, |b| fill_uuid(b, bits));
+                }
                 _ => call(cx, rng, |cx| gen_str(s, cx, &mut AsString(out))),
             },
-            Node::Strings { pool, pick } => pool.write(pick.pick(rng) as usize, out),
+            Node::Strings { pool, pick } => {
+                let i = cx.lagged(rng, pool, |rng| pick.pick(rng) as usize);
+                pool.write(i, out)
+            }
             Node::Enum { symbols, pick } => {
                 let i = pick.pick(rng);
                 out.enumeration(i, &symbols[i as usize]);
@@ -552,37 +619,6 @@ impl Plan {
     #[inline(never)]
     fn rare<S: Sink>(&self, node: &Node, cx: &mut Cx, out: &mut S) {
         match node {
-            Node::Now {
-                unit,
-                jitter_ms,
-                offset_ms,
-            } => {
-                let j = i64::try_from(*jitter_ms).unwrap_or(i64::MAX);
-                let base = cx.now_ms.saturating_add(*offset_ms);
-                let sub = |rng: &mut Wy, per_ms: i64| {
-                    if j == 0 {
-                        0
-                    } else {
-                        let r = j.saturating_mul(per_ms);
-                        rng.range_i64(-r, r)
-                    }
-                };
-                match unit {
-                    TimeUnit::Days => {
-                        let ms = base.saturating_add(sub(&mut cx.rng, 1));
-                        out.int(ms.div_euclid(86_400_000) as i32)
-                    }
-                    TimeUnit::Millis => out.long(base.saturating_add(sub(&mut cx.rng, 1))),
-                    TimeUnit::Micros => out.long(
-                        base.saturating_mul(1000)
-                            .saturating_add(sub(&mut cx.rng, 1000)),
-                    ),
-                    TimeUnit::Nanos => out.long(
-                        base.saturating_mul(1_000_000)
-                            .saturating_add(sub(&mut cx.rng, 1_000_000)),
-                    ),
-                }
-            }
             Node::Bytes { len } => {
                 let n = len.next(&mut cx.rng);
                 let mut buf = std::mem::take(&mut cx.scratch);
@@ -743,6 +779,40 @@ impl Plan {
     }
 }
 
+/// A date or timestamp within `jitter_ms` of the clock (plus `offset_ms`).
+#[inline(always)]
+fn write_now<S: Sink>(
+    unit: TimeUnit,
+    jitter_ms: u64,
+    offset_ms: i64,
+    now_ms: i64,
+    rng: &mut Wy,
+    out: &mut S,
+) {
+    let j = i64::try_from(jitter_ms).unwrap_or(i64::MAX);
+    let base = now_ms.saturating_add(offset_ms);
+    let mut sub = |per_ms: i64| {
+        if j == 0 {
+            0
+        } else {
+            let r = j.saturating_mul(per_ms);
+            rng.range_i64(-r, r)
+        }
+    };
+    match unit {
+        TimeUnit::Days => {
+            let ms = base.saturating_add(sub(1));
+            out.int(ms.div_euclid(86_400_000) as i32)
+        }
+        TimeUnit::Millis => out.long(base.saturating_add(sub(1))),
+        TimeUnit::Micros => out.long(base.saturating_mul(1000).saturating_add(sub(1000))),
+        TimeUnit::Nanos => out.long(
+            base.saturating_mul(1_000_000)
+                .saturating_add(sub(1_000_000)),
+        ),
+    }
+}
+
 /// Runs `f`, which draws from `cx.rng`, with the caller's local stream put
 /// there first and taken back after.
 #[inline(always)]
@@ -862,15 +932,35 @@ fn uuid_bits(rng: &mut Wy) -> u128 {
 #[inline]
 fn fill_uuid(b: &mut [u8], bits: u128) {
     let b: &mut [u8; 36] = b.try_into().expect("36 bytes for a UUID");
-    let mut o = 0;
-    for (i, byte) in bits.to_be_bytes().into_iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            b[o] = b'-';
-            o += 1;
-        }
-        b[o..o + 2].copy_from_slice(&HEX_PAIRS[byte as usize]);
-        o += 2;
+    let (hi, lo) = (hex16((bits >> 64) as u64), hex16(bits as u64));
+    b[..8].copy_from_slice(&hi[..8]);
+    b[9..13].copy_from_slice(&hi[8..12]);
+    b[14..18].copy_from_slice(&hi[12..]);
+    b[19..23].copy_from_slice(&lo[..4]);
+    b[24..].copy_from_slice(&lo[4..]);
+    for dash in [8, 13, 18, 23] {
+        b[dash] = b'-';
     }
+}
+
+/// The 16 lowercase hex digits of `v`, most significant first, computed on
+/// all digits at once in one 128-bit word (SWAR) rather than by 16 table
+/// lookups: a live record's UUID is one of its costlier values.
+#[inline]
+fn hex16(v: u64) -> [u8; 16] {
+    const LANES: u128 = u128::MAX / 0xffff; // 0x0001 in every 16-bit lane
+                                            // Byte j of v, in text order (most significant first), to byte 2j.
+    let x = u128::from(v.swap_bytes());
+    let x = (x | (x << 32)) & 0x0000_0000_ffff_ffff_0000_0000_ffff_ffff;
+    let x = (x | (x << 16)) & 0x0000_ffff_0000_ffff_0000_ffff_0000_ffff;
+    let x = (x | (x << 8)) & (LANES * 0x00ff);
+    // Its high nibble stays in byte 2j, its low one goes to byte 2j + 1.
+    let n = ((x >> 4) & (LANES * 0x000f)) | ((x & (LANES * 0x000f)) << 8);
+    // Nibbles to ASCII: '0' + n, and 'a' - '0' - 10 more from 10 on
+    // (n + 6 carries into bit 4 exactly then). No byte overflows.
+    let ones = u128::MAX / 0xff; // 0x01 in every byte
+    let letters = ((n + ones * 6) >> 4) & ones;
+    (n + ones * u128::from(b'0') + letters * u128::from(b'a' - b'0' - 10)).to_le_bytes()
 }
 
 /// Random letters and digits into `b`: each 64-bit draw gives six
@@ -1007,4 +1097,32 @@ fn const_len(c: &Const) -> usize {
     let mut sink = super::write::AvroSink::at(&mut v, 0);
     write_const(c, &mut sink);
     sink.end()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn uuids_are_formatted_like_the_uuid_text_form() {
+        let mut rng = Wy::seed_from_u64(3);
+        for bits in [0, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210]
+            .into_iter()
+            .chain((0..1000).map(|_| uuid_bits(&mut rng)))
+        {
+            let hex = format!("{bits:032x}");
+            let want = format!(
+                "{}-{}-{}-{}-{}",
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..]
+            );
+            let mut b = [0u8; 36];
+            fill_uuid(&mut b, bits);
+            assert_eq!(std::str::from_utf8(&b).unwrap(), want);
+        }
+    }
 }

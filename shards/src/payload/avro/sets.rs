@@ -7,9 +7,14 @@
 //! is therefore generated once into a table of constants, and a draw writes
 //! one of them. The draws, and so the data, are the same either way.
 
-use super::plan::{set_rng, Const, Cx, Node, NodeId, Pick, Plan, StrPool};
+use super::plan::{set_rng, Const, Cx, Node, NodeId, Pick, Plan, StrGen, StrKind, StrPool};
 use super::write::Sink;
 use std::sync::Arc;
+
+/// String pools of this many bytes and more have their picks drawn one
+/// ahead (see `Cx::lag`); smaller ones (string `options`, small sets) stay
+/// in the L1 cache, where that would only add work.
+const LAGGED_POOL_MIN: usize = 4096;
 
 /// Sets up to this many values are tabulated (a few MB at most).
 pub const SET_TABLE_MAX: u64 = 1 << 16;
@@ -45,14 +50,32 @@ impl Plan {
         }
         // After the above, which turns some nodes into leaves.
         for id in 0..self.nodes.len() {
+            let leaf = |f: &NodeId| Plan::is_leaf(&self.nodes[*f as usize]);
             let flat_now = match &self.nodes[id] {
-                Node::Record { fields, .. } => fields
-                    .iter()
-                    .all(|(_, f)| Plan::is_leaf(&self.nodes[*f as usize])),
+                Node::Record { fields, .. } => fields.iter().all(|(_, f)| leaf(f)),
+                Node::Union { branches, .. } => branches.iter().all(leaf),
                 _ => continue,
             };
-            if let Node::Record { flat, .. } = &mut self.nodes[id] {
-                *flat = flat_now;
+            match &mut self.nodes[id] {
+                Node::Record { flat, .. } | Node::Union { flat, .. } => *flat = flat_now,
+                _ => {}
+            }
+        }
+        // Each pool the walk picks values from, unless it is small enough
+        // to stay in the L1 cache, gets its entry in `Cx::lag`.
+        self.lagged = 0;
+        for node in &mut self.nodes {
+            let pool = match node {
+                Node::Str(StrGen {
+                    kind: StrKind::Pool(pool),
+                    ..
+                }) => pool,
+                Node::Strings { pool, .. } => Arc::make_mut(pool),
+                _ => continue,
+            };
+            if pool.footprint() >= LAGGED_POOL_MIN {
+                pool.set_slot(self.lagged as u32);
+                self.lagged += 1;
             }
         }
     }

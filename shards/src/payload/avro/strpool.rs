@@ -16,6 +16,21 @@ use super::write::{put_small, Sink};
 /// Bytes the Avro writer copies at once for a short pooled value.
 pub const WINDOW: usize = 32;
 
+/// Starts fetching the cache line at `p` (a hint; nothing where the target
+/// has no such instruction).
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: SSE is part of x86_64, and a prefetch is a hint: it never
+        // faults or changes memory, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 #[derive(Clone, Debug)]
 pub struct StrPool {
     /// Every value's Avro encoding, then `WINDOW` bytes of padding.
@@ -23,6 +38,9 @@ pub struct StrPool {
     layout: Layout,
     /// The longest text (without its length prefix).
     max_len: usize,
+    /// This pool's entry in [`super::plan::Cx::lag`], set by
+    /// [`StrPool::set_slot`] (`u32::MAX`: none).
+    slot: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -70,6 +88,7 @@ impl StrPool {
             bytes: bytes.into(),
             layout,
             max_len,
+            slot: u32::MAX,
         }
     }
 
@@ -78,8 +97,39 @@ impl StrPool {
         self.max_len
     }
 
+    /// This pool's entry in [`super::plan::Cx::lag`].
+    #[inline(always)]
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// Bytes the pool takes.
+    pub fn footprint(&self) -> usize {
+        self.bytes.len()
+            + match &self.layout {
+                Layout::Slots { .. } => 0,
+                Layout::Packed { ends } => 4 * ends.len(),
+            }
+    }
+
+    pub fn set_slot(&mut self, slot: u32) {
+        self.slot = slot;
+    }
+
+    /// Starts fetching value `i` into the cache.
+    #[inline(always)]
+    pub fn prefetch(&self, i: usize) {
+        let at = match &self.layout {
+            Layout::Slots { shift, .. } => i << shift,
+            // Reading `ends` may itself miss the cache, but nothing waits
+            // for it but the prefetch.
+            Layout::Packed { ends } => i.checked_sub(1).map_or(0, |j| ends[j] as usize),
+        };
+        prefetch(self.bytes.as_ptr().wrapping_add(at));
+    }
+
     /// A uniformly drawn value's index.
-    #[inline]
+    #[inline(always)]
     pub fn pick(&self, rng: &mut Wy) -> usize {
         let count = match &self.layout {
             Layout::Slots { count, .. } => *count,
@@ -89,7 +139,7 @@ impl StrPool {
     }
 
     /// Where value `i`'s Avro encoding starts and ends.
-    #[inline]
+    #[inline(always)]
     fn span(&self, i: usize) -> (usize, usize) {
         match &self.layout {
             Layout::Slots { shift, .. } => {
@@ -114,7 +164,7 @@ impl StrPool {
     }
 
     /// Writes value `i` as a string.
-    #[inline]
+    #[inline(always)]
     pub fn write<S: Sink>(&self, i: usize, out: &mut S) {
         let (start, end) = self.span(i);
         let window: &[u8; WINDOW] = self.bytes[start..start + WINDOW]

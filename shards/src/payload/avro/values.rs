@@ -1,7 +1,7 @@
 //! [`AvroValues`]: a shard's schema-driven [`ValueSource`].
 
 use super::key::{KeyBuf, KeyField};
-use super::plan::Cx;
+use super::plan::{Cx, NOT_DRAWN};
 use super::{write_datum, CompiledSchema, Encoding, ValueSource};
 use crate::payload::Record;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -65,7 +65,7 @@ impl AvroValues {
         AvroValues {
             schema: schema.clone(),
             enc,
-            cx: Cx::new(seed, plan.counters, wall_ms()),
+            cx: Cx::new(seed, plan.counters, wall_ms()).with_lag(plan.lagged),
             seed,
             buf: Vec::with_capacity(max_len.min(64 * 1024)),
             len: 0,
@@ -133,6 +133,7 @@ impl AvroValues {
     fn reset(&mut self) {
         self.cx.rng = Cx::rng_for(self.seed);
         self.cx.counters.iter_mut().for_each(|c| *c = 0);
+        self.cx.lag.iter_mut().for_each(|l| *l = NOT_DRAWN);
         self.pool.clear();
         self.ends.clear();
         self.keys.clear();
@@ -140,11 +141,17 @@ impl AvroValues {
     }
 
     fn fill_pool(&mut self, n: usize) {
-        let plan = self.schema.plan();
         for _ in 0..n {
             let key = self.key.as_ref().map(|k| (k.index(), &mut self.key_buf));
             let start = self.ends.last().copied().unwrap_or(0);
-            let end = write_datum(plan, &mut self.cx, self.enc, &mut self.pool, start, key);
+            let end = write_datum(
+                &self.schema,
+                &mut self.cx,
+                self.enc,
+                &mut self.pool,
+                start,
+                key,
+            );
             self.ends.push(end);
             if self.key.is_some() {
                 let span = self.key_buf.get().map(|k| {
@@ -190,14 +197,7 @@ impl AvroValues {
         }
         self.generated += 1;
         let key = self.key.as_ref().map(|k| (k.index(), &mut self.key_buf));
-        self.len = write_datum(
-            self.schema.plan(),
-            &mut self.cx,
-            self.enc,
-            &mut self.buf,
-            0,
-            key,
-        );
+        self.len = write_datum(&self.schema, &mut self.cx, self.enc, &mut self.buf, 0, key);
     }
 
     /// Pooled mode: the index into the pool of the `seq`-th record.

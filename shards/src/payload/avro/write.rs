@@ -66,10 +66,53 @@ pub trait Sink {
 /// each write to the one before (measured here: about 1.6 times slower per
 /// value). Short values are written as whole words and the position moved
 /// by their length, which needs room past the end: hence the slack.
-pub struct AvroSink<'a> {
-    buf: &'a mut Vec<u8>,
+///
+/// The buffer is a [`Room`]: a `Vec` that grows as needed ([`AvroSink::at`])
+/// or, faster, a slice already as long as the largest datum plus slack
+/// ([`AvroSink::within`]). A slice's start and length live in the sink like
+/// the position, so they stay in registers; a `Vec`'s live behind a second
+/// pointer, and the compiler reloads them after every byte written (a byte
+/// store may alias them), and checks for growth on every value.
+pub struct AvroSink<B> {
+    buf: B,
     pos: usize,
 }
+
+/// Where an [`AvroSink`] writes.
+pub trait Room {
+    /// `n` writable bytes from `at` on.
+    fn room(&mut self, at: usize, n: usize) -> &mut [u8];
+}
+
+impl Room for &mut Vec<u8> {
+    #[inline(always)]
+    fn room(&mut self, at: usize, n: usize) -> &mut [u8] {
+        if self.len() - at < n {
+            grow(self, at + n);
+        }
+        &mut self[at..at + n]
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn grow(buf: &mut Vec<u8>, need: usize) {
+    let want = need.max(buf.len() * 2).max(256);
+    buf.resize(want, 0);
+}
+
+/// A buffer sized for the largest datum up front: writing past its end is
+/// a bug in [`super::Plan::max_avro_len`], and panics.
+impl Room for &mut [u8] {
+    #[inline(always)]
+    fn room(&mut self, at: usize, n: usize) -> &mut [u8] {
+        &mut self[at..at + n]
+    }
+}
+
+/// Bytes an [`AvroSink`] may write past the end of a datum: its longest
+/// whole-word write (a [`WINDOW`] of a pooled string), rounded up.
+pub const SLACK: usize = 64;
 
 /// Varint byte counts (1 to 8) and continuation bits by the number of
 /// leading zero bits of a zig-zag value below 2^56 (or of 1 for 0).
@@ -85,34 +128,34 @@ const VARINT: [(usize, u64); 65] = {
     t
 };
 
-impl<'a> AvroSink<'a> {
-    /// Writes from `buf[pos..]` on.
+impl<'a> AvroSink<&'a mut Vec<u8>> {
+    /// Writes from `buf[pos..]` on, growing `buf` as needed.
     pub fn at(buf: &'a mut Vec<u8>, pos: usize) -> Self {
         if buf.len() < pos {
             buf.resize(pos, 0);
         }
         AvroSink { buf, pos }
     }
+}
 
+impl<'a> AvroSink<&'a mut [u8]> {
+    /// Writes from `buf[pos..]` on; `buf` must hold the datum and [`SLACK`]
+    /// bytes more.
+    pub fn within(buf: &'a mut [u8], pos: usize) -> Self {
+        AvroSink { buf, pos }
+    }
+}
+
+impl<B: Room> AvroSink<B> {
     /// Where the datum written so far ends.
     pub fn end(&self) -> usize {
         self.pos
     }
 
     /// `n` writable bytes at the position (not moving it).
-    #[inline]
+    #[inline(always)]
     fn room(&mut self, n: usize) -> &mut [u8] {
-        if self.buf.len() - self.pos < n {
-            self.grow(n);
-        }
-        &mut self.buf[self.pos..self.pos + n]
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn grow(&mut self, n: usize) {
-        let want = (self.pos + n).max(self.buf.len() * 2).max(256);
-        self.buf.resize(want, 0);
+        self.buf.room(self.pos, n)
     }
 
     #[inline]
@@ -135,7 +178,7 @@ impl<'a> AvroSink<'a> {
     /// into the bytes of one word, continuation bits set on all but the
     /// last. The length comes from a table: it decides where the next value
     /// goes, so it is worth getting in few steps.
-    #[inline]
+    #[inline(always)]
     pub fn put_long(&mut self, v: i64) {
         let z = ((v << 1) ^ (v >> 63)) as u64;
         if z < 1 << 14 {
@@ -230,49 +273,49 @@ pub fn decimal_bytes(v: i128, size: Option<usize>) -> ([u8; 16], usize) {
     (be, n)
 }
 
-impl Sink for AvroSink<'_> {
-    #[inline]
+impl<B: Room> Sink for AvroSink<B> {
+    #[inline(always)]
     fn null(&mut self) {}
-    #[inline]
+    #[inline(always)]
     fn boolean(&mut self, v: bool) {
         self.put_word(&[v as u8], 1);
     }
-    #[inline]
+    #[inline(always)]
     fn int(&mut self, v: i32) {
         self.put_long(i64::from(v));
     }
-    #[inline]
+    #[inline(always)]
     fn long(&mut self, v: i64) {
         self.put_long(v);
     }
-    #[inline]
+    #[inline(always)]
     fn float(&mut self, v: f32) {
         self.put_word(&v.to_le_bytes(), 4);
     }
-    #[inline]
+    #[inline(always)]
     fn double(&mut self, v: f64) {
         self.put_word(&v.to_le_bytes(), 8);
     }
-    #[inline]
+    #[inline(always)]
     fn bytes(&mut self, v: &[u8]) {
         self.put_small(v.len() as i64);
         self.put(v);
     }
-    #[inline]
+    #[inline(always)]
     fn string(&mut self, v: &[u8]) {
         self.bytes(v);
     }
-    #[inline]
+    #[inline(always)]
     fn string_with(&mut self, len: usize, fill: impl FnOnce(&mut [u8])) {
         self.put_small(len as i64);
         fill(self.room(len));
         self.pos += len;
     }
-    #[inline]
+    #[inline(always)]
     fn fixed(&mut self, v: &[u8]) {
         self.put(v);
     }
-    #[inline]
+    #[inline(always)]
     fn encoded_string<'t>(
         &mut self,
         avro: &[u8],
@@ -299,41 +342,41 @@ impl Sink for AvroSink<'_> {
             self.put(&be[16 - n..]);
         }
     }
-    #[inline]
+    #[inline(always)]
     fn enumeration(&mut self, index: u32, _symbol: &str) {
         self.put_small(i64::from(index));
     }
-    #[inline]
+    #[inline(always)]
     fn record_start(&mut self) {}
-    #[inline]
+    #[inline(always)]
     fn field(&mut self, _name: &str, _first: bool) {}
-    #[inline]
+    #[inline(always)]
     fn record_end(&mut self) {}
-    #[inline]
+    #[inline(always)]
     fn array_start(&mut self, len: usize) {
         if len > 0 {
             self.put_small(len as i64);
         }
     }
-    #[inline]
+    #[inline(always)]
     fn item(&mut self, _first: bool) {}
-    #[inline]
+    #[inline(always)]
     fn array_end(&mut self, _len: usize) {
         self.put_word(&[0], 1);
     }
-    #[inline]
+    #[inline(always)]
     fn map_start(&mut self, len: usize) {
         self.array_start(len);
     }
-    #[inline]
+    #[inline(always)]
     fn map_key(&mut self, key: &[u8], _first: bool) {
         self.bytes(key);
     }
-    #[inline]
+    #[inline(always)]
     fn map_end(&mut self, _len: usize) {
         self.put_word(&[0], 1);
     }
-    #[inline]
+    #[inline(always)]
     fn union_branch(&mut self, index: u32) {
         self.put_small(i64::from(index));
     }
