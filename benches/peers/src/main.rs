@@ -98,9 +98,7 @@ fn parse_args() -> Result<Args, String> {
             "--compression" => args.compression = value,
             "--batch-size" => args.batch_size = value.parse().map_err(|_| bad("a size"))?,
             "--linger-ms" => args.linger_ms = value.parse().map_err(|_| bad("milliseconds"))?,
-            "--max-in-flight" => {
-                args.max_in_flight = value.parse().map_err(|_| bad("a number"))?
-            }
+            "--max-in-flight" => args.max_in_flight = value.parse().map_err(|_| bad("a number"))?,
             "--idempotence" => args.idempotence = value.parse().map_err(|_| bad("true|false"))?,
             "--set" => {
                 let (k, v) = value.split_once('=').ok_or_else(|| bad("KEY=VALUE"))?;
@@ -323,10 +321,16 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
     let acked = ctx.acked.load(Ordering::Relaxed);
     let failed = ctx.failed.load(Ordering::Relaxed);
     let acked_bytes = ctx.acked_bytes.load(Ordering::Relaxed);
-    let elapsed_s =
-        (ctx.last_ack_ns.load(Ordering::Relaxed).saturating_sub(start_ns)) as f64 / 1e9;
+    let elapsed_s = (ctx
+        .last_ack_ns
+        .load(Ordering::Relaxed)
+        .saturating_sub(start_ns)) as f64
+        / 1e9;
     let elapsed_s = elapsed_s.max(sending_s);
-    let h = ctx.histogram.lock().map_err(|_| "histogram lock poisoned")?;
+    let h = ctx
+        .histogram
+        .lock()
+        .map_err(|_| "histogram lock poisoned")?;
     let q = |p: f64| h.value_at_quantile(p);
     let first_error = ctx.first_error.lock().ok().and_then(|e| e.clone());
     let (_, version) = rdkafka::util::get_rdkafka_version();
