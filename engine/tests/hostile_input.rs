@@ -25,12 +25,13 @@ use datastorm_engine::wire::produce::read_produce_response;
 use datastorm_engine::wire::varint::put_uvarint;
 use datastorm_engine::wire::WireError;
 use kafka_protocol::messages::{
-    api_versions_response, create_topics_request, create_topics_response, metadata_request,
-    metadata_response, produce_request, ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId,
-    CreateTopicsRequest, CreateTopicsResponse, InitProducerIdRequest, InitProducerIdResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, ProducerId, RequestHeader,
-    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
-    TopicName,
+    api_versions_response, create_topics_request, create_topics_response, fetch_response,
+    list_offsets_response, metadata_request, metadata_response, produce_request, ApiKey,
+    ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
+    FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProducerId,
+    RequestHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse, TopicName,
 };
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
 use proptest::prelude::*;
@@ -389,15 +390,19 @@ enum Control {
     SaslHandshake,
     SaslAuthenticate,
     InitProducerId,
+    ListOffsets,
+    Fetch,
 }
 
-const CONTROLS: [Control; 6] = [
+const CONTROLS: [Control; 8] = [
     Control::ApiVersions,
     Control::Metadata,
     Control::CreateTopics,
     Control::SaslHandshake,
     Control::SaslAuthenticate,
     Control::InitProducerId,
+    Control::ListOffsets,
+    Control::Fetch,
 ];
 
 impl Control {
@@ -409,6 +414,8 @@ impl Control {
             Control::SaslHandshake => ApiKey::SaslHandshake,
             Control::SaslAuthenticate => ApiKey::SaslAuthenticate,
             Control::InitProducerId => ApiKey::InitProducerId,
+            Control::ListOffsets => ApiKey::ListOffsets,
+            Control::Fetch => ApiKey::Fetch,
         }
     }
 
@@ -421,6 +428,8 @@ impl Control {
             Control::SaslHandshake => (0, 1),
             Control::SaslAuthenticate => (0, 2),
             Control::InitProducerId => (0, 6),
+            Control::ListOffsets => (1, 10),
+            Control::Fetch => (4, 18),
         }
     }
 
@@ -440,6 +449,10 @@ impl Control {
             Control::InitProducerId => {
                 decode_response::<InitProducerIdRequest>(frame, version, corr).map(drop)
             }
+            Control::ListOffsets => decode_response::<ListOffsetsRequest>(frame, version, corr)
+                .map(|r| assert!(r.topics.len() <= frame.len())),
+            Control::Fetch => decode_response::<FetchRequest>(frame, version, corr)
+                .map(|r| assert!(r.responses.len() <= frame.len())),
         }
     }
 
@@ -466,6 +479,8 @@ impl Control {
                 .with_producer_id(ProducerId(g.next() as i64))
                 .with_producer_epoch(g.next() as i16)
                 .encode(&mut out, version),
+            Control::ListOffsets => list_offsets(g, version).encode(&mut out, version),
+            Control::Fetch => fetch(g, version).encode(&mut out, version),
         }
         .expect("encode");
         out.to_vec()
@@ -616,6 +631,119 @@ fn create_topics(g: &mut Gen, version: i16) -> CreateTopicsResponse {
     CreateTopicsResponse::default()
         .with_throttle_time_ms(g.next() as i32)
         .with_topics(topics)
+}
+
+fn list_offsets(g: &mut Gen, version: i16) -> ListOffsetsResponse {
+    use list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+    let topics = (0..g.len(3))
+        .map(|_| {
+            ListOffsetsTopicResponse::default()
+                .with_name(TopicName(g.str(12)))
+                .with_partitions(
+                    (0..g.len(4))
+                        .map(|p| {
+                            ListOffsetsPartitionResponse::default()
+                                .with_partition_index(p as i32)
+                                .with_error_code(g.below(3) as i16)
+                                .with_timestamp(g.next() as i64)
+                                .with_offset(g.next() as i64)
+                                .with_leader_epoch(if version >= 4 {
+                                    g.below(9) as i32
+                                } else {
+                                    -1
+                                })
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let mut r = ListOffsetsResponse::default().with_topics(topics);
+    if version >= 2 {
+        r.throttle_time_ms = g.next() as i32;
+    }
+    r
+}
+
+fn fetch(g: &mut Gen, version: i16) -> FetchResponse {
+    use fetch_response::{
+        AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint,
+        PartitionData, SnapshotId,
+    };
+    let responses = (0..g.len(2))
+        .map(|_| {
+            let partitions = (0..g.len(3))
+                .map(|p| {
+                    let mut d = PartitionData::default()
+                        .with_partition_index(p as i32)
+                        .with_error_code(g.below(3) as i16)
+                        .with_high_watermark(g.next() as i64)
+                        .with_last_stable_offset(g.next() as i64)
+                        .with_aborted_transactions(g.chance(70).then(|| {
+                            (0..g.len(2))
+                                .map(|_| {
+                                    AbortedTransaction::default()
+                                        .with_producer_id(ProducerId(g.next() as i64))
+                                        .with_first_offset(g.next() as i64)
+                                })
+                                .collect()
+                        }))
+                        .with_records(g.chance(80).then(|| Bytes::from(g.bytes(60))));
+                    if version >= 5 {
+                        d.log_start_offset = g.next() as i64;
+                    }
+                    if version >= 11 {
+                        d.preferred_read_replica = BrokerId(g.below(4) as i32);
+                    }
+                    if version >= 12 {
+                        if g.chance(50) {
+                            d.diverging_epoch = EpochEndOffset::default()
+                                .with_epoch(g.below(9) as i32)
+                                .with_end_offset(g.next() as i64);
+                        }
+                        if g.chance(50) {
+                            d.current_leader = LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(g.below(4) as i32))
+                                .with_leader_epoch(g.below(9) as i32);
+                        }
+                        if g.chance(50) {
+                            d.snapshot_id = SnapshotId::default()
+                                .with_end_offset(g.next() as i64)
+                                .with_epoch(g.below(9) as i32);
+                        }
+                    }
+                    d
+                })
+                .collect();
+            let mut t = FetchableTopicResponse::default().with_partitions(partitions);
+            if version <= 12 {
+                t.topic = TopicName(g.str(12));
+            } else {
+                t.topic_id = format!("{:016x}{:016x}", g.next(), g.next())
+                    .parse()
+                    .expect("a topic id");
+            }
+            t
+        })
+        .collect();
+    let mut r = FetchResponse::default()
+        .with_throttle_time_ms(g.next() as i32)
+        .with_responses(responses);
+    if version >= 7 {
+        r.error_code = g.below(3) as i16;
+        r.session_id = g.next() as i32;
+    }
+    if version >= 16 {
+        r.node_endpoints = (0..g.len(2))
+            .map(|n| {
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(n as i32))
+                    .with_host(g.str(12))
+                    .with_port(9092)
+                    .with_rack(g.opt_str(4))
+            })
+            .collect();
+    }
+    r
 }
 
 /// `decode_response` on hostile bytes: no panic, bounded allocation.

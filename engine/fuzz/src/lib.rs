@@ -32,11 +32,12 @@ use datastorm_engine::wire::frame::FrameReader;
 use datastorm_engine::wire::produce::read_produce_response;
 use datastorm_engine::wire::varint::{get_uvarint, put_uvarint};
 use kafka_protocol::messages::{
-    api_versions_response, create_topics_request, create_topics_response, metadata_request,
-    metadata_response, produce_request, ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId,
-    CreateTopicsRequest, CreateTopicsResponse, InitProducerIdRequest, InitProducerIdResponse,
-    MetadataRequest, MetadataResponse, ProduceRequest, RequestHeader, SaslAuthenticateRequest,
-    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
+    api_versions_response, create_topics_request, create_topics_response, fetch_response,
+    list_offsets_response, metadata_request, metadata_response, produce_request, ApiKey,
+    ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
+    InitProducerIdRequest, InitProducerIdResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, RequestHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
 
@@ -321,13 +322,15 @@ pub fn frame_reader(data: &[u8]) -> bool {
 
 /// The response types the client decodes, with the versions kafka-protocol
 /// reads.
-pub const CONTROLS: [(ApiKey, i16, i16); 6] = [
+pub const CONTROLS: [(ApiKey, i16, i16); 8] = [
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::Metadata, 0, 13),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::InitProducerId, 0, 6),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Fetch, 4, 18),
 ];
 
 fn decode_control(key: ApiKey, frame: &[u8], version: i16, corr: i32) -> bool {
@@ -348,6 +351,12 @@ fn decode_control(key: ApiKey, frame: &[u8], version: i16, corr: i32) -> bool {
         ApiKey::SaslAuthenticate => {
             decode_response::<SaslAuthenticateRequest>(frame, version, corr).is_ok()
         }
+        ApiKey::ListOffsets => decode_response::<ListOffsetsRequest>(frame, version, corr)
+            .map(|r| assert!(r.topics.len() <= limit))
+            .is_ok(),
+        ApiKey::Fetch => decode_response::<FetchRequest>(frame, version, corr)
+            .map(|r| assert!(r.responses.len() <= limit))
+            .is_ok(),
         _ => decode_response::<InitProducerIdRequest>(frame, version, corr).is_ok(),
     }
 }
@@ -611,6 +620,54 @@ fn control_body(g: &mut Rng, key: ApiKey, version: i16) -> Vec<u8> {
             .with_error_message(Some(g.str(10)))
             .with_auth_bytes(Bytes::from(g.bytes(30)))
             .encode(&mut out, version),
+        ApiKey::ListOffsets => {
+            use list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+            ListOffsetsResponse::default()
+                .with_topics(
+                    (0..g.below(3))
+                        .map(|_| {
+                            ListOffsetsTopicResponse::default()
+                                .with_name(TopicName(g.str(10)))
+                                .with_partitions(
+                                    (0..g.below(3))
+                                        .map(|p| {
+                                            ListOffsetsPartitionResponse::default()
+                                                .with_partition_index(p as i32)
+                                                .with_offset(g.next() as i64)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                )
+                .encode(&mut out, version)
+        }
+        ApiKey::Fetch => {
+            use fetch_response::{AbortedTransaction, FetchableTopicResponse, PartitionData};
+            let responses = (0..g.below(3))
+                .map(|_| {
+                    let mut t = FetchableTopicResponse::default().with_partitions(
+                        (0..g.below(3))
+                            .map(|p| {
+                                PartitionData::default()
+                                    .with_partition_index(p as i32)
+                                    .with_aborted_transactions(Some(vec![
+                                        AbortedTransaction::default().with_first_offset(1),
+                                    ]))
+                                    .with_records(Some(Bytes::from(g.bytes(40))))
+                            })
+                            .collect(),
+                    );
+                    if version <= 12 {
+                        t.topic = TopicName(g.str(10));
+                    }
+                    t
+                })
+                .collect();
+            FetchResponse::default()
+                .with_responses(responses)
+                .encode(&mut out, version)
+        }
         _ => InitProducerIdResponse::default().encode(&mut out, version),
     };
     r.expect("encode a seed response");

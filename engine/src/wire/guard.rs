@@ -14,9 +14,10 @@
 //! Known tagged fields (which kafka-protocol decodes from the stream,
 //! ignoring their size prefix) must fill exactly their declared size.
 //!
-//! Only the responses the client decodes are walked; any other API is
-//! refused rather than decoded unchecked, so adding a request type means
-//! adding its walk here first.
+//! Only the responses the client decodes are walked (ApiVersions, Metadata,
+//! CreateTopics, InitProducerId, the SASL exchange, and ListOffsets and Fetch
+//! for `datastorm verify`); any other API is refused rather than decoded
+//! unchecked, so adding a request type means adding its walk here first.
 
 use super::WireError;
 use kafka_protocol::messages::ApiKey;
@@ -93,6 +94,18 @@ impl<'a> Walk<'a> {
             -1 => Ok(()),
             n if n >= 0 => self.skip(n as usize),
             _ => Err(malformed("negative string length")),
+        }
+    }
+
+    /// (Nullable) bytes: compact, or an i32 length (-1 = null).
+    fn bytes(&mut self) -> R<()> {
+        if self.flex {
+            return self.string();
+        }
+        match self.i32()? {
+            -1 => Ok(()),
+            n if n >= 0 => self.skip(n as usize),
+            _ => Err(malformed("negative bytes length")),
         }
     }
 
@@ -173,12 +186,12 @@ pub(crate) fn check_response(key: i16, body: &[u8], version: i16) -> R<()> {
         Ok(ApiKey::Metadata) => metadata(body, version),
         Ok(ApiKey::CreateTopics) => create_topics(body, version),
         Ok(ApiKey::SaslHandshake) => sasl_handshake(body, version),
+        Ok(ApiKey::ListOffsets) => list_offsets(body, version),
+        Ok(ApiKey::Fetch) => fetch(body, version),
         // Fixed-size fields, strings and bytes (kafka-protocol slices them
         // off the frame without copying) and tagged fields: nothing to bound.
         Ok(ApiKey::SaslAuthenticate) => version_in("SaslAuthenticate", version, 0, 2),
         Ok(ApiKey::InitProducerId) => version_in("InitProducerId", version, 0, 6),
-        Ok(ApiKey::ListOffsets) => list_offsets(body, version),
-        Ok(ApiKey::Fetch) => fetch(body, version),
         _ => Err(WireError::Decode {
             api: super::control::api_name(key),
             detail: "no structural pre-check for this response (wire/guard.rs)".to_owned(),
@@ -186,25 +199,9 @@ pub(crate) fn check_response(key: i16, body: &[u8], version: i16) -> R<()> {
     }
 }
 
-/// Nullable bytes (i32 length, or a compact length when flexible).
-fn bytes(w: &mut Walk<'_>) -> R<()> {
-    if w.flex {
-        let n = w.uvarint()?;
-        if n > 0 {
-            w.skip((n - 1) as usize)?;
-        }
-        return Ok(());
-    }
-    match w.i32()? {
-        -1 => Ok(()),
-        n if n >= 0 => w.skip(n as usize),
-        _ => Err(malformed("negative bytes length")),
-    }
-}
-
-/// ListOffsets v1..=7 (what `verify` asks for).
+/// ListOffsets v1..=10.
 fn list_offsets(body: &[u8], version: i16) -> R<()> {
-    version_in("ListOffsets", version, 1, 7)?;
+    version_in("ListOffsets", version, 1, 10)?;
     let mut w = Walk {
         buf: body,
         flex: version >= 6,
@@ -215,7 +212,7 @@ fn list_offsets(body: &[u8], version: i16) -> R<()> {
     for _ in 0..w.array()? {
         w.string()?; // name
         for _ in 0..w.array()? {
-            w.skip(4 + 2 + 8 + 8)?; // partition, error, timestamp, offset
+            w.skip(4 + 2 + 8 + 8)?; // index, error_code, timestamp, offset
             if version >= 4 {
                 w.skip(4)?; // leader_epoch
             }
@@ -226,9 +223,9 @@ fn list_offsets(body: &[u8], version: i16) -> R<()> {
     w.tagged()
 }
 
-/// Fetch v4..=12 (what `verify` asks for; topics by name).
+/// Fetch v4..=18.
 fn fetch(body: &[u8], version: i16) -> R<()> {
-    version_in("Fetch", version, 4, 12)?;
+    version_in("Fetch", version, 4, 18)?;
     let mut w = Walk {
         buf: body,
         flex: version >= 12,
@@ -238,9 +235,14 @@ fn fetch(body: &[u8], version: i16) -> R<()> {
         w.skip(2 + 4)?; // error_code, session_id
     }
     for _ in 0..w.array()? {
-        w.string()?; // topic
+        if version <= 12 {
+            w.string()?; // topic
+        } else {
+            w.skip(16)?; // topic_id
+        }
         for _ in 0..w.array()? {
-            w.skip(4 + 2 + 8 + 8)?; // partition, error, high watermark, last stable
+            // partition_index, error_code, high_watermark, last_stable_offset
+            w.skip(4 + 2 + 8 + 8)?;
             if version >= 5 {
                 w.skip(8)?; // log_start_offset
             }
@@ -251,12 +253,36 @@ fn fetch(body: &[u8], version: i16) -> R<()> {
             if version >= 11 {
                 w.skip(4)?; // preferred_read_replica
             }
-            bytes(&mut w)?; // records
-            w.tagged()?;
+            w.bytes()?; // records
+                        // Known tags, which kafka-protocol decodes from the stream.
+            w.tagged_with(|tag, f| {
+                let fixed = match tag {
+                    0 => 4 + 8, // diverging_epoch: epoch, end_offset
+                    1 => 4 + 4, // current_leader: leader_id, leader_epoch
+                    2 => 8 + 4, // snapshot_id: end_offset, epoch
+                    _ => return Ok(false),
+                };
+                f.skip(fixed)?;
+                f.tagged()?;
+                Ok(true)
+            })?;
         }
         w.tagged()?;
     }
-    w.tagged()
+    w.tagged_with(|tag, f| match tag {
+        // node_endpoints (v16+; kafka-protocol refuses the tag before)
+        0 if version >= 16 => {
+            for _ in 0..f.array()? {
+                f.skip(4)?; // node_id
+                f.string()?; // host
+                f.skip(4)?; // port
+                f.string()?; // rack
+                f.tagged()?;
+            }
+            Ok(true)
+        }
+        _ => Ok(false),
+    })
 }
 
 /// SaslHandshake v0..=1.
@@ -411,8 +437,8 @@ mod tests {
         MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
     };
     use kafka_protocol::messages::{
-        ApiVersionsResponse, BrokerId, CreateTopicsResponse, MetadataResponse,
-        SaslHandshakeResponse, TopicName,
+        ApiVersionsResponse, BrokerId, CreateTopicsResponse, FetchResponse, ListOffsetsResponse,
+        MetadataResponse, ProducerId, SaslHandshakeResponse, TopicName,
     };
     use kafka_protocol::protocol::{Encodable, StrBytes};
 
@@ -483,6 +509,59 @@ mod tests {
         CreateTopicsResponse::default().with_topics(vec![t])
     }
 
+    fn list_offsets_sample() -> ListOffsetsResponse {
+        use kafka_protocol::messages::list_offsets_response::{
+            ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+        };
+        ListOffsetsResponse::default().with_topics(vec![ListOffsetsTopicResponse::default()
+            .with_name(TopicName(s("orders")))
+            .with_partitions(vec![
+                ListOffsetsPartitionResponse::default()
+                    .with_partition_index(0)
+                    .with_offset(42),
+                ListOffsetsPartitionResponse::default()
+                    .with_partition_index(1)
+                    .with_offset(7),
+            ])])
+    }
+
+    fn fetch_sample(version: i16) -> FetchResponse {
+        use kafka_protocol::messages::fetch_response::{
+            AbortedTransaction, EpochEndOffset, FetchableTopicResponse, LeaderIdAndEpoch,
+            NodeEndpoint, PartitionData, SnapshotId,
+        };
+        let mut p = PartitionData::default()
+            .with_partition_index(3)
+            .with_high_watermark(100)
+            .with_aborted_transactions(Some(vec![AbortedTransaction::default()
+                .with_producer_id(ProducerId(5))
+                .with_first_offset(9)]))
+            .with_records(Some(bytes::Bytes::from_static(b"record batches")));
+        if version >= 12 {
+            p = p
+                .with_diverging_epoch(EpochEndOffset::default().with_epoch(2).with_end_offset(8))
+                .with_current_leader(
+                    LeaderIdAndEpoch::default()
+                        .with_leader_id(BrokerId(1))
+                        .with_leader_epoch(4),
+                )
+                .with_snapshot_id(SnapshotId::default().with_end_offset(6).with_epoch(1));
+        }
+        let mut t = FetchableTopicResponse::default().with_partitions(vec![p]);
+        if version <= 12 {
+            t.topic = TopicName(s("orders"));
+        }
+        let mut r = FetchResponse::default().with_responses(vec![t]);
+        if version >= 16 {
+            r.node_endpoints = vec![NodeEndpoint::default()
+                .with_node_id(BrokerId(1))
+                .with_host(s("broker-1"))
+                .with_port(9092)
+                .with_rack(Some(s("r1")))];
+        }
+        r
+    }
+
     fn accepts_then_survives_every_cut(key: ApiKey, body: &[u8], version: i16) {
         check_response(key as i16, body, version)
             .unwrap_or_else(|e| panic!("{key:?} v{version} refused: {e}"));
@@ -505,6 +584,14 @@ mod tests {
         for v in 2..=7 {
             let body = enc(&create_topics_sample(v), v);
             accepts_then_survives_every_cut(ApiKey::CreateTopics, &body, v);
+        }
+        for v in 1..=10 {
+            let body = enc(&list_offsets_sample(), v);
+            accepts_then_survives_every_cut(ApiKey::ListOffsets, &body, v);
+        }
+        for v in 4..=18 {
+            let body = enc(&fetch_sample(v), v);
+            accepts_then_survives_every_cut(ApiKey::Fetch, &body, v);
         }
         let handshake =
             SaslHandshakeResponse::default().with_mechanisms(vec![s("PLAIN"), s("SCRAM-SHA-512")]);
@@ -540,8 +627,25 @@ mod tests {
     }
 
     #[test]
+    fn fetch_partition_known_tags_are_walked() {
+        // kafka-protocol decodes diverging_epoch (tag 0) from the stream
+        // whatever its declared size: a size that lies must be refused, or
+        // the walk and the decoder would part ways.
+        let body = enc(&fetch_sample(12), 12);
+        let at = body
+            .windows(3)
+            .position(|w| w == [3, 0, 13])
+            .expect("three tagged fields, the first 13 bytes long");
+        for size in [0u8, 12, 14] {
+            let mut bad = body.clone();
+            bad[at + 2] = size;
+            assert!(check_response(ApiKey::Fetch as i16, &bad, 12).is_err());
+        }
+    }
+
+    #[test]
     fn unknown_apis_and_versions_are_refused() {
-        assert!(check_response(ApiKey::Fetch as i16, &[], 12).is_err());
+        assert!(check_response(ApiKey::Produce as i16, &[], 9).is_err());
         assert!(check_response(-7, &[], 0).is_err());
         assert!(check_response(ApiKey::Metadata as i16, &[0; 64], 14).is_err());
     }
