@@ -16,7 +16,9 @@ mod metrics;
 mod render;
 mod report;
 mod runfile;
+mod sweep;
 mod timeline;
+mod tune;
 mod units;
 
 use clap::{Parser, Subcommand};
@@ -63,6 +65,12 @@ enum Command {
     /// Read a topic back and check the sequence headers: nothing lost,
     /// doubled or out of order (and every acknowledged record there).
     Verify(cli::verify::VerifyArgs),
+    /// Check the host's kernel and network settings against a tuning
+    /// profile (tuning/profiles).
+    Tune(cli::tune::TuneArgs),
+    /// Run `produce` for every combination of lists of settings, then
+    /// tabulate, chart and name the best (resumable).
+    Sweep(Box<cli::sweep::SweepArgs>),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +88,8 @@ fn main() -> ExitCode {
         Command::Sample(args) => cli::sample::main(args),
         Command::Report(args) => cli::report::main(args),
         Command::Verify(args) => cli::verify::main(args),
+        Command::Tune(args) => cli::tune::main(args),
+        Command::Sweep(args) => cli::sweep::main(*args),
     };
     ExitCode::from(code)
 }

@@ -118,6 +118,9 @@ pub fn build(
         "started_at_unix_ms": started_at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
         "config": plan,
         "environment": environment(o),
+        // The host's tuning (tuning/profiles settings and their live
+        // values), so that two runs can be compared with their settings.
+        "tuning": crate::tune::snapshot(),
         "cluster": o.prepared,
         "results": results(plan, o, sink.is_some(), started_at),
         "shards": o.shards.iter().map(|r| shard(plan, r)).collect::<Vec<_>>(),
@@ -180,6 +183,7 @@ fn results(plan: &RunPlan, o: &RunOutcome, with_sink: bool, started_at: SystemTi
         "compression": compression(plan, t.record_bytes_acked, t.batch_bytes_sent),
         "failure": o.failure,
         "interrupted": o.interrupted,
+        "executor_kicks": o.executor_kicks,
         "streams": (0..plan.streams.len()).map(|i| stream_results(plan, o, i, el)).collect::<Vec<_>>(),
     })
 }

@@ -8,9 +8,7 @@
 //! The last scenario to finish stops the cluster; a run that filters the
 //! tests leaves it up for the next run (`scripts/kafka-lab stop --name
 //! ds-test-secure` removes it).
-// Not yet wired into the producer (the shard connections still use plain
-// TCP): run with --features security-lab-tests once they are.
-#![cfg(feature = "security-lab-tests")]
+#![cfg(feature = "lab-tests")]
 
 mod common;
 
@@ -137,11 +135,20 @@ fn landed(topic: &str) -> i64 {
         .sum()
 }
 
-/// Produces 10,000 records and checks Kafka has exactly those.
+/// Produces 10,000 records and checks Kafka has exactly those: by its end
+/// offsets (Kafka's own tool, over PLAINTEXT), and by `--verify` reading
+/// them back over the same secured listener (every acknowledged record once).
 fn produces_and_lands(bootstrap: &str, topic: &str, security: &[&str]) -> Output {
-    let out = run(produce(bootstrap, topic, 10_000, security));
+    let mut cmd = produce(bootstrap, topic, 10_000, security);
+    cmd.arg("--verify");
+    let out = run(cmd);
     assert_success(&out);
     assert_eq!(landed(topic), 10_000, "records in {topic}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("acknowledged records is there exactly once"),
+        "{stdout}"
+    );
     for stream in [&out.stdout, &out.stderr] {
         assert!(!text(stream).contains(PASSWORD), "{}", text(stream));
     }

@@ -163,6 +163,75 @@ impl ConnError {
     }
 }
 
+/// Socket options set on every broker connection (`produce --nodelay`,
+/// `--socket-send-buffer`, `--socket-receive-buffer`, `--busy-poll`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SocketOptions {
+    /// TCP_NODELAY: send each request at once instead of waiting for the
+    /// previous segment's ACK (Nagle). Kafka's clients set it too.
+    pub nodelay: bool,
+    /// SO_SNDBUF in bytes (the kernel doubles it and caps it at
+    /// net.core.wmem_max); `None` leaves send-buffer autotuning on.
+    pub send_buffer: Option<usize>,
+    /// SO_RCVBUF in bytes (capped at net.core.rmem_max); `None`: autotuned.
+    pub receive_buffer: Option<usize>,
+    /// SO_BUSY_POLL in microseconds: spin in the receive path for up to this
+    /// long (needs a NIC driver with busy polling; root to raise it above
+    /// net.core.busy_read). `None` leaves the socket's default.
+    pub busy_poll_us: Option<u32>,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            nodelay: true,
+            send_buffer: None,
+            receive_buffer: None,
+            busy_poll_us: None,
+        }
+    }
+}
+
+impl SocketOptions {
+    /// Sets the options on a connected socket.
+    pub fn apply(&self, fd: std::os::fd::RawFd) -> io::Result<()> {
+        let set = |level: i32, name: i32, value: i32| -> io::Result<()> {
+            // SAFETY: setsockopt(2) on a socket this connection owns, with a
+            // pointer to an int that outlives the call and its size.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    level,
+                    name,
+                    (&value as *const i32).cast(),
+                    std::mem::size_of::<i32>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        let int = |bytes: usize| i32::try_from(bytes).unwrap_or(i32::MAX);
+        set(
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            i32::from(self.nodelay),
+        )?;
+        if let Some(b) = self.send_buffer {
+            set(libc::SOL_SOCKET, libc::SO_SNDBUF, int(b))?;
+        }
+        if let Some(b) = self.receive_buffer {
+            set(libc::SOL_SOCKET, libc::SO_RCVBUF, int(b))?;
+        }
+        if let Some(us) = self.busy_poll_us {
+            set(libc::SOL_SOCKET, libc::SO_BUSY_POLL, int(us as usize))?;
+        }
+        Ok(())
+    }
+}
+
 /// How to open a broker connection: client id, time limit, security.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectOptions<'a> {
@@ -171,6 +240,7 @@ pub struct ConnectOptions<'a> {
     /// together; later, for each control-plane request.
     pub timeout: Duration,
     pub security: &'a SecurityConfig,
+    pub socket: SocketOptions,
 }
 
 impl<'a> ConnectOptions<'a> {
@@ -179,7 +249,13 @@ impl<'a> ConnectOptions<'a> {
             client_id,
             timeout,
             security,
+            socket: SocketOptions::default(),
         }
+    }
+
+    /// The same options with these socket options.
+    pub fn with_socket(self, socket: SocketOptions) -> Self {
+        ConnectOptions { socket, ..self }
     }
 
     /// Plain TCP, no authentication.
@@ -350,10 +426,15 @@ impl Connection {
                 addr: addr.to_owned(),
                 source: e.into(),
             })?;
-        stream.set_nodelay(true).map_err(|e| ConnError::Io {
-            addr: addr.to_owned(),
-            source: e.into(),
-        })?;
+        {
+            use std::os::fd::AsRawFd as _;
+            opts.socket
+                .apply(stream.as_raw_fd())
+                .map_err(|source| ConnError::Io {
+                    addr: addr.to_owned(),
+                    source,
+                })?;
+        }
         let security = opts.security;
         let tls = security.tls().cloned();
         let transport = match &tls {
@@ -665,5 +746,41 @@ async fn tls_handshake(
             addr: addr.to_owned(),
             timeout,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SocketOptions;
+    use std::os::fd::AsRawFd as _;
+
+    fn get(fd: i32, level: i32, name: i32) -> i32 {
+        let mut v: i32 = 0;
+        let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+        // SAFETY: getsockopt(2) on a live socket, into an int of the size given.
+        let rc =
+            unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut i32).cast(), &mut len) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        v
+    }
+
+    #[test]
+    fn socket_options_reach_the_socket() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let fd = s.as_raw_fd();
+        let opts = SocketOptions {
+            nodelay: false,
+            send_buffer: Some(64 * 1024),
+            receive_buffer: Some(64 * 1024),
+            busy_poll_us: None,
+        };
+        opts.apply(fd).unwrap();
+        assert_eq!(get(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY), 0);
+        // Linux doubles the size asked for (bookkeeping overhead).
+        assert_eq!(get(fd, libc::SOL_SOCKET, libc::SO_SNDBUF), 128 * 1024);
+        assert_eq!(get(fd, libc::SOL_SOCKET, libc::SO_RCVBUF), 128 * 1024);
+        SocketOptions::default().apply(fd).unwrap();
+        assert_ne!(get(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY), 0);
     }
 }

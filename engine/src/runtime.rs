@@ -137,6 +137,34 @@ pub fn resolve_cpus(
     }
 }
 
+/// The glommio executor settings a run can change (`produce
+/// --ring-depth`, `--spin-before-park`, `--preempt-timer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ExecutorTuning {
+    /// io_uring submission queue entries per ring (glommio's default: 128).
+    pub ring_depth: usize,
+    /// How long an idle executor polls before it parks (sleeps in the kernel).
+    pub spin_before_park: std::time::Duration,
+    /// Time slice after which a running task is asked to yield, so that
+    /// the executor polls io_uring (ack readers run) during a generator loop.
+    pub preempt_timer: std::time::Duration,
+}
+
+impl Default for ExecutorTuning {
+    fn default() -> Self {
+        ExecutorTuning {
+            ring_depth: 128,
+            // Short enough that ack readers run while a generator loop keeps
+            // the core busy.
+            preempt_timer: std::time::Duration::from_micros(500),
+            // Acks usually arrive within milliseconds, and glommio 0.9's
+            // sleep (linked rings) has been seen to miss wake-ups under load,
+            // so park as rarely as possible.
+            spin_before_park: std::time::Duration::from_millis(10),
+        }
+    }
+}
+
 /// Starts one executor per CPU, pinned, running `make(shard_index, cpu)`'s
 /// future, and waits for all of them. Results come back in shard order.
 pub fn run_pinned<T, F, Fut>(cpus: &[usize], name: &str, make: F) -> Result<Vec<T>, RuntimeError>
@@ -145,10 +173,25 @@ where
     F: Fn(usize, usize) -> Fut + Send + Clone + 'static,
     Fut: Future<Output = T> + 'static,
 {
+    run_pinned_with(cpus, name, &ExecutorTuning::default(), make)
+}
+
+/// [`run_pinned`] with executor settings other than the defaults.
+pub fn run_pinned_with<T, F, Fut>(
+    cpus: &[usize],
+    name: &str,
+    tuning: &ExecutorTuning,
+    make: F,
+) -> Result<Vec<T>, RuntimeError>
+where
+    T: Send + 'static,
+    F: Fn(usize, usize) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = T> + 'static,
+{
     let mut handles = Vec::with_capacity(cpus.len());
     for (idx, &cpu) in cpus.iter().enumerate() {
         let make = make.clone();
-        let handle = executor_builder(cpu, &format!("{name}-{idx}"))
+        let handle = tuned_executor_builder(cpu, &format!("{name}-{idx}"), tuning)
             .spawn(move || make(idx, cpu))
             .map_err(|e| RuntimeError::Executor {
                 cpu,
@@ -164,15 +207,20 @@ where
 
 /// A builder for an executor pinned to `cpu`, with the settings DataStorm uses.
 pub fn executor_builder(cpu: usize, name: &str) -> LocalExecutorBuilder {
+    tuned_executor_builder(cpu, name, &ExecutorTuning::default())
+}
+
+/// A builder for an executor pinned to `cpu` with `tuning`.
+pub fn tuned_executor_builder(
+    cpu: usize,
+    name: &str,
+    tuning: &ExecutorTuning,
+) -> LocalExecutorBuilder {
     LocalExecutorBuilder::new(Placement::Fixed(cpu))
         .name(name)
-        // Time slice before the executor polls io_uring again: short enough
-        // that ack readers run while a generator loop keeps the core busy.
-        .preempt_timer(std::time::Duration::from_micros(500))
-        // Poll for a while before parking the reactor: acks usually arrive
-        // within milliseconds, and glommio 0.9's sleep (linked rings) has
-        // been seen to miss wake-ups under load, so park as rarely as possible.
-        .spin_before_park(std::time::Duration::from_millis(10))
+        .ring_depth(tuning.ring_depth.max(1))
+        .preempt_timer(tuning.preempt_timer)
+        .spin_before_park(tuning.spin_before_park)
 }
 
 #[cfg(test)]

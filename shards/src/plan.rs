@@ -278,6 +278,11 @@ pub struct RunPlan {
     /// TLS and SASL for every broker connection (plaintext by default).
     /// Serializes without the password.
     pub security: datastorm_engine::SecurityConfig,
+    /// The shards' glommio executors: ring depth, spin before park,
+    /// preemption timer.
+    pub executor: datastorm_engine::runtime::ExecutorTuning,
+    /// Socket options of every broker connection (TCP_NODELAY, buffers).
+    pub socket: datastorm_engine::conn::SocketOptions,
 }
 
 /// One stream of records: a topic, what its records carry, and its share of
@@ -321,6 +326,17 @@ impl StreamPlan {
 }
 
 impl RunPlan {
+    /// How every broker connection of this run is opened: client id,
+    /// connect timeout, TLS and SASL.
+    pub fn connect_options(&self) -> datastorm_engine::conn::ConnectOptions<'_> {
+        datastorm_engine::conn::ConnectOptions::new(
+            &self.client_id,
+            self.connect_timeout,
+            &self.security,
+        )
+        .with_socket(self.socket)
+    }
+
     /// A plan with DataStorm's defaults for the given brokers and one topic.
     pub fn new(bootstrap: Vec<String>, topic: impl Into<String>) -> Self {
         RunPlan {
@@ -350,6 +366,8 @@ impl RunPlan {
             client_id: datastorm_engine::DEFAULT_CLIENT_ID.to_owned(),
             drain_timeout: Duration::from_secs(30),
             security: datastorm_engine::SecurityConfig::plaintext(),
+            executor: datastorm_engine::runtime::ExecutorTuning::default(),
+            socket: datastorm_engine::conn::SocketOptions::default(),
         }
     }
 }

@@ -5,10 +5,11 @@ use crate::assign::assign;
 use crate::pacer::Profile;
 use crate::plan::{split_evenly, RateSpec, RunPlan};
 use crate::search::{MaxRateSearch, RateSearchResult};
+use crate::shard::kick::Kick;
 use crate::shard::{run_shard, ShardEvent, ShardResult, ShardSetup, StreamShare};
 use datastorm_engine::cluster::{self, Broker, ClusterError, Created};
 use datastorm_engine::metrics::{latency_histogram, Counters, ShardCounters};
-use datastorm_engine::runtime::{run_pinned, RuntimeError};
+use datastorm_engine::runtime::{run_pinned_with, RuntimeError};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -151,6 +152,9 @@ pub struct RunOutcome {
     pub failure: Option<String>,
     /// True when the run was stopped from outside (signal) before its end.
     pub interrupted: bool,
+    /// Times the coordinator woke a shard's executor after a second without
+    /// progress while requests were in flight (see `shard::kick`).
+    pub executor_kicks: u64,
 }
 
 impl RunOutcome {
@@ -178,8 +182,7 @@ impl RunOutcome {
 /// Connects, creates the streams' topics where asked, and finds the
 /// partition leaders of each.
 pub async fn prepare(plan: &RunPlan) -> Result<(Prepared, Leaders), ClusterError> {
-    let mut conn =
-        cluster::bootstrap(&plan.bootstrap, &plan.client_id, plan.connect_timeout).await?;
+    let mut conn = cluster::bootstrap_with(&plan.bootstrap, &plan.connect_options()).await?;
     let api_versions = conn.versions().by_name();
     let mut topics = Vec::with_capacity(plan.streams.len());
     let mut leaders_by_stream = Vec::with_capacity(plan.streams.len());
@@ -192,10 +195,10 @@ pub async fn prepare(plan: &RunPlan) -> Result<(Prepared, Leaders), ClusterError
             let info = cluster::wait_for_leaders(&mut conn, &stream.topic, Duration::from_secs(30))
                 .await?;
             if created {
-                cluster::wait_until_leaders_agree(
+                cluster::wait_until_leaders_agree_with(
                     &info,
                     &stream.topic,
-                    &plan.client_id,
+                    &plan.connect_options(),
                     Duration::from_secs(30),
                 )
                 .await?;
@@ -354,19 +357,22 @@ pub fn run(
     let counters: Vec<Arc<ShardCounters>> = (0..shards * n_streams)
         .map(|_| Arc::new(ShardCounters::default()))
         .collect();
+    let kicks: Vec<Arc<Kick>> = (0..shards).map(|_| Arc::default()).collect();
     let (tx, rx) = mpsc::channel::<ShardEvent>();
     let origin = Instant::now();
 
     let shard_thread = {
         let plan = plan.clone();
         let counters = counters.clone();
+        let kicks = kicks.clone();
         let stop = stop.clone();
         let cpus = plan.cpus.clone();
         let rate_control = rate_control.clone();
+        let executor = plan.executor;
         std::thread::Builder::new()
             .name("datastorm-shards".into())
             .spawn(move || {
-                run_pinned(&cpus, "datastorm-shard", move |index, cpu| {
+                run_pinned_with(&cpus, "datastorm-shard", &executor, move |index, cpu| {
                     let streams = layouts
                         .iter()
                         .enumerate()
@@ -399,6 +405,7 @@ pub fn run(
                         origin,
                         events: tx.clone(),
                         stop: stop.clone(),
+                        kick: kicks[index].clone(),
                     })
                 })
             })
@@ -420,6 +427,7 @@ pub fn run(
     let stall_limit = plan.request_timeout + Duration::from_secs(15);
     let mut progress: Vec<((u64, u64), Instant)> = vec![((0, 0), Instant::now()); counters.len()];
     let mut stalled: Option<String> = None;
+    let mut executor_kicks = 0u64;
     while !shard_thread.is_finished() {
         let wait = (last_tick + tick).saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
@@ -492,7 +500,12 @@ pub fn run(
                 let mark = (snap.requests_sent, snap.requests_acked);
                 if mark != progress[i].0 || snap.requests_in_flight == 0 {
                     progress[i] = (mark, now);
-                } else if now - progress[i].1 > stall_limit {
+                } else if now - progress[i].1 <= stall_limit {
+                    // Requests in flight and nothing moved for a second: make
+                    // sure the executor is not asleep past its wake-up.
+                    kicks[i / n_streams].wake();
+                    executor_kicks += 1;
+                } else {
                     stalled = Some(format!(
                         "shard {} made no progress for {:?} with {} requests in flight; its executor \
                          stopped waking up (a glommio reactor stall). The run was ended with what it measured",
@@ -527,6 +540,7 @@ pub fn run(
             elapsed: started.elapsed().saturating_sub(plan.warmup),
             failure: Some(failure),
             interrupted: false,
+            executor_kicks,
         });
     }
     let results: Vec<ShardResult> = shard_thread
@@ -568,6 +582,7 @@ pub fn run(
         elapsed,
         failure,
         interrupted,
+        executor_kicks,
     })
 }
 

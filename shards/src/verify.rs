@@ -6,7 +6,7 @@
 
 use crate::plan::SEQUENCE_HEADER;
 use datastorm_engine::cluster;
-use datastorm_engine::conn::Connection;
+use datastorm_engine::conn::{ConnectOptions, Connection};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{FetchRequest, ListOffsetsRequest, TopicName};
@@ -25,6 +25,8 @@ pub struct VerifyPlan {
     pub connect_timeout: Duration,
     /// Give up reading after this long.
     pub timeout: Duration,
+    /// TLS and SASL, as for producing.
+    pub security: datastorm_engine::SecurityConfig,
 }
 
 /// Who produced a record: (instance, shard, partition named in the header).
@@ -180,7 +182,8 @@ pub fn parse_sequence_header(v: &[u8]) -> Option<(u32, u32, i32, u64)> {
 /// sequence headers.
 pub async fn verify(plan: &VerifyPlan) -> Result<VerifyReport, String> {
     let deadline = Instant::now() + plan.timeout;
-    let mut boot = cluster::bootstrap(&plan.bootstrap, &plan.client_id, plan.connect_timeout)
+    let opts = ConnectOptions::new(&plan.client_id, plan.connect_timeout, &plan.security);
+    let mut boot = cluster::bootstrap_with(&plan.bootstrap, &opts)
         .await
         .map_err(|e| e.to_string())?;
     let info = cluster::metadata(&mut boot, &[&plan.topic])
@@ -197,7 +200,7 @@ pub async fn verify(plan: &VerifyPlan) -> Result<VerifyReport, String> {
         ..Default::default()
     };
     for (addr, partitions) in by_leader {
-        let mut conn = Connection::connect(&addr, &plan.client_id, plan.connect_timeout)
+        let mut conn = Connection::connect_with(&addr, &opts)
             .await
             .map_err(|e| e.to_string())?;
         let start = list_offsets(&mut conn, &plan.topic, &partitions, -2).await?;

@@ -1,10 +1,13 @@
 //! Subcommands.
 
+pub mod knobs;
 pub mod produce;
 pub mod report;
 pub mod sample;
 pub mod security;
 pub mod sink;
+pub mod sweep;
+pub mod tune;
 pub mod verify;
 pub mod workload;
 

@@ -163,6 +163,8 @@ pub struct ProduceArgs {
     pub client_id: String,
     #[command(flatten)]
     pub security: super::security::SecurityArgs,
+    #[command(flatten)]
+    pub knobs: super::knobs::KnobArgs,
     /// Write a JSON report (configuration, environment, results) to this file.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -295,6 +297,9 @@ pub fn main(args: ProduceArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    for note in args.knobs.capped_by_host() {
+        eprintln!("datastorm produce: note: {note}");
+    }
     let stop = super::stop_on_signals();
     let quiet = args.quiet;
     let started_at = std::time::SystemTime::now();
@@ -423,6 +428,7 @@ fn verify_streams(
             client_id: plan.client_id.clone(),
             connect_timeout: plan.connect_timeout,
             timeout: Duration::from_secs(300),
+            security: plan.security.clone(),
         };
         let mut acked = std::collections::BTreeMap::new();
         for r in outcome.shards.iter().filter(|r| r.stream == si) {
@@ -730,5 +736,7 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> Result<
     plan.seed = a.seed;
     plan.client_id = a.client_id.clone();
     plan.security = a.security.to_config()?;
+    plan.executor = a.knobs.executor();
+    plan.socket = a.knobs.socket();
     Ok(plan)
 }

@@ -28,6 +28,8 @@ pub struct VerifyArgs {
     pub timeout: Duration,
     #[arg(long, default_value = "10s", value_parser = crate::units::parse_duration)]
     pub connect_timeout: Duration,
+    #[command(flatten)]
+    pub security: super::security::SecurityArgs,
 }
 
 pub fn main(args: VerifyArgs) -> u8 {
@@ -38,12 +40,20 @@ pub fn main(args: VerifyArgs) -> u8 {
             return exit::USAGE;
         }
     }
+    let security = match args.security.to_config() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("datastorm verify: {e}");
+            return exit::USAGE;
+        }
+    };
     let plan = VerifyPlan {
         bootstrap: args.bootstrap.clone(),
         topic: args.topic.clone(),
         client_id: datastorm_engine::DEFAULT_CLIENT_ID.to_owned(),
         connect_timeout: args.connect_timeout,
         timeout: args.timeout,
+        security,
     };
     let ex = match glommio::LocalExecutorBuilder::default()
         .name("datastorm-verify")

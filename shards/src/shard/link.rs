@@ -90,11 +90,10 @@ impl Opener {
     /// reader. On failure, schedules the next attempt.
     pub async fn connect(&self, li: usize, link: &mut Link) -> Result<i16, String> {
         let plan = &self.plan;
-        let conn =
-            match Connection::connect(&link.addr, &plan.client_id, plan.connect_timeout).await {
-                Ok(c) => c,
-                Err(e) => return Err(self.attempt_failed(link, e.to_string())),
-            };
+        let conn = match Connection::connect_with(&link.addr, &plan.connect_options()).await {
+            Ok(c) => c,
+            Err(e) => return Err(self.attempt_failed(link, e.to_string())),
+        };
         let version = match conn.version_for::<kafka_protocol::messages::ProduceRequest>((
             produce::MIN_VERSION,
             produce::MAX_VERSION,
@@ -256,7 +255,7 @@ async fn refresh_leaders(
     // Any broker will do: the known ones first, then the bootstrap list.
     let mut servers: Vec<String> = links.iter().map(|l| l.addr.clone()).collect();
     servers.extend(plan.bootstrap.iter().cloned());
-    let mut conn = cluster::bootstrap(&servers, &plan.client_id, plan.connect_timeout)
+    let mut conn = cluster::bootstrap_with(&servers, &plan.connect_options())
         .await
         .map_err(|e| e.to_string())?;
     let info = cluster::metadata(&mut conn, &[&opener.topic])

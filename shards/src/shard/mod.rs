@@ -10,6 +10,7 @@
 
 mod acks;
 mod generate;
+pub mod kick;
 mod link;
 mod send;
 mod state;
@@ -47,6 +48,8 @@ pub struct ShardSetup {
     pub origin: Instant,
     pub events: mpsc::Sender<ShardEvent>,
     pub stop: Arc<AtomicBool>,
+    /// Lets the coordinator wake this shard's executor (see `kick`).
+    pub kick: Arc<kick::Kick>,
 }
 
 /// One shard's part of one stream.
@@ -134,7 +137,9 @@ pub async fn run_shard(setup: ShardSetup) -> Vec<ShardResult> {
         origin,
         events,
         stop,
+        kick,
     } = setup;
+    let listener = glommio::spawn_local(kick::Listen(kick.clone()));
     let tasks: Vec<_> = streams
         .into_iter()
         .map(|share| {
@@ -162,6 +167,8 @@ pub async fn run_shard(setup: ShardSetup) -> Vec<ShardResult> {
     for t in tasks {
         results.push(t.await);
     }
+    kick.close();
+    listener.cancel().await;
     results
 }
 
@@ -446,7 +453,7 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
 /// without a transactional id).
 async fn init_producer_id(addr: &str, plan: &RunPlan) -> Result<(i64, i16), String> {
     use kafka_protocol::messages::InitProducerIdRequest;
-    let mut conn = Connection::connect(addr, &plan.client_id, plan.connect_timeout)
+    let mut conn = Connection::connect_with(addr, &plan.connect_options())
         .await
         .map_err(|e| e.to_string())?;
     let version = conn

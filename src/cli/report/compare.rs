@@ -141,6 +141,41 @@ fn settings(r: &Report) -> Vec<(String, String)> {
             out.push((k.clone(), text(v)));
         }
     }
+    // Engine knobs and the tuning snapshot: absent from reports written
+    // before the tuning lab, which then show "-".
+    let dur = |v: &Value| super::duration(v).map_or("-".into(), short_duration);
+    let ex = &c["executor"];
+    if ex.is_object() {
+        out.push(("ring-depth".to_owned(), text(&ex["ring_depth"])));
+        out.push(("spin-before-park".to_owned(), dur(&ex["spin_before_park"])));
+        out.push(("preempt-timer".to_owned(), dur(&ex["preempt_timer"])));
+    }
+    let sock = &c["socket"];
+    if sock.is_object() {
+        let auto = |v: &Value| if v.is_null() { "auto".into() } else { text(v) };
+        out.push(("nodelay".to_owned(), text(&sock["nodelay"])));
+        out.push(("socket-send-buffer".to_owned(), auto(&sock["send_buffer"])));
+        out.push((
+            "socket-receive-buffer".to_owned(),
+            auto(&sock["receive_buffer"]),
+        ));
+        let busy = &sock["busy_poll_us"];
+        out.push((
+            "busy-poll us".to_owned(),
+            if busy.is_null() {
+                "off".into()
+            } else {
+                text(busy)
+            },
+        ));
+    }
+    if let Some(m) = r.doc["tuning"]["settings"].as_object() {
+        for (k, v) in m {
+            if !out.iter().any(|(name, _)| name == k) {
+                out.push((k.clone(), text(v)));
+            }
+        }
+    }
     out
 }
 

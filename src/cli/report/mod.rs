@@ -6,7 +6,7 @@
 
 mod compare;
 mod merge;
-mod plot;
+pub(crate) mod plot;
 mod show;
 
 use crate::exit;

@@ -42,7 +42,7 @@ fn parse_size(s: &str) -> Result<(u32, u32), String> {
     }
 }
 
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Text as the backend should be given it. plotters' `ab_glyph` text
 /// drawing (bitmaps) drops each glyph's left side bearing, which eats most
@@ -63,7 +63,7 @@ impl Labels {
     }
 }
 
-fn register_font() -> Result<(), String> {
+pub(crate) fn register_font() -> Result<(), String> {
     plotters::style::register_font(FONT, FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT)
         .map_err(|_| "the built-in font does not load".to_owned())
 }
