@@ -216,3 +216,32 @@ fn confluent_encoding_needs_a_schema_id() {
         text(&out.stderr)
     );
 }
+
+/// `--connections-per-broker N`: the shard opens N connections to its one
+/// broker (the embedded sink counts them) and every record still lands.
+#[test]
+fn connections_per_broker_opens_that_many_connections_per_shard() {
+    let dir = scratch("connections-per-broker");
+    let mut seen = Vec::new();
+    for n in [1, 3] {
+        let report = dir.join(format!("run-{n}.json"));
+        let mut cmd = datastorm();
+        cmd.args(["produce", "--count", "100000", "--cores", "1"])
+            .args(["--connections-per-broker", &n.to_string(), "--report"])
+            .arg(&report);
+        let (out, _) = run_bounded(cmd, Duration::from_secs(120));
+        assert!(
+            out.status.success(),
+            "stdout:\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        let doc = read_json(&report);
+        assert_eq!(doc["results"]["records_acked"], 100_000);
+        assert_eq!(doc["sink"]["records"], 100_000);
+        assert_eq!(doc["config"]["connections_per_broker"], n);
+        seen.push(doc["sink"]["connections"].as_u64().expect("connections"));
+    }
+    // Bootstrap and metadata connections are the same in both runs.
+    assert_eq!(seen[1] - seen[0], 2, "sink connections {seen:?}");
+}

@@ -283,6 +283,9 @@ pub struct RunPlan {
     pub executor: datastorm_engine::runtime::ExecutorTuning,
     /// Socket options of every broker connection (TCP_NODELAY, buffers).
     pub socket: datastorm_engine::conn::SocketOptions,
+    /// Connections per shard to each leader; partition `p` uses connection
+    /// `p % connections_per_broker`.
+    pub connections_per_broker: usize,
 }
 
 /// One stream of records: a topic, what its records carry, and its share of
@@ -337,6 +340,12 @@ impl RunPlan {
         .with_socket(self.socket)
     }
 
+    /// Which of a shard's connections to its leader partition `partition`
+    /// uses: fixed per partition, so its batches stay in order.
+    pub fn connection_slot(&self, partition: i32) -> usize {
+        partition.unsigned_abs() as usize % self.connections_per_broker.max(1)
+    }
+
     /// A plan with DataStorm's defaults for the given brokers and one topic.
     pub fn new(bootstrap: Vec<String>, topic: impl Into<String>) -> Self {
         RunPlan {
@@ -368,6 +377,7 @@ impl RunPlan {
             security: datastorm_engine::SecurityConfig::plaintext(),
             executor: datastorm_engine::runtime::ExecutorTuning::default(),
             socket: datastorm_engine::conn::SocketOptions::default(),
+            connections_per_broker: 1,
         }
     }
 }

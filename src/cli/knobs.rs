@@ -41,6 +41,12 @@ pub struct KnobArgs {
     /// above net.core.busy_read needs CAP_NET_ADMIN).
     #[arg(long, value_parser = parse_busy_poll, value_name = "DURATION")]
     pub busy_poll: Option<Duration>,
+    /// Connections each shard opens to each partition leader. A shard's
+    /// partitions on one broker are spread over them (partition id modulo
+    /// N, so a partition's batches stay on one connection, in order), each
+    /// with its own --max-in-flight requests.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64), value_name = "N")]
+    pub connections_per_broker: u32,
 }
 
 fn parse_preempt(s: &str) -> Result<Duration, String> {

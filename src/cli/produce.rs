@@ -738,5 +738,6 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> Result<
     plan.security = a.security.to_config()?;
     plan.executor = a.knobs.executor();
     plan.socket = a.knobs.socket();
+    plan.connections_per_broker = a.knobs.connections_per_broker as usize;
     Ok(plan)
 }

@@ -44,6 +44,9 @@ pub(super) struct LinkConn {
 /// and the request being filled for it.
 pub(super) struct Link {
     pub addr: String,
+    /// Which of the shard's connections to this broker (see
+    /// `RunPlan::connection_slot`).
+    pub slot: usize,
     pub conn: Option<LinkConn>,
     pub request: ProduceRequestBuilder,
     /// Batches in `request`, not yet sent.
@@ -71,9 +74,10 @@ impl Opener {
     }
 
     /// A link to `addr`, not connected yet.
-    pub fn link(&self, addr: &str) -> Link {
+    pub fn link(&self, addr: &str, slot: usize) -> Link {
         Link {
             addr: addr.to_owned(),
+            slot,
             conn: None,
             request: ProduceRequestBuilder::new(
                 &self.topic,
@@ -277,10 +281,14 @@ async fn refresh_leaders(
             complete = false;
             continue;
         };
-        let li = match links.iter().position(|l| l.addr == leader.addr) {
+        let slot = opener.plan.connection_slot(id);
+        let li = match links
+            .iter()
+            .position(|l| l.addr == leader.addr && l.slot == slot)
+        {
             Some(li) => li,
             None => {
-                links.push(opener.link(&leader.addr));
+                links.push(opener.link(&leader.addr, slot));
                 links.len() - 1
             }
         };

@@ -255,9 +255,10 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
         watched: watched.clone(),
     };
     let mut links: Vec<Link> = Vec::new();
-    for (_, b) in &setup.share.partitions {
-        if !links.iter().any(|l| l.addr == b.addr) {
-            links.push(opener.link(&b.addr));
+    for (p, b) in &setup.share.partitions {
+        let slot = plan.connection_slot(*p);
+        if !links.iter().any(|l| l.addr == b.addr && l.slot == slot) {
+            links.push(opener.link(&b.addr, slot));
         }
     }
     for (li, link) in links.iter_mut().enumerate() {
@@ -270,6 +271,8 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
         }
     }
     result.brokers = links.iter().map(|l| l.addr.clone()).collect();
+    result.brokers.sort();
+    result.brokers.dedup();
 
     let producer = if plan.idempotent {
         match init_producer_id(&links[0].addr, &plan).await {
@@ -292,7 +295,7 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
             id: *id,
             link: links
                 .iter()
-                .position(|l| l.addr == b.addr)
+                .position(|l| l.addr == b.addr && l.slot == plan.connection_slot(*id))
                 .expect("link exists"),
             builder: BatchBuilder::with_capacity(plan.batch_size),
             payload_bytes: 0,
