@@ -207,6 +207,12 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
         max_retries: plan.retries,
         retry_backoff: plan.retry_backoff,
         stop_run_on_error: plan.stop_on_error,
+        unconfirmed: plan.idempotent.then(|| {
+            RefCell::new(vec![
+                state::FirstBatch::Waiting;
+                setup.share.partitions.len()
+            ])
+        }),
     });
     let mut result = ShardResult {
         index: setup.index,

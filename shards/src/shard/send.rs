@@ -9,7 +9,7 @@ use super::state::{BatchAcct, Knobs, Part, Sent, Shared};
 use crate::plan::Acks;
 use datastorm_engine::batch::BATCH_HEADER_LEN;
 use datastorm_engine::metrics::ShardCounters;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A request is sent (waiting for a free slot if needed) once it holds this much.
 const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -43,6 +43,15 @@ pub(super) async fn seal_and_queue(
     net: &mut Net<'_>,
     sealer: &mut Sealer,
 ) {
+    // Idempotent producer: the partition's first batch is still out (see
+    // `Shared::first_batch_out`). Wait for its ack, once per partition and
+    // run, one round trip: queueing behind it instead would put the
+    // partition on the copying retry path for as long as generation
+    // outpaces that path.
+    while shared.first_batch_out(pi) && !shared.failed() && !parts[pi].dead {
+        pump(knobs, shared, parts, net).await;
+        glommio::timer::sleep(Duration::from_micros(200)).await;
+    }
     if parts[pi].dead {
         // A stopped partition: its open batch is never sent.
         sealer.scratch.clear();
@@ -96,6 +105,7 @@ pub(super) async fn seal_and_queue(
         return;
     }
     let range = link.request.add_batch(part.id, sealer.scratch.as_slice());
+    shared.note_sent(&acct);
     link.pending.push(BatchAcct {
         start: range.start as u32,
         len: range.len() as u32,
@@ -165,6 +175,7 @@ async fn requeue_retries(knobs: &Knobs, shared: &Shared, parts: &mut [Part], net
                 let ready = r.not_before <= now
                     && !earlier_waits
                     && !parts[pi].queued
+                    && !shared.first_batch_out(pi)
                     && link.conn.as_ref().is_some_and(|c| !c.health.broken.get());
                 if ready || parts[pi].dead {
                     found = q.remove(i);
@@ -189,6 +200,7 @@ async fn requeue_retries(knobs: &Knobs, shared: &Shared, parts: &mut [Part], net
         }
         let link = &mut net.links[parts[pi].link];
         let range = link.request.add_batch(r.acct.partition, &r.bytes);
+        shared.note_sent(&r.acct);
         link.pending.push(BatchAcct {
             start: range.start as u32,
             len: range.len() as u32,

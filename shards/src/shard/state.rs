@@ -51,6 +51,22 @@ pub(super) struct Shared {
     pub retry_backoff: Duration,
     /// A non-retriable error ends the run (instead of its partition).
     pub stop_run_on_error: bool,
+    /// Idempotent producer, per part: `None` until the broker has
+    /// acknowledged one of the partition's batches (it holds no state for
+    /// our producer id there yet), then the first batch's `pseq` while
+    /// that batch is out. See [`Shared::first_batch_out`].
+    pub unconfirmed: Option<RefCell<Vec<FirstBatch>>>,
+}
+
+/// Where a partition stands with the broker's idempotence state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum FirstBatch {
+    /// Nothing acknowledged yet, nothing out.
+    Waiting,
+    /// Nothing acknowledged yet; the batch with this `pseq` is out.
+    Out(u64),
+    /// The broker acknowledged a batch: it checks our sequences from now on.
+    Confirmed,
 }
 
 /// A batch waiting to be resent.
@@ -98,6 +114,7 @@ impl Shared {
     /// idempotent producer): a batch that failed after later ones were
     /// queued goes back before them.
     pub fn push_retry(&self, acct: BatchAcct, bytes: Vec<u8>, not_before: Instant) {
+        self.note_returned(&acct);
         self.retry_bytes.set(self.retry_bytes.get() + bytes.len());
         let mut q = self.retry.borrow_mut();
         let at = q
@@ -124,6 +141,7 @@ impl Shared {
     /// Records a batch that will never be acknowledged: counted as failed,
     /// and its partition (or the run) stopped with `why`.
     pub fn give_up(&self, b: &BatchAcct, error: &str, why: String) {
+        self.note_returned(b);
         self.count_error(error, 1);
         ShardCounters::add(&self.counters.records_failed, b.records);
         if self.stop_run_on_error {
@@ -133,8 +151,46 @@ impl Shared {
         }
     }
 
+    /// Idempotent producer: whether `part` must hold its batches back
+    /// because its first batch is out unacknowledged.
+    ///
+    /// A broker with no state for a producer id on a partition accepts any
+    /// first sequence number. Were a later batch pipelined behind a first
+    /// batch that fails retriably (NOT_LEADER_OR_FOLLOWER right after topic
+    /// creation), the broker would take the later one as the first and
+    /// answer OUT_OF_ORDER_SEQUENCE_NUMBER to the resent first batch for
+    /// ever. So until one batch is acknowledged, one batch at a time.
+    pub fn first_batch_out(&self, part: usize) -> bool {
+        self.unconfirmed
+            .as_ref()
+            .is_some_and(|u| matches!(u.borrow()[part], FirstBatch::Out(_)))
+    }
+
+    /// A batch of `b.part` goes out (into a request).
+    pub fn note_sent(&self, b: &BatchAcct) {
+        if let Some(u) = &self.unconfirmed {
+            let mut u = u.borrow_mut();
+            if u[b.part] == FirstBatch::Waiting {
+                u[b.part] = FirstBatch::Out(b.pseq);
+            }
+        }
+    }
+
+    /// A batch came back unacknowledged (to be resent, or given up).
+    pub fn note_returned(&self, b: &BatchAcct) {
+        if let Some(u) = &self.unconfirmed {
+            let mut u = u.borrow_mut();
+            if u[b.part] == FirstBatch::Out(b.pseq) {
+                u[b.part] = FirstBatch::Waiting;
+            }
+        }
+    }
+
     /// A batch the broker acknowledged: its records' numbers are in.
     pub fn note_acked(&self, b: &BatchAcct) {
+        if let Some(u) = &self.unconfirmed {
+            u.borrow_mut()[b.part] = FirstBatch::Confirmed;
+        }
         let mut acked = self.acked.borrow_mut();
         let ranges = acked.entry(b.partition).or_default();
         let (start, end) = (b.pseq, b.pseq + b.records);
@@ -259,6 +315,49 @@ mod tests {
         assert_eq!(shared.acked.borrow()[&3], vec![(0, 30)]);
     }
 
+    #[test]
+    fn an_unconfirmed_partition_has_one_batch_out_until_an_ack() {
+        let mut shared = test_shared();
+        shared.unconfirmed = Some(RefCell::new(vec![FirstBatch::Waiting; 2]));
+        let b = |part, pseq| BatchAcct {
+            part,
+            partition: part as i32,
+            records: 10,
+            payload_bytes: 0,
+            record_bytes: 0,
+            first: Instant::now(),
+            last: Instant::now(),
+            pseq,
+            start: 0,
+            len: 0,
+            attempt: 0,
+        };
+        assert!(!shared.first_batch_out(0));
+        shared.note_sent(&b(0, 0));
+        assert!(shared.first_batch_out(0));
+        assert!(!shared.first_batch_out(1), "per partition");
+        // A later batch held back in the retry queue does not release it.
+        shared.push_retry(b(0, 10), vec![0; 4], Instant::now());
+        assert!(shared.first_batch_out(0));
+        // The first batch fails retriably: it goes back, the gate opens
+        // for its resend (which the queue orders first).
+        shared.push_retry(b(0, 0), vec![0; 4], Instant::now());
+        assert!(!shared.first_batch_out(0));
+        assert_eq!(shared.retry.borrow()[0].acct.pseq, 0);
+        shared.note_sent(&b(0, 0));
+        assert!(shared.first_batch_out(0));
+        shared.note_acked(&b(0, 0));
+        assert!(!shared.first_batch_out(0));
+        // Confirmed: pipelining from now on.
+        shared.note_sent(&b(0, 10));
+        shared.note_sent(&b(0, 20));
+        assert!(!shared.first_batch_out(0));
+        // Without the idempotent producer there is no gate at all.
+        let plain = test_shared();
+        plain.note_sent(&b(0, 0));
+        assert!(!plain.first_batch_out(0));
+    }
+
     pub(crate) fn test_shared() -> Shared {
         Shared {
             counters: Arc::new(ShardCounters::default()),
@@ -281,6 +380,7 @@ mod tests {
             max_retries: 10,
             retry_backoff: Duration::from_millis(100),
             stop_run_on_error: false,
+            unconfirmed: None,
         }
     }
 }
