@@ -143,8 +143,10 @@ fn rate_max_finds_a_throttled_sinks_rate() {
         .nth(2)
         .and_then(|n| n.replace(',', "").parse().ok())
         .unwrap_or_else(|| panic!("{line}"));
+    // The search bisects to within 5%; one step that misses its rate by
+    // noise (a shared CI machine) costs about another 5%.
     assert!(
-        (90_000.0..=110_000.0).contains(&found),
+        (85_000.0..=110_000.0).contains(&found),
         "found {found} records/s against a 100,000/s sink: {line}"
     );
 }

@@ -152,8 +152,8 @@ pub struct RunOutcome {
     pub failure: Option<String>,
     /// True when the run was stopped from outside (signal) before its end.
     pub interrupted: bool,
-    /// Times the coordinator woke a shard's executor after a second without
-    /// progress while requests were in flight (see `shard::kick`).
+    /// Times the coordinator woke a shard's executor after a second in
+    /// which it sent and acknowledged nothing (see `shard::kick`).
     pub executor_kicks: u64,
 }
 
@@ -428,6 +428,8 @@ pub fn run(
     let mut progress: Vec<((u64, u64), Instant)> = vec![((0, 0), Instant::now()); counters.len()];
     let mut stalled: Option<String> = None;
     let mut executor_kicks = 0u64;
+    // Per counter set: the last (requests sent, acked) and when it changed.
+    let mut moved = progress.clone();
     while !shard_thread.is_finished() {
         let wait = (last_tick + tick).saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
@@ -498,14 +500,18 @@ pub fn run(
             for (i, c) in counters.iter().enumerate() {
                 let snap = c.snapshot();
                 let mark = (snap.requests_sent, snap.requests_acked);
-                if mark != progress[i].0 || snap.requests_in_flight == 0 {
-                    progress[i] = (mark, now);
-                } else if now - progress[i].1 <= stall_limit {
-                    // Requests in flight and nothing moved for a second: make
-                    // sure the executor is not asleep past its wake-up.
+                if mark != moved[i].0 {
+                    moved[i] = (mark, now);
+                } else if now - moved[i].1 >= tick {
+                    // Nothing sent or acknowledged for a second (requests
+                    // in flight, or still connecting): make sure the
+                    // executor is not asleep past its wake-up.
                     kicks[i / n_streams].wake();
                     executor_kicks += 1;
-                } else {
+                }
+                if mark != progress[i].0 || snap.requests_in_flight == 0 {
+                    progress[i] = (mark, now);
+                } else if now - progress[i].1 > stall_limit {
                     stalled = Some(format!(
                         "shard {} made no progress for {:?} with {} requests in flight; its executor \
                          stopped waking up (a glommio reactor stall). The run was ended with what it measured",

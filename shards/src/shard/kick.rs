@@ -6,8 +6,10 @@
 //! request-timeout watchdog never runs. A waker called from another thread
 //! takes glommio's foreign-wake path, which writes to the executor's eventfd
 //! and so unparks it; once awake it polls its rings and runs due timers.
-//! The coordinator calls [`Kick::wake`] for a shard that has shown no
-//! progress for a second, which costs nothing while shards run normally.
+//! The coordinator calls [`Kick::wake`] for a shard that has sent and
+//! acknowledged nothing for a second (requests in flight, or a connection
+//! being set up: a TLS/SASL setup once sat out its whole connect timeout),
+//! which costs nothing while shards run normally.
 
 use std::future::Future;
 use std::pin::Pin;
