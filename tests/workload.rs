@@ -129,7 +129,7 @@ fn rate_max_finds_a_throttled_sinks_rate() {
             "--search-start",
             "20k",
             "--step-duration",
-            "3s",
+            "4s",
             "--linger",
             "1ms",
         ],
@@ -143,10 +143,11 @@ fn rate_max_finds_a_throttled_sinks_rate() {
         .nth(2)
         .and_then(|n| n.replace(',', "").parse().ok())
         .unwrap_or_else(|| panic!("{line}"));
-    // The search bisects to within 5%; one step that misses its rate by
-    // noise (a shared CI machine) costs about another 5%.
+    // The search bisects to within 5%; a step or two that miss their rate
+    // by noise (a shared 2-core machine, Kafka brokers idling beside it)
+    // cost about 5% each. Far from 20k (the start) and not past the limit.
     assert!(
-        (85_000.0..=110_000.0).contains(&found),
+        (80_000.0..=110_000.0).contains(&found),
         "found {found} records/s against a 100,000/s sink: {line}"
     );
 }
