@@ -48,7 +48,15 @@ pub(super) async fn seal_and_queue(
     // run, one round trip: queueing behind it instead would put the
     // partition on the copying retry path for as long as generation
     // outpaces that path.
-    while shared.first_batch_out(pi) && !shared.failed() && !parts[pi].dead {
+    // Bounded by the request timeout: past it the batch queues behind the
+    // first one instead (the retry queue keeps it back), so a lost ack can
+    // never hold the generator for ever.
+    let give_up_waiting = Instant::now() + Duration::from_millis(knobs.timeout_ms.max(0) as u64);
+    while shared.first_batch_out(pi)
+        && !shared.failed()
+        && !parts[pi].dead
+        && Instant::now() < give_up_waiting
+    {
         pump(knobs, shared, parts, net).await;
         glommio::timer::sleep(Duration::from_micros(200)).await;
     }
@@ -98,7 +106,7 @@ pub(super) async fn seal_and_queue(
     };
     ShardCounters::add(&shared.counters.batch_bytes_sent, sealed.wire_bytes as u64);
     let link = &mut net.links[li];
-    let behind = link.conn.is_none() || has_retries(shared, pi);
+    let behind = link.conn.is_none() || has_retries(shared, pi) || shared.first_batch_out(pi);
     if behind {
         // Error path: a copy waits in the retry queue, due at once.
         shared.push_retry(acct, sealer.scratch.as_slice().to_vec(), Instant::now());
