@@ -18,7 +18,7 @@ pub struct KnobArgs {
     /// How long an idle shard polls before parking in the kernel: longer
     /// costs CPU while idle, shorter adds a wake-up to acks that arrive
     /// after a quiet moment.
-    #[arg(long, default_value = "10ms", value_parser = units::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "100us", value_parser = units::parse_duration, value_name = "DURATION")]
     pub spin_before_park: Duration,
     /// Time slice after which the generator yields so the executor can
     /// poll io_uring (ack readers, timers): shorter for latency, longer for
