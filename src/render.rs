@@ -80,6 +80,10 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
     let el = secs(o.elapsed);
     let mut s = String::new();
     let mut cpus: Vec<usize> = o.shards.iter().map(|r| r.cpu).collect();
+    if cpus.is_empty() {
+        // A run ended for a stalled shard has no shard results: the planned CPUs.
+        cpus.clone_from(&plan.cpus);
+    }
     cpus.dedup();
     let cpus: Vec<String> = cpus.iter().map(usize::to_string).collect();
     let topic = |i: usize| {

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use datastorm_engine::arena::WriteBuf;
-use datastorm_engine::batch::{BatchBuilder, Compression, Compressor, RecordHeader};
+use datastorm_engine::batch::{BatchBuilder, Compression, Compressor, Producer, RecordHeader};
 use kafka_protocol::records::{Compression as KpCompression, RecordBatchDecoder, TimestampType};
 
 struct Spec {
@@ -251,4 +251,27 @@ fn compressible_batches_shrink_and_levels_order_the_sizes() {
     }
     assert!(size(Compression::Gzip { level: 9 }) <= size(Compression::Gzip { level: 1 }));
     assert!(size(Compression::Zstd { level: 12 }) <= size(Compression::Zstd { level: -3 }));
+}
+
+#[test]
+fn idempotent_producer_fields_are_in_the_header_under_a_valid_crc() {
+    let mut b = BatchBuilder::with_capacity(4096);
+    for i in 0..5i64 {
+        b.append(1_700_000_000_000 + i, None, b"value", &[]);
+    }
+    let producer = Producer {
+        id: 77,
+        epoch: 3,
+        base_sequence: 1000,
+    };
+    let mut out = WriteBuf::default();
+    b.seal_as(Compression::Lz4, &mut Compressor::new(), &mut out, producer);
+    let set = RecordBatchDecoder::decode(&mut Bytes::copy_from_slice(out.as_slice()))
+        .expect("decodes, CRC ok");
+    assert_eq!(set.records.len(), 5);
+    for (i, r) in set.records.iter().enumerate() {
+        assert_eq!(r.producer_id, 77);
+        assert_eq!(r.producer_epoch, 3);
+        assert_eq!(r.sequence, 1000 + i as i32);
+    }
 }

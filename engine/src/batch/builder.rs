@@ -147,6 +147,19 @@ impl BatchBuilder {
         compressor: &mut Compressor,
         out: &mut WriteBuf,
     ) -> SealedBatch {
+        self.seal_as(compression, compressor, out, Producer::NONE)
+    }
+
+    /// [`BatchBuilder::seal`] with the idempotent producer's fields in the
+    /// header, written before the CRC (which covers them), so the batch is
+    /// checksummed once.
+    pub fn seal_as(
+        &mut self,
+        compression: Compression,
+        compressor: &mut Compressor,
+        out: &mut WriteBuf,
+        producer: Producer,
+    ) -> SealedBatch {
         let start = out.len();
         out.spare(BATCH_HEADER_LEN);
         out.advance(BATCH_HEADER_LEN);
@@ -163,9 +176,9 @@ impl BatchBuilder {
         h[23..27].copy_from_slice(&(self.count - 1).to_be_bytes()); // last offset delta
         h[27..35].copy_from_slice(&self.base_timestamp.to_be_bytes());
         h[35..43].copy_from_slice(&self.max_timestamp.to_be_bytes());
-        h[43..51].copy_from_slice(&(-1i64).to_be_bytes()); // producer id
-        h[51..53].copy_from_slice(&(-1i16).to_be_bytes()); // producer epoch
-        h[53..57].copy_from_slice(&(-1i32).to_be_bytes()); // base sequence
+        h[43..51].copy_from_slice(&producer.id.to_be_bytes());
+        h[51..53].copy_from_slice(&producer.epoch.to_be_bytes());
+        h[53..57].copy_from_slice(&producer.base_sequence.to_be_bytes());
         h[57..61].copy_from_slice(&self.count.to_be_bytes());
         let crc = crc32c::crc32c(&batch[CRC_START..]);
         batch[17..21].copy_from_slice(&crc.to_be_bytes());
@@ -185,6 +198,24 @@ impl BatchBuilder {
 fn varlong_len(v: i64) -> usize {
     let z = ((v << 1) ^ (v >> 63)) as u64;
     (64 - (z | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// The producer fields of a batch header: the idempotent producer's id,
+/// epoch and the batch's first sequence number, or [`Producer::NONE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Producer {
+    pub id: i64,
+    pub epoch: i16,
+    pub base_sequence: i32,
+}
+
+impl Producer {
+    /// No idempotent producer: -1 in every field.
+    pub const NONE: Producer = Producer {
+        id: -1,
+        epoch: -1,
+        base_sequence: -1,
+    };
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ pub mod lz4;
 pub mod snappy;
 pub mod zstd;
 
-pub use builder::{BatchBuilder, RecordHeader, SealedBatch, BATCH_HEADER_LEN};
+pub use builder::{BatchBuilder, Producer, RecordHeader, SealedBatch, BATCH_HEADER_LEN};
 pub use codec::{Compressor, DecompressError, Decompressor};
 pub use lz4::Lz4FrameEncoder;
 

@@ -7,7 +7,7 @@ use super::generate::Sealer;
 use super::link::{maintain, retire, Link, Opener};
 use super::state::{BatchAcct, Knobs, Part, Sent, Shared};
 use crate::plan::Acks;
-use datastorm_engine::batch::BATCH_HEADER_LEN;
+use datastorm_engine::batch::{Producer, BATCH_HEADER_LEN};
 use datastorm_engine::metrics::ShardCounters;
 use std::time::{Duration, Instant};
 
@@ -19,16 +19,6 @@ pub(super) struct Net<'a> {
     pub links: &'a mut Vec<Link>,
     pub opener: &'a Opener,
     pub next_metadata: Instant,
-}
-
-/// Writes the idempotent producer's id, epoch and base sequence into a
-/// sealed batch and computes its CRC again (the CRC covers them).
-fn stamp_producer(batch: &mut [u8], producer: (i64, i16), base_sequence: i32) {
-    batch[43..51].copy_from_slice(&producer.0.to_be_bytes());
-    batch[51..53].copy_from_slice(&producer.1.to_be_bytes());
-    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
-    let crc = crc32c::crc32c(&batch[21..]);
-    batch[17..21].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Seals partition `pi`'s batch into its leader's next request, and sends
@@ -77,14 +67,21 @@ pub(super) async fn seal_and_queue(
     let li = parts[pi].link;
     let part = &mut parts[pi];
     sealer.scratch.clear();
-    let sealed = part.builder.seal(
+    let producer = knobs
+        .producer
+        .map_or(Producer::NONE, |(id, epoch)| Producer {
+            id,
+            epoch,
+            base_sequence: part.batch_seq,
+        });
+    let sealed = part.builder.seal_as(
         knobs.compression,
         &mut sealer.compressor,
         &mut sealer.scratch,
+        producer,
     );
     debug_assert!(sealed.wire_bytes >= BATCH_HEADER_LEN);
-    if let Some(producer) = knobs.producer {
-        stamp_producer(sealer.scratch.as_mut_slice(), producer, part.batch_seq);
+    if knobs.producer.is_some() {
         part.batch_seq = part.batch_seq.wrapping_add(sealed.records) & i32::MAX;
     }
     let last = match knobs.pacer.borrow().as_ref() {
@@ -394,21 +391,4 @@ pub(super) async fn flush(
         );
     }
     link.pending.clear();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stamping_sets_the_producer_fields_and_a_valid_crc() {
-        let mut batch = vec![0u8; 61 + 10];
-        batch[16] = 2;
-        stamp_producer(&mut batch, (77, 3), 1000);
-        assert_eq!(i64::from_be_bytes(batch[43..51].try_into().unwrap()), 77);
-        assert_eq!(i16::from_be_bytes(batch[51..53].try_into().unwrap()), 3);
-        assert_eq!(i32::from_be_bytes(batch[53..57].try_into().unwrap()), 1000);
-        let crc = u32::from_be_bytes(batch[17..21].try_into().unwrap());
-        assert_eq!(crc, crc32c::crc32c(&batch[21..]));
-    }
 }

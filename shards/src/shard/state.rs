@@ -289,7 +289,7 @@ pub(super) struct Knobs {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
