@@ -227,10 +227,8 @@ pub(super) fn settle(
         if answered & (1 << i) == 0 {
             // Not answered, so not known to be written: send it again (a
             // duplicate at worst, which the idempotent producer prevents).
-            shared.count_error(MISSING_FROM_RESPONSE, 1);
-            let range = b.start as usize..(b.start + b.len) as usize;
-            let bytes = request.batch(range).to_vec();
             if shared.failed() {
+                // Counted (once) by give_up.
                 shared.give_up(
                     b,
                     MISSING_FROM_RESPONSE,
@@ -240,6 +238,9 @@ pub(super) fn settle(
                     ),
                 );
             } else {
+                shared.count_error(MISSING_FROM_RESPONSE, 1);
+                let range = b.start as usize..(b.start + b.len) as usize;
+                let bytes = request.batch(range).to_vec();
                 schedule_retry(shared, b, bytes, now, MISSING_FROM_RESPONSE);
             }
         }
