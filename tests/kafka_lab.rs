@@ -813,6 +813,24 @@ fn lab_node(action: &str, cluster: &str, node: &str) {
     lab(&[action, "--name", cluster, "--node", node]);
 }
 
+/// Runs `produce` (`cmd`) while broker `node` of `cluster` is killed
+/// (SIGKILL) after `after_s` seconds and started again `down_s` seconds
+/// later; returns produce's output.
+fn produce_through_outage(
+    cmd: Command,
+    cluster: &str,
+    node: &str,
+    after_s: u64,
+    down_s: u64,
+) -> std::process::Output {
+    produce_through(cmd, || {
+        std::thread::sleep(Duration::from_secs(after_s));
+        lab_node("kill-node", cluster, node);
+        std::thread::sleep(Duration::from_secs(down_s));
+        lab_node("start-node", cluster, node);
+    })
+}
+
 /// Three brokers, replication factor 3, acks=all, idempotent: one broker is
 /// killed (SIGKILL) in the middle of the run and started again 10 s later.
 /// The run rides it out (reconnects, follows the new leaders, resends), and
@@ -837,12 +855,7 @@ fn a_killed_broker_loses_and_duplicates_nothing_with_acks_all() {
             "--report",
         ])
         .arg(&report);
-    let out = produce_through(cmd, || {
-        std::thread::sleep(Duration::from_secs(8));
-        lab_node("kill-node", &cluster, "2");
-        std::thread::sleep(Duration::from_secs(10));
-        lab_node("start-node", &cluster, "2");
-    });
+    let out = produce_through_outage(cmd, &cluster, "2", 8, 10);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(
@@ -875,12 +888,7 @@ fn a_restarted_single_broker_keeps_acked_records_and_the_run_resumes() {
         .args(["--topic", &topic, "--create-topic", "--partitions", "4"])
         .args(["--acks", "all", "--cores", "1", "--rate", "10k"])
         .args(["--duration", "20s", "--quiet", "--verify"]);
-    let out = produce_through(cmd, || {
-        std::thread::sleep(Duration::from_secs(6));
-        lab_node("kill-node", &cluster, "1");
-        std::thread::sleep(Duration::from_secs(3));
-        lab_node("start-node", &cluster, "1");
-    });
+    let out = produce_through_outage(cmd, &cluster, "1", 6, 3);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(
@@ -918,12 +926,7 @@ fn acks_1_with_a_killed_leader_states_how_many_acked_records_were_lost() {
             "--report",
         ])
         .arg(&report);
-    let out = produce_through(cmd, || {
-        std::thread::sleep(Duration::from_secs(5));
-        lab_node("kill-node", &cluster, "3");
-        std::thread::sleep(Duration::from_secs(5));
-        lab_node("start-node", &cluster, "3");
-    });
+    let out = produce_through_outage(cmd, &cluster, "3", 5, 5);
     let stdout = text(&out.stdout);
     let doc = read_json(&report);
     let v = &doc["verify"][0];
