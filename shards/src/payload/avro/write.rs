@@ -236,18 +236,27 @@ impl<B: Room> AvroSink<B> {
 /// Appends `v` to `out` as an Avro long.
 #[cfg(test)]
 pub fn put_long(out: &mut Vec<u8>, v: i64) {
-    let mut s = AvroSink::at(out, out.len());
-    s.put_long(v);
-    let end = s.end();
-    out.truncate(end);
+    append_with(out, |s| s.put_long(v));
 }
 
 /// Appends `v` to `out` as an Avro long, by [`AvroSink::put_small`].
 pub fn put_small(out: &mut Vec<u8>, v: i64) {
-    let mut s = AvroSink::at(out, out.len());
-    s.put_small(v);
+    append_with(out, |s| s.put_small(v));
+}
+
+/// Appends what `write` puts into a sink (at most 10 bytes) to `out`.
+///
+/// Through a buffer on the stack: a sink on `out` itself would need its
+/// slack past `out`'s end, and growing `out` by doubling and truncating it
+/// back after every value zeroed the whole vector each time (quadratic in
+/// a string pool's size: `datastorm sample schemas/clickstream.avsc` took
+/// 0.10 s, now 0.01 s).
+fn append_with(out: &mut Vec<u8>, write: impl FnOnce(&mut AvroSink<&mut [u8]>)) {
+    let mut buf = [0u8; 10 + SLACK];
+    let mut s = AvroSink::within(&mut buf[..], 0);
+    write(&mut s);
     let end = s.end();
-    out.truncate(end);
+    out.extend_from_slice(&buf[..end]);
 }
 
 /// Two's complement big-endian bytes of `v`: the shortest form for
