@@ -157,13 +157,13 @@ impl Default for ExecutorTuning {
             // Short enough that ack readers run while a generator loop keeps
             // the core busy.
             preempt_timer: std::time::Duration::from_micros(500),
-            // Gaps shorter than this (a loopback round trip, a pacer tick)
-            // are spun through; longer ones (waiting milliseconds for a
-            // broker's acks) sleep instead of burning the core. Spinning
-            // 10 ms, the earlier default, cost a whole core while waiting on
-            // a real broker: 9.4 CPU s against 3.4 CPU s in a 10 s run at the
-            // same rate. glommio 0.9's sleep (linked rings) has been seen to
-            // miss wake-ups under load; the coordinator's kick
+            // Gaps shorter than this (a loopback round trip) are spun
+            // through; longer ones (waiting milliseconds for a broker's
+            // acks) sleep instead of burning the core. Spinning 10 ms, the
+            // earlier default, cost a whole core while waiting on a real
+            // broker: 9.4-9.7 CPU s against 3.9-5.4 CPU s in a 10 s run at
+            // the same rate. glommio 0.9's sleep (linked rings) has been
+            // seen to miss wake-ups under load; the coordinator's kick
             // (`shards::shard::kick`) wakes such a shard within a second.
             spin_before_park: std::time::Duration::from_micros(100),
         }

@@ -119,7 +119,7 @@ pub(super) async fn generate(
                 // Sleep at least PACE_TICK even when the next record is due
                 // sooner: at 200k records/s the next one is 5 us away, and
                 // yielding until then kept the executor busy (a whole core,
-                // 9.4 CPU s in a 10 s run) for about a tenth of a core's work. After the tick the records due
+                // 10 CPU s in a 10 s run) for about a tenth of a core's work. After the tick the records due
                 // meanwhile go out together; each is timed from its
                 // intended send time, so the wait shows in its latency.
                 let wait = wake
