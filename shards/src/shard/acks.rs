@@ -319,7 +319,7 @@ pub(super) fn skip_header_tags(body: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::state::tests::test_shared;
+    use crate::shard::state::tests::{acct, test_shared};
     use datastorm_engine::wire::produce::ProduceRequestBuilder;
     use std::cell::Cell;
     use std::sync::atomic::Ordering::Relaxed;
@@ -347,17 +347,9 @@ mod tests {
             .map(|(p, bytes)| {
                 let r = request.add_batch(p, bytes);
                 BatchAcct {
-                    part: p as usize,
-                    partition: p,
-                    records: 10,
-                    payload_bytes: 40,
-                    record_bytes: 50,
-                    first: Instant::now(),
-                    last: Instant::now(),
-                    pseq: 0,
                     start: r.start as u32,
                     len: r.len() as u32,
-                    attempt: 0,
+                    ..acct(p as usize, 0, 10)
                 }
             })
             .to_vec();

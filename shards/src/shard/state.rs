@@ -295,19 +295,7 @@ pub(super) mod tests {
     #[test]
     fn acked_ranges_merge_in_and_out_of_order() {
         let shared = test_shared();
-        let b = |pseq, records| BatchAcct {
-            part: 0,
-            partition: 3,
-            records,
-            payload_bytes: 0,
-            record_bytes: 0,
-            first: Instant::now(),
-            last: Instant::now(),
-            pseq,
-            start: 0,
-            len: 0,
-            attempt: 0,
-        };
+        let b = |pseq, records| acct(3, pseq, records);
         shared.note_acked(&b(0, 10));
         shared.note_acked(&b(10, 5));
         shared.note_acked(&b(25, 5));
@@ -319,19 +307,7 @@ pub(super) mod tests {
     fn an_unconfirmed_partition_has_one_batch_out_until_an_ack() {
         let mut shared = test_shared();
         shared.unconfirmed = Some(RefCell::new(vec![FirstBatch::Waiting; 2]));
-        let b = |part, pseq| BatchAcct {
-            part,
-            partition: part as i32,
-            records: 10,
-            payload_bytes: 0,
-            record_bytes: 0,
-            first: Instant::now(),
-            last: Instant::now(),
-            pseq,
-            start: 0,
-            len: 0,
-            attempt: 0,
-        };
+        let b = |part, pseq| acct(part, pseq, 10);
         assert!(!shared.first_batch_out(0));
         shared.note_sent(&b(0, 0));
         assert!(shared.first_batch_out(0));
@@ -356,6 +332,24 @@ pub(super) mod tests {
         let plain = test_shared();
         plain.note_sent(&b(0, 0));
         assert!(!plain.first_batch_out(0));
+    }
+
+    /// A batch of `records` records of partition `part` (its index is its
+    /// id), numbered from `pseq`, at the start of its request.
+    pub(crate) fn acct(part: usize, pseq: u64, records: u64) -> BatchAcct {
+        BatchAcct {
+            part,
+            partition: part as i32,
+            records,
+            payload_bytes: 0,
+            record_bytes: 0,
+            first: Instant::now(),
+            last: Instant::now(),
+            pseq,
+            start: 0,
+            len: 0,
+            attempt: 0,
+        }
     }
 
     pub(crate) fn test_shared() -> Shared {
