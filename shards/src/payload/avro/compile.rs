@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand_distr::{Normal, Zipf};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Values pre-generated per field for hints whose generators allocate.
 pub const POOL_VALUES: usize = 4096;
@@ -582,7 +583,7 @@ impl<'a> Compiler<'a> {
                 if n <= ZIPF_TABLE_MAX as f64 {
                     let w: Vec<f64> = (1..=n as usize).map(|k| (k as f64).powf(-s)).collect();
                     let t = Alias::new(&w).ok_or("bad zipf distribution: weights too small")?;
-                    return Ok(Dist::ZipfTable(std::sync::Arc::new(t)));
+                    return Ok(Dist::ZipfTable(Arc::new(t)));
                 }
                 Dist::Zipf(
                     Zipf::new(n, h.exponent.unwrap_or(1.0))
@@ -609,22 +610,22 @@ impl<'a> Compiler<'a> {
         let kind = if let Some(re) = &h.regex {
             let re = rand_regex::Regex::compile(re, 16)
                 .map_err(|e| format!("`regex` {re:?} does not compile: {e}"))?;
-            StrKind::Pool(StrPool::new(
+            StrKind::Pool(Arc::new(StrPool::new(
                 &prefix,
                 (0..POOL_VALUES).map(|_| {
                     let s: String = rand::distr::Distribution::sample(&re, &mut rng);
                     s.into_bytes()
                 }),
-            ))
+            )))
         } else if let Some(f) = &h.fake {
             match f.as_str() {
                 "uuid" => StrKind::Uuid,
                 "ipv4" => StrKind::Ipv4,
                 "ipv6" => StrKind::Ipv6,
-                f => StrKind::Pool(StrPool::new(
+                f => StrKind::Pool(Arc::new(StrPool::new(
                     &prefix,
                     (0..POOL_VALUES).map(|_| fake_value(f, &mut rng).into_bytes()),
-                )),
+                ))),
             }
         } else if let Some(it) = &h.iteration {
             let int = |n: &serde_json::Number, name: &str| {

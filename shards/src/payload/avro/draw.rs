@@ -256,7 +256,12 @@ impl Gauss {
         if x.abs() < z.x[i + 1] {
             x
         } else {
-            self.edge(rng, i, u, x)
+            // Through a copy: passing `rng` itself to a call would take its
+            // address, and keep the caller's stream in memory throughout.
+            let mut r = rng.clone();
+            let v = self.edge(&mut r, i, u, x);
+            *rng = r;
+            v
         }
     }
 

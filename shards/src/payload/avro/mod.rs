@@ -53,6 +53,7 @@ mod error;
 mod hints;
 mod key;
 mod plan;
+mod prog;
 mod sets;
 mod streams;
 mod strpool;
@@ -73,10 +74,11 @@ use super::ValueSource;
 use compile::{show, Compiler, SetInfo};
 use key::KeyBuf;
 use plan::{Cx, Node, Plan};
+use prog::Prog;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use write::{AvroSink, JsonSink, Sink as _};
+use write::{AvroSink, JsonSink};
 
 /// How a generated datum is framed in the record value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +104,8 @@ struct Inner {
     source: String,
     avro: apache_avro::Schema,
     plan: Plan,
+    /// The plan unrolled for Avro binary, where it can be.
+    prog: Option<Prog>,
     max_avro_len: usize,
 }
 
@@ -142,6 +146,12 @@ impl CompiledSchema {
 
     fn plan(&self) -> &Plan {
         &self.inner.plan
+    }
+
+    /// Whether Avro data is written by the unrolled program ([`Prog`])
+    /// rather than by walking the plan.
+    pub fn is_unrolled(&self) -> bool {
+        self.inner.prog.is_some()
     }
 }
 
@@ -375,12 +385,14 @@ fn compile_named(
         let mut plan = p.compiler.finish(p.root);
         plan.tabulate();
         let max_avro_len = plan.max_avro_len();
+        let prog = Prog::build(&plan);
         out.push(CompiledSchema {
             inner: Arc::new(Inner {
                 name: p.file.to_owned(),
                 source: p.source.to_owned(),
                 avro: p.avro,
                 plan,
+                prog,
                 max_avro_len,
             }),
         });
@@ -420,6 +432,13 @@ fn write_datum(
             Some((field, buf)) => plan.write_keyed(cx, out, field, buf),
         }
     }
+    /// The Confluent wire format's magic byte and schema id.
+    fn frame(sink: &mut impl write::Sink, schema_id: Option<u32>) {
+        if let Some(id) = schema_id {
+            let id = id.to_be_bytes();
+            sink.fixed(&[0, id[0], id[1], id[2], id[3]]);
+        }
+    }
     fn avro<B: write::Room>(
         plan: &Plan,
         cx: &mut Cx,
@@ -427,10 +446,7 @@ fn write_datum(
         schema_id: Option<u32>,
         key: Option<(u32, &mut KeyBuf)>,
     ) -> usize {
-        if let Some(id) = schema_id {
-            let id = id.to_be_bytes();
-            sink.fixed(&[0, id[0], id[1], id[2], id[3]]);
-        }
+        frame(&mut sink, schema_id);
         emit(plan, cx, &mut sink, key);
         sink.end()
     }
@@ -453,7 +469,14 @@ fn write_datum(
         if out.len() < need {
             out.resize(need, 0);
         }
-        avro(plan, cx, AvroSink::within(out, start), schema_id, key)
+        let mut sink = AvroSink::within(out, start);
+        match (&schema.inner.prog, key) {
+            (Some(prog), None) => {
+                frame(&mut sink, schema_id);
+                prog.write(plan, cx, sink)
+            }
+            (_, key) => avro(plan, cx, sink, schema_id, key),
+        }
     } else {
         avro(plan, cx, AvroSink::at(out, start), schema_id, key)
     }

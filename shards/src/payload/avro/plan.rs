@@ -181,7 +181,7 @@ pub enum StrKind {
     /// The decimal digits of an iteration.
     Iter(Iter<i64>),
     /// Pre-generated values (regex, fake), prefix included.
-    Pool(StrPool),
+    Pool(Arc<StrPool>),
     Uuid,
     Ipv4,
     Ipv6,
@@ -205,7 +205,7 @@ impl Pick {
     }
 
     #[inline]
-    fn pick(&self, rng: &mut Wy) -> u32 {
+    pub(super) fn pick(&self, rng: &mut Wy) -> u32 {
         match self {
             Pick::Uniform(1) => 0,
             Pick::Uniform(n) => rng.below(u64::from(*n)) as u32,
@@ -349,14 +349,14 @@ impl NumGen<i64> {
             Dist::Uniform => rng.range_i64(self.min, self.max),
             Dist::Normal(n) => {
                 let v = n.sample(rng).round();
-                (v as i64).clamp(self.min, self.max)
+                within(v as i64, self.min, self.max)
             }
             // Rank k (1 is the most frequent) becomes min + k - 1.
             Dist::Zipf(z) => self
                 .min
                 .saturating_add(sample(z, rng) as i64 - 1)
                 .min(self.max),
-            Dist::ZipfTable(t) => self.min.saturating_add(t.sample(rng.next()) as i64),
+            Dist::ZipfTable(t) => zipf_rank(self.min, t, rng),
             Dist::Iter(it) => {
                 let mut k = cx.step(it.counter);
                 if let Some(p) = it.period {
@@ -381,7 +381,7 @@ impl NumGen<f64> {
                     self.min
                 }
             }
-            Dist::Normal(n) => n.sample(rng).clamp(self.min, self.max),
+            Dist::Normal(n) => within_f(n.sample(rng), self.min, self.max),
             Dist::Zipf(z) => (self.min + sample(z, rng) - 1.0).min(self.max),
             Dist::ZipfTable(t) => (self.min + t.sample(rng.next()) as f64).min(self.max),
             Dist::Iter(it) => {
@@ -393,6 +393,26 @@ impl NumGen<f64> {
             }
         }
     }
+}
+
+/// `v` clamped to `min..=max`, which compilation checked is not empty:
+/// without `clamp`'s check of that on every value.
+#[inline(always)]
+pub(super) fn within(v: i64, min: i64, max: i64) -> i64 {
+    v.max(min).min(max)
+}
+
+/// [`within`] for a float that is not NaN (normal draws never are).
+#[inline(always)]
+pub(super) fn within_f(v: f64, min: f64, max: f64) -> f64 {
+    v.max(min).min(max)
+}
+
+/// `min` plus a rank drawn from a zipf table over `min..=max`: at most
+/// `max`, so the sum cannot overflow.
+#[inline(always)]
+pub(super) fn zipf_rank(min: i64, table: &Alias, rng: &mut Wy) -> i64 {
+    min.wrapping_add(table.sample(rng.next()) as i64)
 }
 
 /// A draw from a `rand_distr` distribution (a call), through a copy of the
@@ -408,7 +428,7 @@ fn sample<T>(d: &impl rand::distr::Distribution<T>, rng: &mut Wy) -> T {
 
 impl Len {
     #[inline]
-    fn next(&self, rng: &mut Wy) -> usize {
+    pub(super) fn next(&self, rng: &mut Wy) -> usize {
         if self.min == self.max {
             self.min as usize
         } else {
@@ -781,7 +801,7 @@ impl Plan {
 
 /// A date or timestamp within `jitter_ms` of the clock (plus `offset_ms`).
 #[inline(always)]
-fn write_now<S: Sink>(
+pub(super) fn write_now<S: Sink>(
     unit: TimeUnit,
     jitter_ms: u64,
     offset_ms: i64,
@@ -791,25 +811,24 @@ fn write_now<S: Sink>(
 ) {
     let j = i64::try_from(jitter_ms).unwrap_or(i64::MAX);
     let base = now_ms.saturating_add(offset_ms);
-    let mut sub = |per_ms: i64| {
-        if j == 0 {
-            0
-        } else {
-            let r = j.saturating_mul(per_ms);
-            rng.range_i64(-r, r)
-        }
+    let per_ms = match unit {
+        TimeUnit::Days | TimeUnit::Millis => 1,
+        TimeUnit::Micros => 1000,
+        TimeUnit::Nanos => 1_000_000,
+    };
+    // Not a closure over `rng`: one that is not inlined takes its address.
+    let sub = if j == 0 {
+        0
+    } else {
+        let r = j.saturating_mul(per_ms);
+        rng.range_i64(-r, r)
     };
     match unit {
         TimeUnit::Days => {
-            let ms = base.saturating_add(sub(1));
+            let ms = base.saturating_add(sub);
             out.int(ms.div_euclid(86_400_000) as i32)
         }
-        TimeUnit::Millis => out.long(base.saturating_add(sub(1))),
-        TimeUnit::Micros => out.long(base.saturating_mul(1000).saturating_add(sub(1000))),
-        TimeUnit::Nanos => out.long(
-            base.saturating_mul(1_000_000)
-                .saturating_add(sub(1_000_000)),
-        ),
+        _ => out.long(base.saturating_mul(per_ms).saturating_add(sub)),
     }
 }
 
@@ -922,7 +941,7 @@ fn gen_str(s: &StrGen, cx: &mut Cx, out: &mut impl StrOut) {
 
 /// 128 random bits with the version 4, variant 10 bits of a UUID set.
 #[inline]
-fn uuid_bits(rng: &mut Wy) -> u128 {
+pub(super) fn uuid_bits(rng: &mut Wy) -> u128 {
     let mut r = (u128::from(rng.next()) << 64) | u128::from(rng.next());
     r = (r & !(0xf << 76)) | (0x4 << 76);
     (r & !(0x3 << 62)) | (0x2 << 62)
@@ -930,7 +949,7 @@ fn uuid_bits(rng: &mut Wy) -> u128 {
 
 /// The 36-character text of a UUID into `b`.
 #[inline]
-fn fill_uuid(b: &mut [u8], bits: u128) {
+pub(super) fn fill_uuid(b: &mut [u8], bits: u128) {
     let b: &mut [u8; 36] = b.try_into().expect("36 bytes for a UUID");
     let (hi, lo) = (hex16((bits >> 64) as u64), hex16(bits as u64));
     b[..8].copy_from_slice(&hi[..8]);

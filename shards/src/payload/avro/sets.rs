@@ -69,8 +69,8 @@ impl Plan {
                 Node::Str(StrGen {
                     kind: StrKind::Pool(pool),
                     ..
-                }) => pool,
-                Node::Strings { pool, .. } => Arc::make_mut(pool),
+                })
+                | Node::Strings { pool, .. } => Arc::make_mut(pool),
                 _ => continue,
             };
             if pool.footprint() >= LAGGED_POOL_MIN {

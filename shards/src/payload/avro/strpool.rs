@@ -128,14 +128,18 @@ impl StrPool {
         prefetch(self.bytes.as_ptr().wrapping_add(at));
     }
 
+    /// How many values the pool holds.
+    pub fn count(&self) -> usize {
+        match &self.layout {
+            Layout::Slots { count, .. } => *count,
+            Layout::Packed { ends } => ends.len(),
+        }
+    }
+
     /// A uniformly drawn value's index.
     #[inline(always)]
     pub fn pick(&self, rng: &mut Wy) -> usize {
-        let count = match &self.layout {
-            Layout::Slots { count, .. } => *count,
-            Layout::Packed { ends } => ends.len(),
-        };
-        rng.below(count as u64) as usize
+        rng.below(self.count() as u64) as usize
     }
 
     /// Where value `i`'s Avro encoding starts and ends.
@@ -166,6 +170,16 @@ impl StrPool {
     /// Writes value `i` as a string.
     #[inline(always)]
     pub fn write<S: Sink>(&self, i: usize, out: &mut S) {
+        if let Layout::Slots { shift, .. } = &self.layout {
+            // The common case, in one bounds check: the window holds the
+            // whole encoding, whose one-byte length prefix says its length.
+            let start = i << shift;
+            let window: &[u8; WINDOW] = self.bytes[start..start + WINDOW]
+                .try_into()
+                .expect("the pool is padded");
+            let end = 1 + usize::from(window[0] >> 1);
+            return out.encoded_string(&window[..end], window, || &window[1..end]);
+        }
         let (start, end) = self.span(i);
         let window: &[u8; WINDOW] = self.bytes[start..start + WINDOW]
             .try_into()

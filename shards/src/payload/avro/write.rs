@@ -144,6 +144,23 @@ impl<'a> AvroSink<&'a mut [u8]> {
     pub fn within(buf: &'a mut [u8], pos: usize) -> Self {
         AvroSink { buf, pos }
     }
+
+    /// A sink on the same buffer, at this one's position: for a call that
+    /// needs a sink by reference while this one's position stays in a
+    /// register. [`AvroSink::resume`] takes the position back.
+    #[inline(always)]
+    pub fn reborrow(&mut self) -> AvroSink<&mut [u8]> {
+        AvroSink {
+            buf: &mut *self.buf,
+            pos: self.pos,
+        }
+    }
+
+    /// Continues from where a [`AvroSink::reborrow`]ed sink ended.
+    #[inline(always)]
+    pub fn resume(&mut self, end: usize) {
+        self.pos = end;
+    }
 }
 
 impl<B: Room> AvroSink<B> {
@@ -167,7 +184,7 @@ impl<B: Room> AvroSink<B> {
     /// Writes all of `v` and keeps its first `keep` bytes: a fixed-size
     /// copy is a move or two, where a variable one calls `memcpy`.
     #[inline]
-    fn put_word<const N: usize>(&mut self, v: &[u8; N], keep: usize) {
+    pub(super) fn put_word<const N: usize>(&mut self, v: &[u8; N], keep: usize) {
         self.room(N).copy_from_slice(v);
         self.pos += keep;
     }
@@ -193,7 +210,8 @@ impl<B: Room> AvroSink<B> {
             return;
         }
         if z >> 56 != 0 {
-            return self.put_long_wide(z);
+            let (b, n) = varint_bytes(z);
+            return self.put_word(&b, n);
         }
         let spread = (z & 0x7f)
             | (z & 0x7f << 7) << 1
@@ -209,28 +227,36 @@ impl<B: Room> AvroSink<B> {
 
     /// A count or index that is nearly always below 64 (a length, an enum
     /// symbol, a union branch) as an Avro long.
-    #[inline]
+    ///
+    /// The rare others through a call that returns the bytes: a call that
+    /// took the sink would take its address, and keep its position in
+    /// memory rather than in a register in every caller.
+    #[inline(always)]
     pub fn put_small(&mut self, v: i64) {
         if (0..64).contains(&v) {
             self.put_word(&[(v << 1) as u8], 1);
         } else {
-            self.put_long(v);
+            let (b, n) = varint_bytes(((v << 1) ^ (v >> 63)) as u64);
+            self.put_word(&b, n);
         }
     }
+}
 
-    /// [`AvroSink::put_long`] for zig-zag values of 57 bits and more.
-    #[cold]
-    fn put_long_wide(&mut self, mut z: u64) {
-        let mut b = [0u8; 10];
-        let mut n = 0;
-        while z >= 0x80 {
-            b[n] = (z as u8) | 0x80;
-            z >>= 7;
-            n += 1;
-        }
-        b[n] = z as u8;
-        self.put_word(&b, n + 1);
+/// The varint bytes of a zig-zag value `z`, and how many there are: for
+/// the values [`AvroSink::put_long`] and [`AvroSink::put_small`] leave out
+/// of their inlined cases.
+#[cold]
+#[inline(never)]
+fn varint_bytes(mut z: u64) -> ([u8; 10], usize) {
+    let mut b = [0u8; 10];
+    let mut n = 0;
+    while z >= 0x80 {
+        b[n] = (z as u8) | 0x80;
+        z >>= 7;
+        n += 1;
     }
+    b[n] = z as u8;
+    (b, n + 1)
 }
 
 /// Appends `v` to `out` as an Avro long.
