@@ -137,6 +137,16 @@ enum Op {
         exhausted: u32,
         to: Box<[u32]>,
     },
+    /// A union of null and one other type (the common optional field):
+    /// its operations follow, and `end` is past them. Null skips them on a
+    /// conditional branch, where a general union's jump table would make
+    /// the next dispatch unpredictable.
+    Nullable {
+        draw: Draw,
+        exhausted: u32,
+        null: u32,
+        end: u32,
+    },
     Jump(u32),
     /// Draws the item count; with none, writes the end and goes to `end`,
     /// else counts the items down in [`ArrayEnd`](Op::ArrayEnd).
@@ -250,6 +260,23 @@ impl Prog {
                     work += 1;
                     out.union_branch(b as u32);
                     next = ops[to[b] as usize..].iter();
+                }
+                Op::Nullable {
+                    draw,
+                    exhausted,
+                    null,
+                    end,
+                } => {
+                    let b = if work >= MAX_WORK {
+                        *exhausted as usize
+                    } else {
+                        draw.draw(&mut rng)
+                    };
+                    work += 1;
+                    out.union_branch(b as u32);
+                    if b as u32 == *null {
+                        next = ops[*end as usize..].iter();
+                    }
                 }
                 Op::Jump(to) => next = ops[*to as usize..].iter(),
                 Op::ArrayStart { len, end } => {
@@ -393,6 +420,20 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<()> {
             }
             let start = ops.len();
             ops.push(Op::Jump(0));
+            let is_null = |b: &NodeId| matches!(plan.nodes[*b as usize], Node::Null);
+            if let [a, b] = branches[..] {
+                if is_null(&a) != is_null(&b) {
+                    let (null, other) = if is_null(&a) { (0, b) } else { (1, a) };
+                    emit(plan, other, depth + 1, ops)?;
+                    ops[start] = Op::Nullable {
+                        draw: Draw::of(pick),
+                        exhausted: null_branch.unwrap_or(0),
+                        null,
+                        end: to_u32(ops.len()),
+                    };
+                    return Some(());
+                }
+            }
             let mut to = Vec::with_capacity(branches.len());
             let mut jumps = Vec::with_capacity(branches.len());
             for b in branches {
