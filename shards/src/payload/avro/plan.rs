@@ -951,7 +951,11 @@ pub(super) fn uuid_bits(rng: &mut Wy) -> u128 {
 #[inline]
 pub(super) fn fill_uuid(b: &mut [u8], bits: u128) {
     let b: &mut [u8; 36] = b.try_into().expect("36 bytes for a UUID");
-    let (hi, lo) = (hex16((bits >> 64) as u64), hex16(bits as u64));
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of x86_64: every CPU this code runs on has it.
+    let (hi, lo) = unsafe { hex32(bits) };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (hi, lo) = hex32(bits);
     b[..8].copy_from_slice(&hi[..8]);
     b[9..13].copy_from_slice(&hi[8..12]);
     b[14..18].copy_from_slice(&hi[12..]);
@@ -962,9 +966,53 @@ pub(super) fn fill_uuid(b: &mut [u8], bits: u128) {
     }
 }
 
+/// The 32 lowercase hex digits of `bits`, most significant first, as two
+/// halves: with SSE2 (part of x86_64), all 32 at once in two vector
+/// registers, about a third of the instructions of two [`hex16`]s.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+#[inline]
+fn hex32(bits: u128) -> ([u8; 16], [u8; 16]) {
+    use std::arch::x86_64::*;
+    // The 16 bytes, most significant first in memory order.
+    let v = _mm_set_epi64x(
+        (bits as u64).swap_bytes() as i64,
+        ((bits >> 64) as u64).swap_bytes() as i64,
+    );
+    let nibble = _mm_set1_epi8(0x0f);
+    let high = _mm_and_si128(_mm_srli_epi16::<4>(v), nibble);
+    let low = _mm_and_si128(v, nibble);
+    // Each byte's high nibble, then its low one.
+    let ascii = |n: __m128i| {
+        // '0' + n, and 'a' - '0' - 10 more where n > 9.
+        let letters = _mm_and_si128(_mm_cmpgt_epi8(n, _mm_set1_epi8(9)), _mm_set1_epi8(39));
+        let v = _mm_add_epi8(_mm_add_epi8(n, _mm_set1_epi8(b'0' as i8)), letters);
+        let mut out = [0u8; 16];
+        let (lo, hi) = (
+            _mm_cvtsi128_si64(v),
+            _mm_cvtsi128_si64(_mm_unpackhi_epi64(v, v)),
+        );
+        out[..8].copy_from_slice(&lo.to_le_bytes());
+        out[8..].copy_from_slice(&hi.to_le_bytes());
+        out
+    };
+    (
+        ascii(_mm_unpacklo_epi8(high, low)),
+        ascii(_mm_unpackhi_epi8(high, low)),
+    )
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn hex32(bits: u128) -> ([u8; 16], [u8; 16]) {
+    (hex16((bits >> 64) as u64), hex16(bits as u64))
+}
+
 /// The 16 lowercase hex digits of `v`, most significant first, computed on
 /// all digits at once in one 128-bit word (SWAR) rather than by 16 table
-/// lookups: a live record's UUID is one of its costlier values.
+/// lookups: a live record's UUID is one of its costlier values. (On x86_64
+/// [`hex32`] does both halves with SSE2; this is its reference in tests.)
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
 #[inline]
 fn hex16(v: u64) -> [u8; 16] {
     const LANES: u128 = u128::MAX / 0xffff; // 0x0001 in every 16-bit lane
@@ -1141,6 +1189,12 @@ mod tests {
             );
             let mut b = [0u8; 36];
             fill_uuid(&mut b, bits);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE2 is part of x86_64.
+            let halves = unsafe { hex32(bits) };
+            #[cfg(not(target_arch = "x86_64"))]
+            let halves = hex32(bits);
+            assert_eq!(halves, (hex16((bits >> 64) as u64), hex16(bits as u64)));
             assert_eq!(std::str::from_utf8(&b).unwrap(), want);
         }
     }
