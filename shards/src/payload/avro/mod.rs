@@ -384,8 +384,12 @@ fn compile_named(
         }
         let mut plan = p.compiler.finish(p.root);
         plan.tabulate();
-        let max_avro_len = plan.max_avro_len();
         let prog = Prog::build(&plan);
+        // Both bounds hold; the larger sizes the buffers either writer uses.
+        let max_avro_len = prog
+            .as_ref()
+            .map_or(0, Prog::max_len)
+            .max(plan.max_avro_len());
         out.push(CompiledSchema {
             inner: Arc::new(Inner {
                 name: p.file.to_owned(),

@@ -730,7 +730,7 @@ impl Plan {
         self.bound(self.root, 0)
     }
 
-    fn bound(&self, id: NodeId, depth: u32) -> usize {
+    pub(super) fn bound(&self, id: NodeId, depth: u32) -> usize {
         const VARINT: usize = 10;
         if depth > MAX_DEPTH + 8 {
             return usize::MAX;

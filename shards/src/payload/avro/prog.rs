@@ -31,8 +31,12 @@ use super::plan::{
     Len, Node, NodeId, NumGen, Pick, Plan, StrKind, TimeUnit, MAX_DEPTH, MAX_WORK, NOT_DRAWN,
 };
 use super::strpool::StrPool;
-use super::write::{AvroSink, Sink};
+use super::write::{AvroSink, Sink, SLACK};
 use std::sync::Arc;
+
+/// Programs whose datum bound is over this are not built (the caller
+/// writes those with a growing buffer, by the walk).
+pub const MAX_LEN: usize = 1 << 20;
 
 /// Programs longer than this are not built: a schema that uses one named
 /// type in many places unrolls into a copy per place.
@@ -48,6 +52,9 @@ const CONST_WORD: usize = 16;
 #[derive(Clone, Debug)]
 pub struct Prog {
     ops: Box<[Op]>,
+    /// A bound on the bytes a datum takes (as [`Plan::max_avro_len`] is
+    /// for the walk), computed with the operations from what each writes.
+    max_len: usize,
 }
 
 /// How an operation picks one of `n` choices: the walk's [`Pick`], and the
@@ -159,10 +166,13 @@ enum Op {
         body: u32,
     },
     /// A node the program has no operation for, written by the walk at the
-    /// depth it has there.
+    /// depth it has there, through a bounds-checked sink; `bound` is the
+    /// walk's bound on what it writes ([`Plan::bound`]), which the program's
+    /// own bound counted on and [`Prog::write`] checks.
     Walk {
         id: NodeId,
         depth: u32,
+        bound: usize,
     },
 }
 
@@ -170,17 +180,34 @@ impl Prog {
     /// The program of `plan`, or `None` where it cannot be unrolled.
     pub fn build(plan: &Plan) -> Option<Prog> {
         let mut ops = Vec::new();
-        emit(plan, plan.root, 0, &mut ops)?;
-        Some(Prog { ops: ops.into() })
+        let max_len = emit(plan, plan.root, 0, &mut ops)?;
+        (max_len <= MAX_LEN).then(|| Prog {
+            ops: ops.into(),
+            max_len,
+        })
     }
 
-    /// Writes one datum of the root type, as [`Plan::write`] does, and
-    /// returns where it ends. `out` must have room for the datum and
-    /// [`super::write::SLACK`] bytes more.
-    pub fn write(&self, plan: &Plan, cx: &mut Cx, mut sink: AvroSink<&mut [u8]>) -> usize {
-        // A local sink: the argument lives in the caller's memory, and its
-        // position would go there and back on every value.
-        let mut out = sink.reborrow();
+    /// A bound on the bytes one datum takes.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Writes one datum of the root type, as [`Plan::write`] does, at the
+    /// sink's position, and returns where it ends. The sink must have room
+    /// for [`Prog::max_len`] bytes and [`SLACK`] more (it panics if not).
+    pub fn write(&self, plan: &Plan, cx: &mut Cx, sink: AvroSink<&mut [u8]>) -> usize {
+        let (buf, start) = sink.into_parts();
+        assert!(
+            buf.len().saturating_sub(start) >= self.max_len + SLACK,
+            "a datum's buffer is shorter than its bound"
+        );
+        // SAFETY: every operation moves the position by at most what
+        // `emit` counted for it (`reach`, and for containers the sum over
+        // their items or the widest branch), and writes at most SLACK bytes
+        // past the position; the walk's part is checked below as it
+        // happens. So no write ends past start + max_len + SLACK, which is
+        // within `buf`, as asserted above.
+        let mut out = unsafe { AvroSink::prechecked(buf, start) };
         let mut rng = cx.rng.clone();
         let mut work = 0u32;
         // Items left in the innermost array being written, and in the
@@ -306,11 +333,14 @@ impl Prog {
                         out.array_end(0);
                     }
                 }
-                Op::Walk { id, depth } => {
+                Op::Walk { id, depth, bound } => {
                     cx.rng = rng;
                     cx.depth = *depth;
                     cx.work = work;
-                    let end = walk(plan, *id, cx, out.reborrow());
+                    let before = out.end();
+                    let end = walk(plan, *id, cx, out.checked());
+                    // What the program's bound counted on.
+                    assert!(end - before <= *bound, "a walked value passed its bound");
                     out.resume(end);
                     rng = cx.rng.clone();
                     work = cx.work;
@@ -334,14 +364,19 @@ fn walk(plan: &Plan, id: NodeId, cx: &mut Cx, mut out: AvroSink<&mut [u8]>) -> u
 }
 
 /// Appends the operations of node `id`, at `depth` (arrays and unions
-/// count it, as in the walk); `None` if the schema cannot be unrolled.
-fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<()> {
+/// count it, as in the walk), and returns a bound on the bytes they write
+/// (see [`Prog::write`]); `None` if the schema cannot be unrolled.
+fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<usize> {
     if ops.len() >= MAX_OPS {
         return None;
     }
-    let walk = Op::Walk { id, depth };
+    let walk = Op::Walk {
+        id,
+        depth,
+        bound: plan.bound(id, depth),
+    };
     let op = match &plan.nodes[id as usize] {
-        Node::Null => return Some(()),
+        Node::Null => return Some(0),
         Node::Bool { p_true } => Op::Bool(*p_true),
         // An int is written as `value as i32`; within the int range that
         // is the value itself, as a long would write it.
@@ -387,10 +422,11 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<()> {
         Node::Options { values, pick } => consts(values, Draw::of(pick)).unwrap_or(walk),
         Node::Set { values } => consts(values, Draw::Below(values.len() as u64)).unwrap_or(walk),
         Node::Record { fields, .. } => {
+            let mut bound = 0usize;
             for (_, f) in fields {
-                emit(plan, *f, depth, ops)?;
+                bound = bound.saturating_add(emit(plan, *f, depth, ops)?);
             }
-            return Some(());
+            return Some(bound);
         }
         Node::Array { len, item } => {
             // Recursive schemas end here, at the walk's depth bound.
@@ -399,7 +435,7 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<()> {
             }
             let start = ops.len();
             ops.push(Op::Jump(0));
-            emit(plan, *item, depth + 1, ops)?;
+            let each = emit(plan, *item, depth + 1, ops)?;
             ops.push(Op::ArrayEnd {
                 body: to_u32(start + 1),
             });
@@ -407,7 +443,9 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<()> {
                 len: *len,
                 end: to_u32(ops.len()),
             };
-            return Some(());
+            // The count, the items, the end.
+            let items = usize::try_from(len.max).unwrap_or(usize::MAX);
+            return Some((VARINT + 1).saturating_add(each.saturating_mul(items)));
         }
         Node::Union {
             branches,
@@ -424,21 +462,22 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<()> {
             if let [a, b] = branches[..] {
                 if is_null(&a) != is_null(&b) {
                     let (null, other) = if is_null(&a) { (0, b) } else { (1, a) };
-                    emit(plan, other, depth + 1, ops)?;
+                    let bound = emit(plan, other, depth + 1, ops)?;
                     ops[start] = Op::Nullable {
                         draw: Draw::of(pick),
                         exhausted: null_branch.unwrap_or(0),
                         null,
                         end: to_u32(ops.len()),
                     };
-                    return Some(());
+                    return Some(VARINT.saturating_add(bound));
                 }
             }
             let mut to = Vec::with_capacity(branches.len());
             let mut jumps = Vec::with_capacity(branches.len());
+            let mut widest = 0;
             for b in branches {
                 to.push(to_u32(ops.len()));
-                emit(plan, *b, depth + 1, ops)?;
+                widest = widest.max(emit(plan, *b, depth + 1, ops)?);
                 jumps.push(ops.len());
                 ops.push(Op::Jump(0));
             }
@@ -451,13 +490,39 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<()> {
                 exhausted: null_branch.unwrap_or(0),
                 to: to.into(),
             };
-            return Some(());
+            return Some(VARINT.saturating_add(widest));
         }
         _ => walk,
     };
+    let bound = reach(&op);
     ops.push(op);
-    Some(())
+    Some(bound)
 }
+
+/// The most a leaf operation moves the position by (what it writes past
+/// that, a word or a window, is within [`SLACK`]).
+fn reach(op: &Op) -> usize {
+    match op {
+        Op::Bool(_) => 1,
+        Op::IntUniform { .. } | Op::IntNormal { .. } | Op::IntZipf { .. } => VARINT,
+        Op::DoubleUniform { .. } | Op::DoubleNormal { .. } => 8,
+        Op::Now { .. } | Op::Enum(_) => VARINT,
+        // Its length (one byte), its text.
+        Op::Uuid => 1 + 36,
+        Op::Pool { pool, .. } => VARINT.saturating_add(pool.max_len()),
+        Op::Const { .. } => CONST_WORD,
+        Op::Walk { bound, .. } => *bound,
+        // Containers and jumps are bounded where they are emitted.
+        Op::Union { .. }
+        | Op::Nullable { .. }
+        | Op::Jump(_)
+        | Op::ArrayStart { .. }
+        | Op::ArrayEnd { .. } => 0,
+    }
+}
+
+/// The longest varint.
+const VARINT: usize = 10;
 
 /// The pool's entry in [`Cx::lag`], or [`NO_LAG`].
 fn lag_of(plan: &Plan, pool: &StrPool) -> u32 {

@@ -145,20 +145,62 @@ impl<'a> AvroSink<&'a mut [u8]> {
         AvroSink { buf, pos }
     }
 
-    /// A sink on the same buffer, at this one's position: for a call that
-    /// needs a sink by reference while this one's position stays in a
-    /// register. [`AvroSink::resume`] takes the position back.
+    /// The buffer and the position.
+    pub fn into_parts(self) -> (&'a mut [u8], usize) {
+        (self.buf, self.pos)
+    }
+}
+
+/// A slice whose room for a whole datum was checked once, up front, by
+/// whoever made the sink ([`AvroSink::prechecked`]): its writes are not
+/// bounds-checked one by one. Measured on live `orders.avsc` records: a
+/// check per value (about 35 a record) and the register holding the
+/// slice's length cost 9% of the record's time.
+pub struct Prechecked<'a>(&'a mut [u8]);
+
+impl Room for Prechecked<'_> {
     #[inline(always)]
-    pub fn reborrow(&mut self) -> AvroSink<&mut [u8]> {
+    fn room(&mut self, at: usize, n: usize) -> &mut [u8] {
+        debug_assert!(at <= self.0.len() && n <= self.0.len() - at);
+        // SAFETY: `AvroSink::prechecked`'s caller guarantees that every
+        // write through the sink ends within the slice.
+        unsafe { self.0.get_unchecked_mut(at..at + n) }
+    }
+}
+
+impl<'a> AvroSink<Prechecked<'a>> {
+    /// Writes from `buf[pos..]` on without checking each write's bounds.
+    ///
+    /// # Safety
+    ///
+    /// Every write made through the sink (at its position, of at most
+    /// [`SLACK`] bytes past where the datum ends) must end within `buf`:
+    /// the caller bounds what it writes and checked `buf` has that room.
+    #[inline(always)]
+    pub unsafe fn prechecked(buf: &'a mut [u8], pos: usize) -> Self {
         AvroSink {
-            buf: &mut *self.buf,
+            buf: Prechecked(buf),
+            pos,
+        }
+    }
+
+    /// A bounds-checked sink at this one's position, for a writer the
+    /// caller's bound does not cover; [`AvroSink::resume`] takes its end
+    /// back. By value, so that this sink's position stays in a register.
+    #[inline(always)]
+    pub fn checked(&mut self) -> AvroSink<&mut [u8]> {
+        AvroSink {
+            buf: &mut *self.buf.0,
             pos: self.pos,
         }
     }
 
-    /// Continues from where a [`AvroSink::reborrow`]ed sink ended.
+    /// Continues from where a [`AvroSink::checked`] sink ended. Not past
+    /// the end of the buffer; the caller's bound must still hold from
+    /// there on.
     #[inline(always)]
     pub fn resume(&mut self, end: usize) {
+        assert!(end <= self.buf.0.len(), "a sink resumed past its buffer");
         self.pos = end;
     }
 }
