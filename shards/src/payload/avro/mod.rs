@@ -474,12 +474,12 @@ fn write_datum(
             out.resize(need, 0);
         }
         let mut sink = AvroSink::within(out, start);
-        match (&schema.inner.prog, key) {
-            (Some(prog), None) => {
+        match &schema.inner.prog {
+            Some(prog) => {
                 frame(&mut sink, schema_id);
-                prog.write(plan, cx, sink)
+                prog.write(plan, cx, sink, key)
             }
-            (_, key) => avro(plan, cx, sink, schema_id, key),
+            None => avro(plan, cx, sink, schema_id, key),
         }
     } else {
         avro(plan, cx, AvroSink::at(out, start), schema_id, key)

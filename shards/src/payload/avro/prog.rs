@@ -26,12 +26,13 @@
 //! have no program and are walked.
 
 use super::draw::{Alias, Chance, Gauss, Wy};
+use super::key::{KeyBuf, KeySink};
 use super::plan::{
     fill_uuid, uuid_bits, within, within_f, write_const, write_now, zipf_rank, Const, Cx, Dist,
     Len, Node, NodeId, NumGen, Pick, Plan, StrKind, TimeUnit, MAX_DEPTH, MAX_WORK, NOT_DRAWN,
 };
 use super::strpool::StrPool;
-use super::write::{AvroSink, Sink, SLACK};
+use super::write::{AvroSink, Prechecked, Sink, SLACK};
 use std::sync::Arc;
 
 /// Programs whose datum bound is over this are not built (the caller
@@ -52,6 +53,10 @@ const CONST_WORD: usize = 16;
 #[derive(Clone, Debug)]
 pub struct Prog {
     ops: Box<[Op]>,
+    /// Per top-level field of a record at the root: its node, where its
+    /// operations start and end, and its part of `max_len` (for keys taken
+    /// from a field, which is walked).
+    fields: Box<[(NodeId, u32, u32, usize)]>,
     /// A bound on the bytes a datum takes (as [`Plan::max_avro_len`] is
     /// for the walk), computed with the operations from what each writes.
     max_len: usize,
@@ -180,9 +185,23 @@ impl Prog {
     /// The program of `plan`, or `None` where it cannot be unrolled.
     pub fn build(plan: &Plan) -> Option<Prog> {
         let mut ops = Vec::new();
-        let max_len = emit(plan, plan.root, 0, &mut ops)?;
+        let mut fields = Vec::new();
+        let max_len = match &plan.nodes[plan.root as usize] {
+            Node::Record { fields: root, .. } => {
+                let mut bound = 0usize;
+                for (_, f) in root {
+                    let from = to_u32(ops.len());
+                    let b = emit(plan, *f, 0, &mut ops)?;
+                    fields.push((*f, from, to_u32(ops.len()), b));
+                    bound = bound.saturating_add(b);
+                }
+                bound
+            }
+            _ => emit(plan, plan.root, 0, &mut ops)?,
+        };
         (max_len <= MAX_LEN).then(|| Prog {
             ops: ops.into(),
+            fields: fields.into(),
             max_len,
         })
     }
@@ -193,9 +212,17 @@ impl Prog {
     }
 
     /// Writes one datum of the root type, as [`Plan::write`] does, at the
-    /// sink's position, and returns where it ends. The sink must have room
-    /// for [`Prog::max_len`] bytes and [`SLACK`] more (it panics if not).
-    pub fn write(&self, plan: &Plan, cx: &mut Cx, sink: AvroSink<&mut [u8]>) -> usize {
+    /// sink's position, and returns where it ends; with `key`, as
+    /// [`Plan::write_keyed`] does, the key form of that top-level field into
+    /// its buffer. The sink must have room for [`Prog::max_len`] bytes and
+    /// [`SLACK`] more (it panics if not).
+    pub fn write(
+        &self,
+        plan: &Plan,
+        cx: &mut Cx,
+        sink: AvroSink<&mut [u8]>,
+        key: Option<(u32, &mut KeyBuf)>,
+    ) -> usize {
         let (buf, start) = sink.into_parts();
         assert!(
             buf.len().saturating_sub(start) >= self.max_len + SLACK,
@@ -204,21 +231,79 @@ impl Prog {
         // SAFETY: every operation moves the position by at most what
         // `emit` counted for it (`reach`, and for containers the sum over
         // their items or the widest branch), and writes at most SLACK bytes
-        // past the position; the walk's part is checked below as it
-        // happens. So no write ends past start + max_len + SLACK, which is
-        // within `buf`, as asserted above.
-        let mut out = unsafe { AvroSink::prechecked(buf, start) };
+        // past the position; walked values (and a walked key field) are
+        // checked against their part of that bound as they are written. So
+        // no write ends past start + max_len + SLACK, which is within `buf`,
+        // as asserted above.
+        let out = unsafe { AvroSink::prechecked(buf, start) };
+        cx.work = 0;
+        match key {
+            None => self.run(&self.ops, 0, plan, cx, out).end(),
+            Some((field, key)) => self.write_keyed(plan, cx, out, field, key),
+        }
+    }
+
+    /// [`Prog::write`] with a key from top-level field `field`. Not inlined
+    /// there, so that the unkeyed path has one copy of the loop.
+    #[inline(never)]
+    fn write_keyed(
+        &self,
+        plan: &Plan,
+        cx: &mut Cx,
+        mut out: AvroSink<Prechecked<'_>>,
+        field: u32,
+        key: &mut KeyBuf,
+    ) -> usize {
+        key.null = true;
+        let Some(&(id, from, to, bound)) = self.fields.get(field as usize) else {
+            // A root that is not a plain record (one with `options` or a
+            // cardinality, whose key the walk takes from the whole datum):
+            // walked, through a checked sink.
+            let mut checked = out.checked();
+            plan.write_keyed(cx, &mut checked, field, key);
+            return checked.end();
+        };
+        // The fields before the key field, the key field by the walk (which
+        // copies its key form as it writes it), the fields after it.
+        out = self.run(&self.ops[..from as usize], 0, plan, cx, out);
+        let before = out.end();
+        let end = {
+            let mut checked = out.checked();
+            cx.depth = 0;
+            plan.gen_cx(id, cx, &mut KeySink::field(&mut checked, key));
+            checked.end()
+        };
+        assert!(end - before <= bound, "a key field passed its bound");
+        out.resume(end);
+        self.run(&self.ops, to as usize, plan, cx, out).end()
+    }
+
+    /// Runs `ops` from operation `from` to their end, from `cx`'s random
+    /// stream and work count (and back into them), writing into `out`.
+    /// `ops` is the program or a prefix of it that ends where a field ends.
+    /// Always inlined: called, it would take the sink in memory, and the
+    /// position would stay there.
+    #[inline(always)]
+    fn run<'b>(
+        &self,
+        ops: &[Op],
+        from: usize,
+        plan: &Plan,
+        cx: &mut Cx,
+        // By value, and back: by reference, the position would live in
+        // memory.
+        mut out: AvroSink<Prechecked<'b>>,
+    ) -> AvroSink<Prechecked<'b>> {
         let mut rng = cx.rng.clone();
-        let mut work = 0u32;
+        let mut work = cx.work;
         // Items left in the innermost array being written, and in the
         // arrays around it (`open` of them).
         let mut left = 0u32;
         let mut outer = [0u32; MAX_DEPTH as usize];
         let mut open = 0usize;
-        let ops = &*self.ops;
         // An iterator rather than an index: the next operation is one
         // pointer increment away, not a multiply and a bounds check.
-        let mut next = ops.iter();
+        let mut next = ops[from..].iter();
         while let Some(op) = next.next() {
             match op {
                 Op::IntZipf { min, table } => out.put_long(zipf_rank(*min, table, &mut rng)),
@@ -350,7 +435,7 @@ impl Prog {
         cx.rng = rng;
         cx.depth = 0;
         cx.work = work;
-        out.end()
+        out
     }
 }
 

@@ -343,13 +343,36 @@ fn unrolled_programs_write_what_the_walk_writes() {
         let mut walk = Cx::new(seed, plan.counters, NOW).with_lag(plan.lagged);
         let mut run = Cx::new(seed, plan.counters, NOW).with_lag(plan.lagged);
         let mut buf = vec![0; c.max_avro_len() + write::SLACK];
+        // With a key from each field that can be one: the same bytes, and
+        // the same key.
+        let names: Vec<String> = match c.avro_schema() {
+            Schema::Record(r) => r.fields.iter().map(|f| f.name.clone()).collect(),
+            _ => Vec::new(),
+        };
+        for key in names.iter().filter_map(|n| c.key_field(n).ok()) {
+            let mut walk = Cx::new(seed, plan.counters, NOW).with_lag(plan.lagged);
+            let mut run = Cx::new(seed, plan.counters, NOW).with_lag(plan.lagged);
+            let (mut want_key, mut got_key) = (KeyBuf::default(), KeyBuf::default());
+            for i in 0..50 {
+                let mut want = Vec::new();
+                let mut sink = AvroSink::at(&mut want, 0);
+                plan.write_keyed(&mut walk, &mut sink, key.index(), &mut want_key);
+                let n = sink.end();
+                want.truncate(n);
+                let sink = AvroSink::within(&mut buf, 0);
+                let end = prog.write(plan, &mut run, sink, Some((key.index(), &mut got_key)));
+                let what = format!("{} (schema {k}), key {}, datum {i}", c.name(), key.name());
+                assert_eq!(buf[..end], want[..], "{what}");
+                assert_eq!(got_key.get(), want_key.get(), "{what}");
+            }
+        }
         for i in 0..200 {
             let mut want = Vec::new();
             let mut sink = AvroSink::at(&mut want, 0);
             plan.write(&mut walk, &mut sink);
             let n = sink.end();
             want.truncate(n);
-            let end = prog.write(plan, &mut run, AvroSink::within(&mut buf, 0));
+            let end = prog.write(plan, &mut run, AvroSink::within(&mut buf, 0), None);
             assert_eq!(
                 buf[..end],
                 want[..],
