@@ -135,6 +135,15 @@ enum Op {
         draw: Draw,
         lag: u32,
     },
+    /// [`Op::Pool`] for the common case: values in slots of `1 << shift`
+    /// bytes, drawn uniformly from `n` (no dispatch on the pool's layout
+    /// or the kind of draw).
+    Slots {
+        pool: Arc<StrPool>,
+        shift: u32,
+        n: u64,
+        lag: u32,
+    },
     Enum(Draw),
     /// Constants, each Avro-encoded in a word, and their lengths.
     Const {
@@ -354,6 +363,29 @@ impl Prog {
                     };
                     pool.write(i, &mut out)
                 }
+                Op::Slots {
+                    pool,
+                    shift,
+                    n,
+                    lag: slot,
+                } => {
+                    // As `Op::Pool`.
+                    let i = match cx.lag.get_mut(*slot as usize) {
+                        None => rng.below(*n) as usize,
+                        Some(held) => {
+                            let now = if *held == NOT_DRAWN {
+                                rng.below(*n) as usize
+                            } else {
+                                *held as usize
+                            };
+                            let next = rng.below(*n) as usize;
+                            *held = next as u32;
+                            pool.prefetch_slot(next, *shift);
+                            now
+                        }
+                    };
+                    pool.write_slot(i, *shift, &mut out)
+                }
                 Op::Enum(draw) => out.enumeration(draw.draw(&mut rng) as u32, ""),
                 Op::Const { words, lens, draw } => {
                     let i = draw.draw(&mut rng);
@@ -491,18 +523,10 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<usize>
         Node::Str(s) => match &s.kind {
             StrKind::Uuid if s.prefix.is_empty() => Op::Uuid,
             // The prefix is in the pool's values.
-            StrKind::Pool(pool) => Op::Pool {
-                pool: pool.clone(),
-                draw: Draw::Below(pool.count() as u64),
-                lag: lag_of(plan, pool),
-            },
+            StrKind::Pool(pool) => pool_op(plan, pool, Draw::Below(pool.count() as u64)),
             _ => walk,
         },
-        Node::Strings { pool, pick } => Op::Pool {
-            pool: pool.clone(),
-            draw: Draw::of(pick),
-            lag: lag_of(plan, pool),
-        },
+        Node::Strings { pool, pick } => pool_op(plan, pool, Draw::of(pick)),
         Node::Enum { pick, .. } => Op::Enum(Draw::of(pick)),
         Node::Options { values, pick } => consts(values, Draw::of(pick)).unwrap_or(walk),
         Node::Set { values } => consts(values, Draw::Below(values.len() as u64)).unwrap_or(walk),
@@ -594,7 +618,7 @@ fn reach(op: &Op) -> usize {
         Op::Now { .. } | Op::Enum(_) => VARINT,
         // Its length (one byte), its text.
         Op::Uuid => 1 + 36,
-        Op::Pool { pool, .. } => VARINT.saturating_add(pool.max_len()),
+        Op::Pool { pool, .. } | Op::Slots { pool, .. } => VARINT.saturating_add(pool.max_len()),
         Op::Const { .. } => CONST_WORD,
         Op::Walk { bound, .. } => *bound,
         // Containers and jumps are bounded where they are emitted.
@@ -608,6 +632,24 @@ fn reach(op: &Op) -> usize {
 
 /// The longest varint.
 const VARINT: usize = 10;
+
+/// The operation that picks from `pool` by `draw`.
+fn pool_op(plan: &Plan, pool: &Arc<StrPool>, draw: Draw) -> Op {
+    let lag = lag_of(plan, pool);
+    match (pool.slot_shift(), draw) {
+        (Some(shift), Draw::Below(n)) => Op::Slots {
+            pool: pool.clone(),
+            shift,
+            n,
+            lag,
+        },
+        (_, draw) => Op::Pool {
+            pool: pool.clone(),
+            draw,
+            lag,
+        },
+    }
+}
 
 /// The pool's entry in [`Cx::lag`], or [`NO_LAG`].
 fn lag_of(plan: &Plan, pool: &StrPool) -> u32 {

@@ -167,18 +167,40 @@ impl StrPool {
         &avro[prefix..]
     }
 
+    /// The size of a value's slot as a shift (value `i` starts at
+    /// `i << shift`), if the values are in slots.
+    pub fn slot_shift(&self) -> Option<u32> {
+        match &self.layout {
+            Layout::Slots { shift, .. } => Some(*shift),
+            Layout::Packed { .. } => None,
+        }
+    }
+
+    /// Starts fetching value `i` of a pool in slots of `1 << shift` bytes
+    /// ([`StrPool::slot_shift`]).
+    #[inline(always)]
+    pub fn prefetch_slot(&self, i: usize, shift: u32) {
+        prefetch(self.bytes.as_ptr().wrapping_add(i << shift));
+    }
+
+    /// Writes value `i` of a pool in slots of `1 << shift` bytes
+    /// ([`StrPool::slot_shift`]), in one bounds check: the window holds the
+    /// whole encoding, whose one-byte length prefix says its length.
+    #[inline(always)]
+    pub fn write_slot<S: Sink>(&self, i: usize, shift: u32, out: &mut S) {
+        let start = i << shift;
+        let window: &[u8; WINDOW] = self.bytes[start..start + WINDOW]
+            .try_into()
+            .expect("the pool is padded");
+        let end = 1 + usize::from(window[0] >> 1);
+        out.encoded_string(&window[..end], window, || &window[1..end]);
+    }
+
     /// Writes value `i` as a string.
     #[inline(always)]
     pub fn write<S: Sink>(&self, i: usize, out: &mut S) {
         if let Layout::Slots { shift, .. } = &self.layout {
-            // The common case, in one bounds check: the window holds the
-            // whole encoding, whose one-byte length prefix says its length.
-            let start = i << shift;
-            let window: &[u8; WINDOW] = self.bytes[start..start + WINDOW]
-                .try_into()
-                .expect("the pool is padded");
-            let end = 1 + usize::from(window[0] >> 1);
-            return out.encoded_string(&window[..end], window, || &window[1..end]);
+            return self.write_slot(i, *shift, out);
         }
         let (start, end) = self.span(i);
         let window: &[u8; WINDOW] = self.bytes[start..start + WINDOW]
