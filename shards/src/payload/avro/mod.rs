@@ -13,10 +13,15 @@
 //!    vector of generator nodes. Errors name the file, the field path and the
 //!    reason (`orders.avsc: items[].price: range.min (5) is greater than
 //!    range.max (1)`).
-//! 2. [`AvroValues`] is the shard's [`ValueSource`]: it walks the plan per
-//!    record (`live`) or cycles a pool generated up front (`pooled`), writing
-//!    Avro binary, Confluent wire format, or JSON. The same seed gives the
-//!    same data in every encoding: both writers see the same random draws.
+//! 2. Where the plan is not recursive, `prog` unrolls it into a flat
+//!    program of operations for Avro binary, which makes the same draws as
+//!    walking the plan, with one dispatch per value.
+//! 3. [`AvroValues`] is the shard's [`ValueSource`]: it generates a datum
+//!    per record (`live`: the program for Avro binary where there is one,
+//!    the walk otherwise) or cycles a pool generated up front (`pooled`),
+//!    writing Avro binary, Confluent wire format, or JSON. The same seed
+//!    gives the same data in every encoding: every writer sees the same
+//!    random draws.
 //!
 //! # Hot path and allocation
 //!
@@ -35,8 +40,9 @@
 //! and picked one draw ahead so the value is prefetched (`Cx::lag`); an
 //! inlined ziggurat for normal draws (`draw::Gauss`); an Avro writer into a
 //! buffer sized once per datum, whose position stays in a register and whose
-//! varints have no branch on their length (`write`); records of leaf fields,
-//! nullable leaves, timestamps and UUIDs written without a call (`plan`).
+//! varints have no branch on their length (`write`); the plan unrolled into
+//! operations specialised by type and distribution, with the datum's room
+//! checked once rather than per write (`prog`).
 //!
 //! # Determinism
 //!
@@ -148,7 +154,7 @@ impl CompiledSchema {
         &self.inner.plan
     }
 
-    /// Whether Avro data is written by the unrolled program ([`Prog`])
+    /// Whether Avro data is written by the unrolled program (`prog`)
     /// rather than by walking the plan.
     pub fn is_unrolled(&self) -> bool {
         self.inner.prog.is_some()
