@@ -69,10 +69,18 @@ pub fn get_varint(buf: &[u8]) -> Option<(i32, usize)> {
     get_uvarint(buf).map(|(z, n)| (((z >> 1) as i32) ^ -((z & 1) as i32), n))
 }
 
-/// Writes `v` as an unsigned varint into `out` (at least 5 bytes long) and
-/// returns the number of bytes written.
+/// Writes `v` as an unsigned varint into `out` (5 bytes hold any `u32`)
+/// and returns the number of bytes written.
 #[inline]
-pub fn encode_uvarint(out: &mut [u8; 5], mut v: u32) -> usize {
+pub fn encode_uvarint(out: &mut [u8; 5], v: u32) -> usize {
+    encode_leb128(out, u64::from(v))
+}
+
+/// Writes `v` as an unsigned LEB128 varint into `out` and returns the number
+/// of bytes written. `out` must be long enough for `v`: 10 bytes hold any
+/// `u64` (a zig-zag Avro long, for one), 5 any `u32`.
+#[inline]
+pub fn encode_leb128<const N: usize>(out: &mut [u8; N], mut v: u64) -> usize {
     let mut i = 0;
     while v >= 0x80 {
         out[i] = (v as u8) | 0x80;

@@ -396,12 +396,7 @@ impl Prog {
                     exhausted,
                     to,
                 } => {
-                    let b = if work >= MAX_WORK {
-                        *exhausted as usize
-                    } else {
-                        draw.draw(&mut rng)
-                    };
-                    work += 1;
+                    let b = branch(draw, *exhausted, &mut work, &mut rng);
                     out.union_branch(b as u32);
                     next = ops[to[b] as usize..].iter();
                 }
@@ -411,12 +406,7 @@ impl Prog {
                     null,
                     end,
                 } => {
-                    let b = if work >= MAX_WORK {
-                        *exhausted as usize
-                    } else {
-                        draw.draw(&mut rng)
-                    };
-                    work += 1;
+                    let b = branch(draw, *exhausted, &mut work, &mut rng);
                     out.union_branch(b as u32);
                     if b as u32 == *null {
                         next = ops[*end as usize..].iter();
@@ -469,6 +459,19 @@ impl Prog {
         cx.work = work;
         out
     }
+}
+
+/// The branch a union takes, as in the walk: drawn, or `exhausted` once the
+/// datum's work bound is reached; it counts towards the work.
+#[inline(always)]
+fn branch(draw: &Draw, exhausted: u32, work: &mut u32, rng: &mut Wy) -> usize {
+    let b = if *work >= MAX_WORK {
+        exhausted as usize
+    } else {
+        draw.draw(rng)
+    };
+    *work += 1;
+    b
 }
 
 /// Writes node `id` by the walk; returns where it ends. A call, so that the

@@ -289,16 +289,10 @@ impl<B: Room> AvroSink<B> {
 /// of their inlined cases.
 #[cold]
 #[inline(never)]
-fn varint_bytes(mut z: u64) -> ([u8; 10], usize) {
+fn varint_bytes(z: u64) -> ([u8; 10], usize) {
     let mut b = [0u8; 10];
-    let mut n = 0;
-    while z >= 0x80 {
-        b[n] = (z as u8) | 0x80;
-        z >>= 7;
-        n += 1;
-    }
-    b[n] = z as u8;
-    (b, n + 1)
+    let n = datastorm_engine::wire::varint::encode_leb128(&mut b, z);
+    (b, n)
 }
 
 /// Appends `v` to `out` as an Avro long.
