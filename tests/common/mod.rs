@@ -27,6 +27,9 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> (Output, Duration) {
     match rx.recv_timeout(limit) {
         Ok(out) => (out.expect("output"), start.elapsed()),
         Err(_) => {
+            // Where it hangs, before it is killed: a hang that happens once
+            // in many runs cannot be looked at afterwards.
+            let stacks = thread_stacks(pid);
             // SAFETY: kill(2) on the child's pid, which is not reaped yet
             // (its waiter thread is still blocked on it).
             unsafe {
@@ -34,11 +37,39 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> (Output, Duration) {
             }
             let out = rx.recv().expect("waiter").expect("output");
             panic!(
-                "command did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                "command did not finish within {limit:?}\nstdout:\n{}\nstderr:\n{}\n\
+                 its threads' stacks:\n{stacks}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+}
+
+/// Every thread's stack of process `pid`, by gdb in batch mode (bounded to
+/// 60 s by coreutils' `timeout`), or why there are none.
+fn thread_stacks(pid: u32) -> String {
+    let out = Command::new("timeout")
+        .args(["60", "gdb", "-p", &pid.to_string(), "-batch", "-nx"])
+        .args(["-ex", "thread apply all bt 30"])
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            // The stack lines, not gdb's banner and symbol-loading chatter.
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("Thread ") || l.starts_with('#'))
+                .collect();
+            lines.join("\n")
+        }
+        Ok(o) => format!(
+            "(gdb failed, {}: {})",
+            o.status,
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Err(e) => format!("(no gdb stacks: {e})"),
     }
 }
 
