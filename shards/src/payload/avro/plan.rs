@@ -205,7 +205,7 @@ impl Pick {
     }
 
     #[inline]
-    pub(super) fn pick(&self, rng: &mut Wy) -> u32 {
+    fn pick(&self, rng: &mut Wy) -> u32 {
         match self {
             Pick::Uniform(1) => 0,
             Pick::Uniform(n) => rng.below(u64::from(*n)) as u32,
@@ -266,6 +266,30 @@ pub struct Cx {
 /// [`Cx::lag`] of a pool that has not been picked from yet.
 pub const NOT_DRAWN: u32 = u32::MAX;
 
+/// A pick from a pool whose entry in [`Cx::lag`] is `held`: the index drawn
+/// at its previous value, while this draw is kept for the next and its value
+/// prefetched (see [`Cx::lag`]); with no entry, a plain draw.
+#[inline(always)]
+pub(super) fn pick_ahead(
+    held: Option<&mut u32>,
+    rng: &mut Wy,
+    pick: impl Fn(&mut Wy) -> usize,
+    prefetch: impl FnOnce(usize),
+) -> usize {
+    let Some(held) = held else {
+        return pick(rng);
+    };
+    let now = if *held == NOT_DRAWN {
+        pick(rng)
+    } else {
+        *held as usize
+    };
+    let next = pick(rng);
+    *held = next as u32;
+    prefetch(next);
+    now
+}
+
 impl Cx {
     pub fn new(seed: u64, counters: usize, now_ms: i64) -> Cx {
         Cx {
@@ -292,20 +316,11 @@ impl Cx {
     /// [`Cx::lag`]).
     #[inline(always)]
     fn lagged(&mut self, rng: &mut Wy, pool: &StrPool, pick: impl Fn(&mut Wy) -> usize) -> usize {
-        let slot = pool.slot() as usize;
-        if self.index.is_some() || slot >= self.lag.len() {
+        if self.index.is_some() {
             return pick(rng);
         }
-        let held = self.lag[slot];
-        let now = if held == NOT_DRAWN {
-            pick(rng)
-        } else {
-            held as usize
-        };
-        let next = pick(rng);
-        self.lag[slot] = next as u32;
-        pool.prefetch(next);
-        now
+        let held = self.lag.get_mut(pool.slot() as usize);
+        pick_ahead(held, rng, pick, |i| pool.prefetch(i))
     }
 
     /// The random stream of a generator seeded with `seed`.
@@ -951,11 +966,7 @@ pub(super) fn uuid_bits(rng: &mut Wy) -> u128 {
 #[inline]
 pub(super) fn fill_uuid(b: &mut [u8], bits: u128) {
     let b: &mut [u8; 36] = b.try_into().expect("36 bytes for a UUID");
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE2 is part of x86_64: every CPU this code runs on has it.
-    let (hi, lo) = unsafe { hex32(bits) };
-    #[cfg(not(target_arch = "x86_64"))]
-    let (hi, lo) = hex32(bits);
+    let (hi, lo) = hex_digits(bits);
     b[..8].copy_from_slice(&hi[..8]);
     b[9..13].copy_from_slice(&hi[8..12]);
     b[14..18].copy_from_slice(&hi[12..]);
@@ -964,6 +975,18 @@ pub(super) fn fill_uuid(b: &mut [u8], bits: u128) {
     for dash in [8, 13, 18, 23] {
         b[dash] = b'-';
     }
+}
+
+/// The 32 lowercase hex digits of `bits`, most significant first, as two
+/// halves ([`hex32`] where there is one).
+#[inline]
+fn hex_digits(bits: u128) -> ([u8; 16], [u8; 16]) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is part of x86_64: every CPU this code runs on has it.
+    let halves = unsafe { hex32(bits) };
+    #[cfg(not(target_arch = "x86_64"))]
+    let halves = hex32(bits);
+    halves
 }
 
 /// The 32 lowercase hex digits of `bits`, most significant first, as two
@@ -1189,12 +1212,10 @@ mod tests {
             );
             let mut b = [0u8; 36];
             fill_uuid(&mut b, bits);
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: SSE2 is part of x86_64.
-            let halves = unsafe { hex32(bits) };
-            #[cfg(not(target_arch = "x86_64"))]
-            let halves = hex32(bits);
-            assert_eq!(halves, (hex16((bits >> 64) as u64), hex16(bits as u64)));
+            assert_eq!(
+                hex_digits(bits),
+                (hex16((bits >> 64) as u64), hex16(bits as u64))
+            );
             assert_eq!(std::str::from_utf8(&b).unwrap(), want);
         }
     }

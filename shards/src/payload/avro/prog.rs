@@ -28,8 +28,8 @@
 use super::draw::{Alias, Chance, Gauss, Wy};
 use super::key::{KeyBuf, KeySink};
 use super::plan::{
-    fill_uuid, uuid_bits, within, within_f, write_const, write_now, zipf_rank, Const, Cx, Dist,
-    Len, Node, NodeId, NumGen, Pick, Plan, StrKind, TimeUnit, MAX_DEPTH, MAX_WORK, NOT_DRAWN,
+    fill_uuid, pick_ahead, uuid_bits, within, within_f, write_const, write_now, zipf_rank, Const,
+    Cx, Dist, Len, Node, NodeId, NumGen, Pick, Plan, StrKind, TimeUnit, MAX_DEPTH, MAX_WORK,
 };
 use super::strpool::StrPool;
 use super::write::{AvroSink, Prechecked, Sink, SLACK};
@@ -42,9 +42,6 @@ pub const MAX_LEN: usize = 1 << 20;
 /// Programs longer than this are not built: a schema that uses one named
 /// type in many places unrolls into a copy per place.
 pub const MAX_OPS: usize = 1 << 14;
-
-/// [`Op::Pool`] of a pool that is not lagged: past the end of [`Cx::lag`].
-const NO_LAG: u32 = u32::MAX;
 
 /// Constants (from `options` and sets) up to this many encoded bytes are
 /// copied as one word.
@@ -129,7 +126,8 @@ enum Op {
     },
     Uuid,
     /// A string from a pool, picked one draw ahead ([`Cx::lag`]) if `lag`
-    /// is its entry there ([`NO_LAG`]: none).
+    /// is its entry there (`u32::MAX`, past the end: none;
+    /// [`StrPool::slot`]).
     Pool {
         pool: Arc<StrPool>,
         draw: Draw,
@@ -344,46 +342,21 @@ impl Prog {
                     out.string_with(36, |b| fill_uuid(b, bits));
                 }
                 Op::Pool { pool, draw, lag } => {
-                    // As `Cx::lagged`, with what it looks up known here:
-                    // whether the pool is lagged, and that no cardinality
-                    // value is being generated (those are walked).
-                    let i = match cx.lag.get_mut(*lag as usize) {
-                        None => draw.draw(&mut rng),
-                        Some(held) => {
-                            let now = if *held == NOT_DRAWN {
-                                draw.draw(&mut rng)
-                            } else {
-                                *held as usize
-                            };
-                            let next = draw.draw(&mut rng);
-                            *held = next as u32;
-                            pool.prefetch(next);
-                            now
-                        }
-                    };
+                    // As `Cx::lagged`, knowing that no cardinality value is
+                    // being generated (those are walked).
+                    let held = cx.lag.get_mut(*lag as usize);
+                    let i = pick_ahead(held, &mut rng, |r| draw.draw(r), |i| pool.prefetch(i));
                     pool.write(i, &mut out)
                 }
                 Op::Slots {
                     pool,
                     shift,
                     n,
-                    lag: slot,
+                    lag,
                 } => {
-                    // As `Op::Pool`.
-                    let i = match cx.lag.get_mut(*slot as usize) {
-                        None => rng.below(*n) as usize,
-                        Some(held) => {
-                            let now = if *held == NOT_DRAWN {
-                                rng.below(*n) as usize
-                            } else {
-                                *held as usize
-                            };
-                            let next = rng.below(*n) as usize;
-                            *held = next as u32;
-                            pool.prefetch_slot(next, *shift);
-                            now
-                        }
-                    };
+                    let held = cx.lag.get_mut(*lag as usize);
+                    let pick = |r: &mut Wy| r.below(*n) as usize;
+                    let i = pick_ahead(held, &mut rng, pick, |i| pool.prefetch_slot(i, *shift));
                     pool.write_slot(i, *shift, &mut out)
                 }
                 Op::Enum(draw) => out.enumeration(draw.draw(&mut rng) as u32, ""),
@@ -490,7 +463,8 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<usize>
     if ops.len() >= MAX_OPS {
         return None;
     }
-    let walk = Op::Walk {
+    // Only for the nodes walked: a bound walks the node's whole subtree.
+    let walked = || Op::Walk {
         id,
         depth,
         bound: plan.bound(id, depth),
@@ -500,8 +474,8 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<usize>
         Node::Bool { p_true } => Op::Bool(*p_true),
         // An int is written as `value as i32`; within the int range that
         // is the value itself, as a long would write it.
-        Node::Int(g) if fits_int(g) => int_op(g).unwrap_or(walk),
-        Node::Long(g) => int_op(g).unwrap_or(walk),
+        Node::Int(g) if fits_int(g) => int_op(g).unwrap_or_else(walked),
+        Node::Long(g) => int_op(g).unwrap_or_else(walked),
         Node::Double(g) => match &g.dist {
             Dist::Uniform => Op::DoubleUniform {
                 min: g.min,
@@ -512,7 +486,7 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<usize>
                 min: g.min,
                 max: g.max,
             },
-            _ => walk,
+            _ => walked(),
         },
         Node::Now {
             unit,
@@ -526,13 +500,15 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<usize>
         Node::Str(s) => match &s.kind {
             StrKind::Uuid if s.prefix.is_empty() => Op::Uuid,
             // The prefix is in the pool's values.
-            StrKind::Pool(pool) => pool_op(plan, pool, Draw::Below(pool.count() as u64)),
-            _ => walk,
+            StrKind::Pool(pool) => pool_op(pool, Draw::Below(pool.count() as u64)),
+            _ => walked(),
         },
-        Node::Strings { pool, pick } => pool_op(plan, pool, Draw::of(pick)),
+        Node::Strings { pool, pick } => pool_op(pool, Draw::of(pick)),
         Node::Enum { pick, .. } => Op::Enum(Draw::of(pick)),
-        Node::Options { values, pick } => consts(values, Draw::of(pick)).unwrap_or(walk),
-        Node::Set { values } => consts(values, Draw::Below(values.len() as u64)).unwrap_or(walk),
+        Node::Options { values, pick } => consts(values, Draw::of(pick)).unwrap_or_else(walked),
+        Node::Set { values } => {
+            consts(values, Draw::Below(values.len() as u64)).unwrap_or_else(walked)
+        }
         Node::Record { fields, .. } => {
             let mut bound = 0usize;
             for (_, f) in fields {
@@ -604,7 +580,7 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<usize>
             };
             return Some(VARINT.saturating_add(widest));
         }
-        _ => walk,
+        _ => walked(),
     };
     let bound = reach(&op);
     ops.push(op);
@@ -637,8 +613,8 @@ fn reach(op: &Op) -> usize {
 const VARINT: usize = 10;
 
 /// The operation that picks from `pool` by `draw`.
-fn pool_op(plan: &Plan, pool: &Arc<StrPool>, draw: Draw) -> Op {
-    let lag = lag_of(plan, pool);
+fn pool_op(pool: &Arc<StrPool>, draw: Draw) -> Op {
+    let lag = pool.slot();
     match (pool.slot_shift(), draw) {
         (Some(shift), Draw::Below(n)) => Op::Slots {
             pool: pool.clone(),
@@ -651,15 +627,6 @@ fn pool_op(plan: &Plan, pool: &Arc<StrPool>, draw: Draw) -> Op {
             draw,
             lag,
         },
-    }
-}
-
-/// The pool's entry in [`Cx::lag`], or [`NO_LAG`].
-fn lag_of(plan: &Plan, pool: &StrPool) -> u32 {
-    if (pool.slot() as usize) < plan.lagged {
-        pool.slot()
-    } else {
-        NO_LAG
     }
 }
 
@@ -703,11 +670,11 @@ fn consts(values: &[Const], draw: Draw) -> Option<Op> {
         let mut sink = AvroSink::at(&mut v, 0);
         write_const(c, &mut sink);
         let n = sink.end();
-        let mut word = [0u8; CONST_WORD];
-        word[..n.min(CONST_WORD)].copy_from_slice(&v[..n.min(CONST_WORD)]);
         if n > CONST_WORD {
             return None;
         }
+        let mut word = [0u8; CONST_WORD];
+        word[..n].copy_from_slice(&v[..n]);
         words.push(word);
         lens.push(n as u8);
     }
