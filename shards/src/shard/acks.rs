@@ -83,20 +83,9 @@ pub(super) async fn read_acks(
             return;
         };
         let n = sent.batches.min(inf.batches.len());
-        let (front, _) = inf.batches.as_slices();
-        if front.len() < n {
-            inf.batches.make_contiguous();
-        }
-        settle(
-            &addr,
-            body,
-            version,
-            &inf.batches.as_slices().0[..n],
-            &sent,
-            &health,
-            &shared,
-            now,
-        );
+        // One slice (moving nothing when the queue has not wrapped).
+        let batches = &inf.batches.make_contiguous()[..n];
+        settle(&addr, body, version, batches, &sent, &health, &shared, now);
         inf.batches.drain(..n);
         sent.request.reset();
         inf.spare.push(sent.request);
