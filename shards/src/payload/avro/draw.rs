@@ -166,9 +166,7 @@ impl Alias {
     /// The choice that the draw `r` picks.
     #[inline]
     pub fn sample(&self, r: u64) -> usize {
-        let m = u128::from(r) * self.buckets.len() as u128;
-        let (i, within) = ((m >> 64) as usize, (m as u64 >> 32) as u32);
-        let b = self.buckets[i];
+        let (i, within, b) = bucket(&self.buckets, r);
         // A conditional move, not a branch that mispredicts on every other
         // draw.
         if within < (b >> 32) as u32 {
@@ -176,6 +174,53 @@ impl Alias {
         } else {
             b as u32 as usize
         }
+    }
+}
+
+/// The bucket of `buckets` (not empty) that the draw `r` picks: its index,
+/// the position inside it, and the bucket.
+#[inline(always)]
+fn bucket(buckets: &[u64], r: u64) -> (usize, u32, u64) {
+    let m = u128::from(r) * buckets.len() as u128;
+    let (i, within) = ((m >> 64) as usize, (m as u64 >> 32) as u32);
+    // SAFETY: `r * len / 2^64` is below `len`, as `r` is below 2^64.
+    let b = unsafe { *buckets.get_unchecked(i) };
+    (i, within, b)
+}
+
+/// An [`Alias`] table whose choices are 16-bit values, each held in the
+/// buckets in place of the choice's index: an operation's output for the
+/// choice, made once (for small zipf ints, its varint bytes). A draw picks
+/// the same choice as the table it was made from, and gives its value
+/// without the lookup or the work of making it.
+#[derive(Clone, Debug)]
+pub struct AliasValues {
+    /// Bucket `i`: the threshold above the alias's value above the value of
+    /// choice `i`.
+    buckets: std::sync::Arc<[u64]>,
+}
+
+impl AliasValues {
+    /// `table` with choice `i` replaced by `value(i)`; `None` if a value is.
+    pub fn new(table: &Alias, value: impl Fn(usize) -> Option<u16>) -> Option<AliasValues> {
+        let buckets = table
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let (threshold, alias) = (b >> 32, *b as u32 as usize);
+                Some(threshold << 32 | u64::from(value(alias)?) << 16 | u64::from(value(i)?))
+            })
+            .collect::<Option<_>>()?;
+        Some(AliasValues { buckets })
+    }
+
+    /// The value of the choice that the draw `r` picks ([`Alias::sample`]).
+    #[inline(always)]
+    pub fn sample(&self, r: u64) -> u16 {
+        let (_, within, b) = bucket(&self.buckets, r);
+        let shift = if within < (b >> 32) as u32 { 0 } else { 16 };
+        (b >> shift) as u16
     }
 }
 
@@ -335,6 +380,14 @@ mod tests {
         let t = Alias::new(&[0.0, 1.0, 0.0]).unwrap();
         assert!((0..1000).all(|_| t.sample(rng.next()) == 1));
         assert!(Alias::new(&[0.0, 0.0]).is_none());
+        // Values in place of the choices: the same picks.
+        let t = Alias::new(&w).unwrap();
+        let v = AliasValues::new(&t, |i| Some(1000 + i as u16)).unwrap();
+        for _ in 0..10_000 {
+            let r = rng.next();
+            assert_eq!(usize::from(v.sample(r)), 1000 + t.sample(r));
+        }
+        assert!(AliasValues::new(&t, |i| (i < 3).then_some(0)).is_none());
         assert!(Alias::new(&[1.0, f64::NAN]).is_none());
     }
 

@@ -25,7 +25,7 @@
 //! cannot unroll (recursive ones, and ones over [`MAX_OPS`] operations)
 //! have no program and are walked.
 
-use super::draw::{Alias, Chance, Gauss, Wy};
+use super::draw::{Alias, AliasValues, Chance, Gauss, Wy};
 use super::key::{KeyBuf, KeySink};
 use super::plan::{
     fill_uuid, pick_ahead, uuid_bits, within, within_f, write_const, write_now, zipf_rank, Const,
@@ -110,6 +110,10 @@ enum Op {
         min: i64,
         table: Arc<Alias>,
     },
+    /// [`Op::IntZipf`] over ints whose varints take one or two bytes: the
+    /// table holds their bytes (as a little-endian word), so a draw is a
+    /// table read and a store.
+    ZipfVarint(AliasValues),
     DoubleUniform {
         min: f64,
         max: f64,
@@ -235,19 +239,35 @@ impl Prog {
             buf.len().saturating_sub(start) >= self.max_len + SLACK,
             "a datum's buffer is shorter than its bound"
         );
-        // SAFETY: every operation moves the position by at most what
-        // `emit` counted for it (`reach`, and for containers the sum over
-        // their items or the widest branch), and writes at most SLACK bytes
-        // past the position; walked values (and a walked key field) are
-        // checked against their part of that bound as they are written. So
-        // no write ends past start + max_len + SLACK, which is within `buf`,
-        // as asserted above.
-        let out = unsafe { AvroSink::prechecked(buf, start) };
         cx.work = 0;
+        // Each path makes its own sink: one sink handed to the keyed path's
+        // call would live in memory, and the unkeyed loop would store its
+        // position there after every value.
         match key {
-            None => self.run(&self.ops, 0, plan, cx, out).end(),
-            Some((field, key)) => self.write_keyed(plan, cx, out, field, key),
+            None => {
+                // SAFETY: see `sink`.
+                let out = unsafe { Self::sink(buf, start) };
+                self.run(&self.ops, 0, plan, cx, out).end()
+            }
+            Some((field, key)) => self.write_keyed(plan, cx, buf, start, field, key),
         }
+    }
+
+    /// The sink a datum is written through, unchecked.
+    ///
+    /// # Safety
+    ///
+    /// `buf` has room for [`Prog::max_len`] bytes and [`SLACK`] more from
+    /// `start` on ([`Prog::write`] asserts it). Then every operation moves
+    /// the position by at most what `emit` counted for it (`reach`, and for
+    /// containers the sum over their items or the widest branch), and
+    /// writes at most SLACK bytes past the position; walked values (and a
+    /// walked key field) are checked against their part of that bound as
+    /// they are written. So no write ends past start + max_len + SLACK,
+    /// which is within `buf`.
+    #[inline(always)]
+    unsafe fn sink(buf: &mut [u8], start: usize) -> AvroSink<Prechecked<'_>> {
+        AvroSink::prechecked(buf, start)
     }
 
     /// [`Prog::write`] with a key from top-level field `field`. Not inlined
@@ -257,10 +277,13 @@ impl Prog {
         &self,
         plan: &Plan,
         cx: &mut Cx,
-        mut out: AvroSink<Prechecked<'_>>,
+        buf: &mut [u8],
+        start: usize,
         field: u32,
         key: &mut KeyBuf,
     ) -> usize {
+        // SAFETY: `Prog::write` checked the room.
+        let mut out = unsafe { Self::sink(buf, start) };
         key.null = true;
         let Some(&(id, from, to, bound)) = self.fields.get(field as usize) else {
             // A root that is not a plain record (one with `options` or a
@@ -313,6 +336,12 @@ impl Prog {
         let mut next = ops[from..].iter();
         while let Some(op) = next.next() {
             match op {
+                Op::ZipfVarint(table) => {
+                    let word = table.sample(rng.next());
+                    // A second byte where the first has its continuation
+                    // bit.
+                    out.put_word(&word.to_le_bytes(), 1 + usize::from(word >> 7 & 1))
+                }
                 Op::IntZipf { min, table } => out.put_long(zipf_rank(*min, table, &mut rng)),
                 Op::DoubleNormal { gauss, min, max } => {
                     out.double(within_f(gauss.sample(&mut rng), *min, *max))
@@ -593,6 +622,7 @@ fn reach(op: &Op) -> usize {
     match op {
         Op::Bool(_) => 1,
         Op::IntUniform { .. } | Op::IntNormal { .. } | Op::IntZipf { .. } => VARINT,
+        Op::ZipfVarint(_) => 2,
         Op::DoubleUniform { .. } | Op::DoubleNormal { .. } => 8,
         Op::Now { .. } | Op::Enum(_) => VARINT,
         // Its length (one byte), its text.
@@ -650,12 +680,23 @@ fn int_op(g: &NumGen<i64>) -> Option<Op> {
             min: g.min,
             max: g.max,
         },
-        Dist::ZipfTable(table) => Op::IntZipf {
-            min: g.min,
-            table: table.clone(),
+        Dist::ZipfTable(table) => match AliasValues::new(table, |i| short_varint(g.min, i)) {
+            Some(words) => Op::ZipfVarint(words),
+            None => Op::IntZipf {
+                min: g.min,
+                table: table.clone(),
+            },
         },
         _ => return None,
     })
+}
+
+/// The Avro bytes of `min + rank` as a little-endian word, if they are one
+/// or two bytes (its zig-zag value is under 2^14).
+fn short_varint(min: i64, rank: usize) -> Option<u16> {
+    let v = min.checked_add(i64::try_from(rank).ok()?)?;
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    (z < 1 << 14).then(|| (z & 0x7f | u64::from(z >= 0x80) << 7 | (z >> 7) << 8) as u16)
 }
 
 /// Constants as Avro-encoded words, if each fits one.

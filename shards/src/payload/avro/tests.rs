@@ -421,7 +421,12 @@ impl SchemaGen {
             Some("int") | Some("long") => match self.rng.random_range(0..4) {
                 0 => json!({"range": {"min": -5, "max": 500}}),
                 1 => {
-                    json!({"range": {"min": 1, "max": 100}, "distribution": "zipf", "exponent": 1.2})
+                    // Values of one and two varint bytes, of both signs
+                    // (which the program writes from a table of their
+                    // bytes), and a range that passes two bytes.
+                    let (min, max) =
+                        [(1, 100), (-70, 70), (8150, 8250)][self.rng.random_range(0..3)];
+                    json!({"range": {"min": min, "max": max}, "distribution": "zipf", "exponent": 1.2})
                 }
                 2 => {
                     json!({"range": {"min": 0, "max": 100}, "distribution": "normal", "mean": 50, "stddev": 10})
