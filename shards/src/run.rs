@@ -326,12 +326,8 @@ pub fn run(
     stop: Arc<AtomicBool>,
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<RunOutcome, RunError> {
-    let ex = glommio::LocalExecutorBuilder::default()
-        .name("datastorm-setup")
-        .make()
-        .map_err(|e| RunError::Setup(e.to_string()))?;
-    let (prepared, leaders) = ex.run(prepare(&plan))?;
-    drop(ex);
+    let (prepared, leaders) = crate::shard::kick::run_awake("datastorm-setup", prepare(&plan))
+        .map_err(RunError::Setup)??;
 
     let plan = Arc::new(plan);
     let shards = plan.cpus.len().max(1);

@@ -409,18 +409,9 @@ fn verify_streams(
     String,
     Result<datastorm_shards::verify::VerifyReport, String>,
 )> {
+    use datastorm_shards::shard::kick::run_awake;
     use datastorm_shards::verify::{verify, VerifyPlan};
     let mut out = Vec::new();
-    let ex = match glommio::LocalExecutorBuilder::default()
-        .name("datastorm-verify")
-        .make()
-    {
-        Ok(ex) => ex,
-        Err(e) => {
-            eprintln!("datastorm produce: --verify could not start an executor: {e}");
-            return out;
-        }
-    };
     for (si, stream) in plan.streams.iter().enumerate() {
         let vp = VerifyPlan {
             bootstrap: plan.bootstrap.clone(),
@@ -446,7 +437,14 @@ fn verify_streams(
                 stream.topic
             );
         }
-        let result = ex.run(verify(&vp)).map(|mut v| {
+        let result = match run_awake("datastorm-verify", verify(&vp)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("datastorm produce: --verify could not start an executor: {e}");
+                return out;
+            }
+        };
+        let result = result.map(|mut v| {
             if acks_known {
                 v.check_acked(&acked);
             }

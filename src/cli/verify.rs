@@ -3,6 +3,7 @@
 use crate::exit;
 use crate::render::group;
 use clap::Args;
+use datastorm_shards::shard::kick::run_awake;
 use datastorm_shards::verify::{verify, Producer, VerifyPlan, VerifyReport};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -55,17 +56,14 @@ pub fn main(args: VerifyArgs) -> u8 {
         timeout: args.timeout,
         security,
     };
-    let ex = match glommio::LocalExecutorBuilder::default()
-        .name("datastorm-verify")
-        .make()
-    {
-        Ok(ex) => ex,
+    let result = match run_awake("datastorm-verify", verify(&plan)) {
+        Ok(r) => r,
         Err(e) => {
             eprintln!("datastorm verify: could not start an executor: {e}");
             return exit::USAGE;
         }
     };
-    let mut report = match ex.run(verify(&plan)) {
+    let mut report = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("datastorm verify: {e}");

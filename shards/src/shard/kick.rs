@@ -13,8 +13,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// How often [`run_awake`] wakes its executor.
+const KICK_EVERY: Duration = Duration::from_secs(1);
 
 /// One shard's wake-up slot, shared with the coordinator.
 #[derive(Default)]
@@ -54,5 +59,66 @@ impl Future for Listen {
             *slot = Some(cx.waker().clone());
         }
         Poll::Pending
+    }
+}
+
+/// Runs `work` to completion on a new unpinned executor named `name`, with
+/// a thread that wakes the executor every second until it is done: the
+/// shards' defence ([`Kick`]) for the short jobs outside them (a run's
+/// setup: bootstrap, CreateTopics, waiting for leaders; reading a topic back
+/// to verify it). Those wait on sockets and timers like a shard does, and a
+/// missed wake-up there would hang the command with nothing to end it.
+/// `Err` if the executor or the thread cannot be started.
+pub fn run_awake<T>(name: &str, work: impl Future<Output = T>) -> Result<T, String> {
+    let ex = glommio::LocalExecutorBuilder::default()
+        .name(name)
+        .make()
+        .map_err(|e| e.to_string())?;
+    let kick = Arc::new(Kick::default());
+    let done = Arc::new(AtomicBool::new(false));
+    let kicker = {
+        let (kick, done) = (kick.clone(), done.clone());
+        std::thread::Builder::new()
+            .name(format!("{name}-kick"))
+            .spawn(move || {
+                while !done.load(Ordering::Acquire) {
+                    std::thread::park_timeout(KICK_EVERY);
+                    kick.wake();
+                }
+            })
+            .map_err(|e| e.to_string())?
+    };
+    let out = ex.run(async {
+        let listener = glommio::spawn_local(Listen(kick.clone()));
+        let out = work.await;
+        kick.close();
+        listener.cancel().await;
+        out
+    });
+    done.store(true, Ordering::Release);
+    kicker.thread().unpark();
+    let _ = kicker.join();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn run_awake_runs_its_work_and_stops_its_kicker() {
+        let t = Instant::now();
+        let v = run_awake("kick-test", async {
+            glommio::timer::sleep(Duration::from_millis(1500)).await;
+            7
+        })
+        .unwrap();
+        assert_eq!(v, 7);
+        // The kicker is joined as soon as the work ends, not a whole
+        // period later.
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(1500), "{took:?}");
+        assert!(took < Duration::from_secs(10), "{took:?}");
     }
 }
