@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// Values pre-generated per field for hints whose generators allocate.
 pub const POOL_VALUES: usize = 4096;
 
-/// Zipf ranges up to this many values get an alias table (12 bytes a value).
+/// Zipf ranges up to this many values get an alias table (8 bytes a value).
 const ZIPF_TABLE_MAX: usize = 1 << 20;
 
 /// A compile-time error before the file name is attached: (path, reason).
