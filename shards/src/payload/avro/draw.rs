@@ -166,7 +166,8 @@ impl Alias {
     /// The choice that the draw `r` picks.
     #[inline]
     pub fn sample(&self, r: u64) -> usize {
-        let (i, within, b) = bucket(&self.buckets, r);
+        // SAFETY: a table has a bucket per choice, and at least one.
+        let (i, within, b) = unsafe { bucket(&self.buckets, r) };
         // A conditional move, not a branch that mispredicts on every other
         // draw.
         if within < (b >> 32) as u32 {
@@ -177,13 +178,20 @@ impl Alias {
     }
 }
 
-/// The bucket of `buckets` (not empty) that the draw `r` picks: its index,
-/// the position inside it, and the bucket.
+/// The bucket of `buckets` that the draw `r` picks: its index, the
+/// position inside it, and the bucket. Without a bounds check: the index is
+/// in bounds by construction.
+///
+/// # Safety
+///
+/// `buckets` is not empty (no table is: [`Alias::new`] refuses no
+/// choices, and [`AliasValues`] has an alias table's buckets).
 #[inline(always)]
-fn bucket(buckets: &[u64], r: u64) -> (usize, u32, u64) {
+unsafe fn bucket(buckets: &[u64], r: u64) -> (usize, u32, u64) {
     let m = u128::from(r) * buckets.len() as u128;
     let (i, within) = ((m >> 64) as usize, (m as u64 >> 32) as u32);
-    // SAFETY: `r * len / 2^64` is below `len`, as `r` is below 2^64.
+    // SAFETY: `r * len / 2^64` is below `len`, as `r` is below 2^64, and
+    // `len` is not 0.
     let b = unsafe { *buckets.get_unchecked(i) };
     (i, within, b)
 }
@@ -218,7 +226,8 @@ impl AliasValues {
     /// The value of the choice that the draw `r` picks ([`Alias::sample`]).
     #[inline(always)]
     pub fn sample(&self, r: u64) -> u16 {
-        let (_, within, b) = bucket(&self.buckets, r);
+        // SAFETY: the buckets of an alias table, which has some.
+        let (_, within, b) = unsafe { bucket(&self.buckets, r) };
         let shift = if within < (b >> 32) as u32 { 0 } else { 16 };
         (b >> shift) as u16
     }
