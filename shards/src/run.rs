@@ -233,6 +233,27 @@ pub async fn prepare(plan: &RunPlan) -> Result<(Prepared, Leaders), ClusterError
     ))
 }
 
+/// What the coordinator last saw of one shard's stream: its (requests
+/// sent, acknowledged), when that last changed (a second without a change:
+/// the shard's executor is kicked), and when it last changed or had nothing
+/// in flight (past the stall limit: the run is ended).
+#[derive(Clone)]
+struct Watch {
+    mark: (u64, u64),
+    moved: Instant,
+    progressed: Instant,
+}
+
+impl Watch {
+    fn new(now: Instant) -> Self {
+        Watch {
+            mark: (0, 0),
+            moved: now,
+            progressed: now,
+        }
+    }
+}
+
 /// How one stream is spread over this instance's shards.
 #[derive(Clone)]
 struct StreamLayout {
@@ -421,11 +442,9 @@ pub fn run(
     // has stopped running (its own watchdog would have failed it): end the
     // run with what was measured instead of waiting forever.
     let stall_limit = plan.request_timeout + Duration::from_secs(15);
-    let mut progress: Vec<((u64, u64), Instant)> = vec![((0, 0), Instant::now()); counters.len()];
+    let mut watches = vec![Watch::new(Instant::now()); counters.len()];
     let mut stalled: Option<String> = None;
     let mut executor_kicks = 0u64;
-    // Per counter set: the last (requests sent, acked) and when it changed.
-    let mut moved = progress.clone();
     while !shard_thread.is_finished() {
         let wait = (last_tick + tick).saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
@@ -496,23 +515,26 @@ pub fn run(
             for (i, c) in counters.iter().enumerate() {
                 let snap = c.snapshot();
                 let mark = (snap.requests_sent, snap.requests_acked);
-                if mark != moved[i].0 {
-                    moved[i] = (mark, now);
-                } else if now - moved[i].1 >= tick {
+                let w = &mut watches[i];
+                let changed = mark != w.mark;
+                if changed {
+                    w.mark = mark;
+                    w.moved = now;
+                } else if now - w.moved >= tick {
                     // Nothing sent or acknowledged for a second (requests
                     // in flight, or still connecting): make sure the
                     // executor is not asleep past its wake-up.
                     kicks[i / n_streams].wake();
                     executor_kicks += 1;
                 }
-                if mark != progress[i].0 || snap.requests_in_flight == 0 {
-                    progress[i] = (mark, now);
-                } else if now - progress[i].1 > stall_limit {
+                if changed || snap.requests_in_flight == 0 {
+                    w.progressed = now;
+                } else if now - w.progressed > stall_limit {
                     stalled = Some(format!(
                         "shard {} made no progress for {:?} with {} requests in flight; its executor \
                          stopped waking up (a glommio reactor stall). The run was ended with what it measured",
                         i / n_streams,
-                        now - progress[i].1,
+                        now - w.progressed,
                         snap.requests_in_flight
                     ));
                 }
