@@ -29,7 +29,7 @@ use link::{watch_request_timeouts, Link, Opener, Watched};
 use send::{pump, seal_and_queue, Net};
 use state::{Knobs, Part, Shared};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc};
@@ -197,7 +197,7 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
         errors: RefCell::new(BTreeMap::new()),
         failure: RefCell::new(None),
         closing: Cell::new(false),
-        retry: RefCell::new(VecDeque::new()),
+        retry: RefCell::default(),
         retry_bytes: Cell::new(0),
         metadata_stale: Cell::new(false),
         stopped: RefCell::new(Vec::new()),

@@ -103,7 +103,8 @@ pub(super) async fn seal_and_queue(
     };
     ShardCounters::add(&shared.counters.batch_bytes_sent, sealed.wire_bytes as u64);
     let link = &mut net.links[li];
-    let behind = link.conn.is_none() || has_retries(shared, pi) || shared.first_batch_out(pi);
+    let behind =
+        link.conn.is_none() || shared.retry.borrow().has_part(pi) || shared.first_batch_out(pi);
     if behind {
         // Error path: a copy waits in the retry queue, due at once.
         shared.push_retry(acct, sealer.scratch.as_slice().to_vec(), Instant::now());
@@ -119,11 +120,6 @@ pub(super) async fn seal_and_queue(
     part.queued = true;
     let full = link.request.body_len() >= MAX_REQUEST_BYTES;
     flush(li, knobs, shared, parts, net, full).await;
-}
-
-fn has_retries(shared: &Shared, pi: usize) -> bool {
-    let q = shared.retry.borrow();
-    !q.is_empty() && q.iter().any(|r| r.acct.part == pi)
 }
 
 /// A partition appears once per request: if partition `pi` already has a
@@ -167,18 +163,21 @@ pub(super) fn unqueue_pending(link: &mut Link, parts: &mut [Part], shared: &Shar
 async fn requeue_retries(knobs: &Knobs, shared: &Shared, parts: &mut [Part], net: &mut Net<'_>) {
     let now = Instant::now();
     let mut i = 0;
+    // Partitions with an entry before `i` that stays queued: their later
+    // entries wait too, so that they keep their order. (The entries before
+    // `i` are exactly those that stayed: a removed one's place is taken by
+    // the next.)
+    let mut waiting = vec![false; parts.len()];
     loop {
         let next = {
             let mut q = shared.retry.borrow_mut();
             let mut found = None;
-            // Partitions whose earlier entry stays queued keep their order.
             while i < q.len() {
                 let r = &q[i];
                 let pi = r.acct.part;
-                let earlier_waits = q.iter().take(i).any(|e| e.acct.part == pi);
                 let link = &net.links[parts[pi].link];
                 let ready = r.not_before <= now
-                    && !earlier_waits
+                    && !waiting[pi]
                     && !parts[pi].queued
                     && !shared.first_batch_out(pi)
                     && link.conn.as_ref().is_some_and(|c| !c.health.broken.get());
@@ -186,6 +185,7 @@ async fn requeue_retries(knobs: &Knobs, shared: &Shared, parts: &mut [Part], net
                     found = q.remove(i);
                     break;
                 }
+                waiting[pi] = true;
                 i += 1;
             }
             found

@@ -33,7 +33,7 @@ pub(super) struct Shared {
     /// Batches to send again (after a retriable error or a lost connection),
     /// with their bytes, oldest first. Per partition, the order is the send
     /// order (idempotent sequences depend on it).
-    pub retry: RefCell<VecDeque<Retry>>,
+    pub retry: RefCell<RetryQueue>,
     pub retry_bytes: Cell<usize>,
     /// Partition leaders may have moved: refresh metadata before resending.
     pub metadata_stale: Cell<bool>,
@@ -76,6 +76,59 @@ pub(super) struct Retry {
     pub not_before: Instant,
 }
 
+/// The retry queue, oldest first, with a count of each partition's batches
+/// in it: whether a partition has any, asked for every sealed batch while
+/// the queue is not empty, is then a lookup rather than a scan of a queue
+/// that a broker outage fills with thousands of batches. Read through
+/// `Deref`; changed only by [`RetryQueue::insert`] and
+/// [`RetryQueue::remove`], which keep the counts.
+#[derive(Default)]
+pub(super) struct RetryQueue {
+    queue: VecDeque<Retry>,
+    /// By part index (grown as parts come up).
+    per_part: Vec<u32>,
+}
+
+impl RetryQueue {
+    /// Whether part `pi` has a batch in the queue.
+    pub fn has_part(&self, pi: usize) -> bool {
+        self.per_part.get(pi).is_some_and(|n| *n > 0)
+    }
+
+    /// Queues `r` at the end, or before the first batch of its partition
+    /// with a later `pseq` (per partition the queue stays in record order).
+    pub fn insert(&mut self, r: Retry) {
+        let pi = r.acct.part;
+        let at = if self.has_part(pi) {
+            self.queue
+                .iter()
+                .position(|e| e.acct.part == pi && e.acct.pseq > r.acct.pseq)
+                .unwrap_or(self.queue.len())
+        } else {
+            self.queue.len()
+        };
+        if self.per_part.len() <= pi {
+            self.per_part.resize(pi + 1, 0);
+        }
+        self.per_part[pi] += 1;
+        self.queue.insert(at, r);
+    }
+
+    pub fn remove(&mut self, i: usize) -> Option<Retry> {
+        let r = self.queue.remove(i)?;
+        self.per_part[r.acct.part] -= 1;
+        Some(r)
+    }
+}
+
+impl std::ops::Deref for RetryQueue {
+    type Target = VecDeque<Retry>;
+
+    fn deref(&self) -> &VecDeque<Retry> {
+        &self.queue
+    }
+}
+
 impl Shared {
     pub fn fail(&self, why: String) {
         let mut f = self.failure.borrow_mut();
@@ -116,19 +169,11 @@ impl Shared {
     pub fn push_retry(&self, acct: BatchAcct, bytes: Vec<u8>, not_before: Instant) {
         self.note_returned(&acct);
         self.retry_bytes.set(self.retry_bytes.get() + bytes.len());
-        let mut q = self.retry.borrow_mut();
-        let at = q
-            .iter()
-            .position(|r| r.acct.part == acct.part && r.acct.pseq > acct.pseq)
-            .unwrap_or(q.len());
-        q.insert(
-            at,
-            Retry {
-                acct,
-                bytes,
-                not_before,
-            },
-        );
+        self.retry.borrow_mut().insert(Retry {
+            acct,
+            bytes,
+            not_before,
+        });
     }
 
     /// The backoff before attempt `attempt` (1 = first retry).
@@ -304,6 +349,33 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn the_retry_queue_keeps_partition_order_and_counts() {
+        let mut q = RetryQueue::default();
+        let r = |part, pseq| Retry {
+            acct: acct(part, pseq, 10),
+            bytes: Vec::new(),
+            not_before: Instant::now(),
+        };
+        assert!(!q.has_part(0) && !q.has_part(7));
+        q.insert(r(2, 20));
+        q.insert(r(0, 10));
+        q.insert(r(2, 30));
+        // A batch that failed after later ones of its partition were queued
+        // goes back before them; other partitions keep their places.
+        q.insert(r(2, 10));
+        let order: Vec<_> = q.iter().map(|e| (e.acct.part, e.acct.pseq)).collect();
+        assert_eq!(order, [(2, 10), (2, 20), (0, 10), (2, 30)]);
+        assert!(q.has_part(0) && q.has_part(2) && !q.has_part(1));
+        assert_eq!(q.remove(2).map(|e| e.acct.part), Some(0));
+        assert!(!q.has_part(0) && q.has_part(2));
+        while !q.is_empty() {
+            q.remove(0);
+        }
+        assert!(!q.has_part(2));
+        assert!(q.remove(0).is_none());
+    }
+
+    #[test]
     fn an_unconfirmed_partition_has_one_batch_out_until_an_ack() {
         let mut shared = test_shared();
         shared.unconfirmed = Some(RefCell::new(vec![FirstBatch::Waiting; 2]));
@@ -364,7 +436,7 @@ pub(super) mod tests {
             errors: RefCell::new(BTreeMap::new()),
             failure: RefCell::new(None),
             closing: Cell::new(false),
-            retry: RefCell::new(VecDeque::new()),
+            retry: RefCell::default(),
             retry_bytes: Cell::new(0),
             metadata_stale: Cell::new(false),
             stopped: RefCell::new(Vec::new()),
