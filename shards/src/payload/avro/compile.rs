@@ -5,7 +5,7 @@
 //! every kind of type. Every hint is checked against the type it is attached
 //! to here, once, so the per-record walk never meets a bad hint.
 
-use super::draw::{Alias, Chance, Gauss};
+use super::draw::{Chance, Gauss, ZipfTable};
 use super::hints::{self, Distribution, Hints};
 use super::plan::*;
 use fake::Fake;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// Values pre-generated per field for hints whose generators allocate.
 pub const POOL_VALUES: usize = 4096;
 
-/// Zipf ranges up to this many values get an alias table (8 bytes a value).
+/// Zipf ranges up to this many values get alias tables (8 bytes a value).
 const ZIPF_TABLE_MAX: usize = 1 << 20;
 
 /// A compile-time error before the file name is attached: (path, reason).
@@ -581,8 +581,8 @@ impl<'a> Compiler<'a> {
                 let n = (max - min).floor() + 1.0;
                 let s = h.exponent.unwrap_or(1.0);
                 if n <= ZIPF_TABLE_MAX as f64 {
-                    let w: Vec<f64> = (1..=n as usize).map(|k| (k as f64).powf(-s)).collect();
-                    let t = Alias::new(&w).ok_or("bad zipf distribution: weights too small")?;
+                    let t = ZipfTable::new(n as usize, s)
+                        .ok_or("bad zipf distribution: weights too small")?;
                     return Ok(Dist::ZipfTable(Arc::new(t)));
                 }
                 Dist::Zipf(

@@ -6,7 +6,7 @@
 //! (`regex`, most of `fake`) were turned into per-field pools of
 //! pre-generated values at compile time, so a draw is an index.
 
-use super::draw::{Alias, Chance, Gauss, Wy};
+use super::draw::{Alias, Chance, Gauss, Wy, ZipfTable};
 use super::key::{KeyBuf, KeySink};
 pub use super::strpool::StrPool;
 use super::write::Sink;
@@ -148,9 +148,9 @@ pub enum Dist<T> {
     Uniform,
     Normal(Gauss),
     Zipf(Zipf<f64>),
-    /// Zipf over a range small enough for a table: O(1) draws through an
-    /// alias table instead of rejection sampling with `powf` per draw.
-    ZipfTable(Arc<Alias>),
+    /// Zipf over a range small enough for tables: O(1) draws through
+    /// alias tables instead of rejection sampling with `powf` per draw.
+    ZipfTable(Arc<ZipfTable>),
     Iter(Iter<T>),
 }
 
@@ -398,7 +398,7 @@ impl NumGen<f64> {
             }
             Dist::Normal(n) => within_f(n.sample(rng), self.min, self.max),
             Dist::Zipf(z) => (self.min + sample(z, rng) - 1.0).min(self.max),
-            Dist::ZipfTable(t) => (self.min + t.sample(rng.next()) as f64).min(self.max),
+            Dist::ZipfTable(t) => (self.min + t.sample(rng) as f64).min(self.max),
             Dist::Iter(it) => {
                 let mut k = cx.step(it.counter);
                 if let Some(p) = it.period {
@@ -434,8 +434,8 @@ pub(super) fn within_f(v: f64, min: f64, max: f64) -> f64 {
 /// `min` plus a rank drawn from a zipf table over `min..=max`: at most
 /// `max`, so the sum cannot overflow.
 #[inline(always)]
-pub(super) fn zipf_rank(min: i64, table: &Alias, rng: &mut Wy) -> i64 {
-    min.wrapping_add(table.sample(rng.next()) as i64)
+pub(super) fn zipf_rank(min: i64, table: &ZipfTable, rng: &mut Wy) -> i64 {
+    min.wrapping_add(table.sample(rng) as i64)
 }
 
 /// A draw from a `rand_distr` distribution (a call), through a copy of the

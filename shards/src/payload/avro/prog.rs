@@ -25,7 +25,7 @@
 //! cannot unroll (recursive ones, and ones over [`MAX_OPS`] operations)
 //! have no program and are walked.
 
-use super::draw::{Alias, AliasValues, Chance, Gauss, Wy};
+use super::draw::{Alias, AliasValues, Chance, Gauss, Wy, ZipfTable};
 use super::key::{KeyBuf, KeySink};
 use super::plan::{
     fill_uuid, pick_ahead, uuid_bits, within, within_f, write_const, write_now, zipf_rank, Const,
@@ -108,7 +108,7 @@ enum Op {
     },
     IntZipf {
         min: i64,
-        table: Arc<Alias>,
+        table: Arc<ZipfTable>,
     },
     /// [`Op::IntZipf`] over ints whose varints take one or two bytes: the
     /// table holds their bytes (as a little-endian word), so a draw is a
@@ -680,7 +680,10 @@ fn int_op(g: &NumGen<i64>) -> Option<Op> {
             min: g.min,
             max: g.max,
         },
-        Dist::ZipfTable(table) => match AliasValues::new(table, |i| short_varint(g.min, i)) {
+        Dist::ZipfTable(table) => match table
+            .single()
+            .and_then(|t| AliasValues::new(t, |i| short_varint(g.min, i)))
+        {
             Some(words) => Op::ZipfVarint(words),
             None => Op::IntZipf {
                 min: g.min,

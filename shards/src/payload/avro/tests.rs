@@ -423,9 +423,10 @@ impl SchemaGen {
                 1 => {
                     // Values of one and two varint bytes, of both signs
                     // (which the program writes from a table of their
-                    // bytes), and a range that passes two bytes.
-                    let (min, max) =
-                        [(1, 100), (-70, 70), (8150, 8250)][self.rng.random_range(0..3)];
+                    // bytes), a range that passes two bytes, and one wide
+                    // enough for a split table.
+                    let ranges = [(1, 100), (-70, 70), (8150, 8250), (0, 20_000)];
+                    let (min, max) = ranges[self.rng.random_range(0..ranges.len())];
                     json!({"range": {"min": min, "max": max}, "distribution": "zipf", "exponent": 1.2})
                 }
                 2 => {
