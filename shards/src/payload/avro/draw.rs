@@ -253,7 +253,7 @@ impl ZipfTable {
         if k == self.split {
             // Through a copy, as `Gauss::standard` calls its edge.
             let mut r = rng.clone();
-            let k = self.from_tail(&mut r);
+            let k = self.tail_rank(&mut r);
             *rng = r;
             return k;
         }
@@ -264,7 +264,7 @@ impl ZipfTable {
     /// as small as they are without it.
     #[cold]
     #[inline(never)]
-    fn from_tail(&self, rng: &mut Wy) -> usize {
+    fn tail_rank(&self, rng: &mut Wy) -> usize {
         let tail = self.tail.as_ref().expect("a split table has a tail");
         Self::HEAD + tail.sample(rng.next())
     }
