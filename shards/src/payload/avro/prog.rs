@@ -32,7 +32,7 @@ use super::plan::{
     Cx, Dist, Len, Node, NodeId, NumGen, Pick, Plan, StrKind, TimeUnit, MAX_DEPTH, MAX_WORK,
 };
 use super::strpool::StrPool;
-use super::write::{AvroSink, Prechecked, Sink, SLACK};
+use super::write::{self, AvroSink, Prechecked, Sink, SLACK};
 use std::sync::Arc;
 
 /// Programs whose datum bound is over this are not built (the caller
@@ -694,12 +694,17 @@ fn int_op(g: &NumGen<i64>) -> Option<Op> {
     })
 }
 
-/// The Avro bytes of `min + rank` as a little-endian word, if they are one
-/// or two bytes (its zig-zag value is under 2^14).
+/// The Avro bytes of `min + rank` (as the writer encodes them) as a
+/// little-endian word, if they are one or two bytes.
 fn short_varint(min: i64, rank: usize) -> Option<u16> {
     let v = min.checked_add(i64::try_from(rank).ok()?)?;
-    let z = ((v << 1) ^ (v >> 63)) as u64;
-    (z < 1 << 14).then(|| (z & 0x7f | u64::from(z >= 0x80) << 7 | (z >> 7) << 8) as u16)
+    let mut bytes = Vec::with_capacity(10);
+    write::put_small(&mut bytes, v);
+    match bytes[..] {
+        [a] => Some(u16::from(a)),
+        [a, b] => Some(u16::from_le_bytes([a, b])),
+        _ => None,
+    }
 }
 
 /// Constants as Avro-encoded words, if each fits one.
