@@ -437,6 +437,9 @@ pub fn run(
     let mut timeline = Vec::new();
     let mut seen = latency_histogram();
     let tick = Duration::from_secs(1);
+    // Windows end on a fixed grid (started + k seconds), so a late wake-up
+    // delays one row's end instead of shifting every later one.
+    let mut next_tick = started + tick;
     let warmup_end = started + plan.warmup;
     // A shard whose requests stay unanswered well past the request timeout
     // has stopped running (its own watchdog would have failed it): end the
@@ -446,7 +449,7 @@ pub fn run(
     let mut stalled: Option<String> = None;
     let mut executor_kicks = 0u64;
     while !shard_thread.is_finished() {
-        let wait = (last_tick + tick).saturating_duration_since(Instant::now());
+        let wait = next_tick.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
             Ok(ShardEvent::Interval {
                 latency,
@@ -463,7 +466,7 @@ pub fn run(
         // The last, partial interval is reported too, so the timeline adds
         // up to the run.
         let last = shard_thread.is_finished();
-        if now >= last_tick + tick || (last && now > last_tick + Duration::from_millis(50)) {
+        if now >= next_tick || (last && now > last_tick + Duration::from_millis(50)) {
             while let Ok(ShardEvent::Interval {
                 latency,
                 send_delay,
@@ -512,6 +515,9 @@ pub fn run(
             }
             last_totals = totals;
             last_tick = now;
+            while next_tick <= now {
+                next_tick += tick;
+            }
             for (i, c) in counters.iter().enumerate() {
                 let snap = c.snapshot();
                 let mark = (snap.requests_sent, snap.requests_acked);
