@@ -97,7 +97,8 @@ fn steps_and_ramps_follow_their_profile() {
 }
 
 /// Checks each row ending in `ends` against `profile` averaged over the
-/// row's own window, (previous row's end, its end], within `tolerance`;
+/// row's own window, (previous row's end, its end]: its rate within
+/// `tolerance`, its target exactly;
 /// returns how many rows it checked. A row can end a few milliseconds late
 /// on a loaded machine: the one ending near a step's change then takes in
 /// the start of the next step, which an ideal whole second would not.
@@ -123,6 +124,13 @@ fn follows(
         assert!(
             (got - want).abs() <= want * tolerance,
             "window ({a}, {b}] s: {got} records/s, the profile averages {want:.0}"
+        );
+        // The row's target is that average too (its window's ends are
+        // rounded to the millisecond in the file).
+        let target = num(&pair[1], "target_per_s");
+        assert!(
+            (target - want).abs() <= want * 0.002,
+            "window ({a}, {b}] s: target {target}, the profile averages {want:.0}"
         );
         checked += 1;
     }

@@ -91,6 +91,24 @@ impl Profile {
         }
     }
 
+    /// The mean rate over `(t0, t1]` seconds: records due in the window over
+    /// its length, so a window across a step's change reads between the two
+    /// steps, as the records acked in it do. Before 0 (a warm-up) the
+    /// profile holds its first rate. The rate at `t1` for an empty window.
+    pub fn mean_rate(&self, t0: f64, t1: f64) -> f64 {
+        if t1 <= t0 || matches!(self, Profile::Fixed(_)) {
+            return self.rate_at(t1);
+        }
+        let due = |t: f64| {
+            if t < 0.0 {
+                self.rate_at(0.0) * t
+            } else {
+                self.count_at(t)
+            }
+        };
+        (due(t1) - due(t0)) / (t1 - t0)
+    }
+
     /// The time (seconds) at which `n` records are due: the inverse of
     /// `count_at`. Infinite when the profile never gets there.
     pub fn time_of(&self, n: f64) -> f64 {
@@ -335,6 +353,33 @@ mod tests {
             assert!((prof.count_at(t) - n).abs() < 1e-6 * n, "{n}");
         }
         assert_eq!(prof.length(), Some(Duration::from_secs(90)));
+    }
+
+    #[test]
+    fn mean_rates_average_the_profile_over_a_window() {
+        let steps = Profile::Steps {
+            rates: vec![20_000.0, 60_000.0].into(),
+            step: 3.0,
+        };
+        assert_eq!(steps.mean_rate(1.0, 2.0), 20_000.0);
+        assert_eq!(steps.mean_rate(2.0, 3.0), 20_000.0);
+        // 16 ms of the second step in a late window.
+        let late = steps.mean_rate(2.016, 3.016);
+        assert!((late - 20_640.0).abs() < 1e-6, "{late}");
+        assert_eq!(steps.mean_rate(3.0, 4.0), 60_000.0);
+        // A warm-up (before 0) holds the first rate.
+        assert_eq!(steps.mean_rate(-2.0, -1.0), 20_000.0);
+        assert_eq!(steps.mean_rate(-0.5, 0.5), 20_000.0);
+        assert_eq!(steps.mean_rate(7.0, 7.0), 60_000.0);
+        let ramp = Profile::Ramp {
+            from: 10_000.0,
+            to: 50_000.0,
+            over: 4.0,
+        };
+        // Linear: the mean is the rate at the middle; after it, flat.
+        assert!((ramp.mean_rate(1.0, 2.0) - 25_000.0).abs() < 1e-6);
+        assert!((ramp.mean_rate(3.5, 4.5) - 48_750.0).abs() < 1e-6);
+        assert_eq!(ramp.mean_rate(5.0, 6.0), 50_000.0);
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub struct Progress {
     pub latency: Histogram<u64>,
     /// Send delay of records generated in (about) this interval (paced runs).
     pub send_delay: Histogram<u64>,
-    /// This instance's target rate at the end of the interval (paced runs).
+    /// This instance's target rate (paced runs): a profile's mean over the
+    /// interval, `--rate max`'s search target at its end.
     pub target_rate: Option<f64>,
     /// The interval is part of the warm-up (excluded from the results).
     pub warmup: bool,
@@ -483,8 +484,10 @@ pub fn run(
             let target_rate = match (&search, &profile) {
                 (Some(s), _) => Some(s.target() * instance_share),
                 (None, Some(p)) => {
-                    let t = elapsed.as_secs_f64() - plan.warmup.as_secs_f64();
-                    Some(p.rate_at(t) * instance_share)
+                    let warmup = plan.warmup.as_secs_f64();
+                    let t0 = (last_tick - started).as_secs_f64() - warmup;
+                    let t1 = elapsed.as_secs_f64() - warmup;
+                    Some(p.mean_rate(t0, t1) * instance_share)
                 }
                 (None, None) => None,
             };
