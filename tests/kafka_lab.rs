@@ -505,12 +505,14 @@ fn avro_orders_and_users_decode_with_an_independent_client() {
 /// A run file with two schema streams keyed by the same field: every key is
 /// the record's user_id, every record sits where Kafka's partitioner puts its
 /// key (so users and orders are co-partitioned), and orders refer to users.
+/// `--verify` reads both topics back and finds every record once.
 #[test]
 fn a_run_file_streams_users_and_orders_keyed_by_user_id() {
     let _lab = shared();
     let schemas = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas");
     let dir = scratch("lab-run-file");
     let run = dir.join("shop.toml");
+    let report = dir.join("run.json");
     std::fs::write(
         &run,
         format!(
@@ -549,15 +551,44 @@ share = 2
         "--cores",
         "2",
         "--quiet",
-        "--run-file",
+        "--verify",
+        "--report",
     ])
+    .arg(&report)
+    .arg("--run-file")
     .arg(&run);
     let (out, _) = run_bounded(cmd, Duration::from_secs(180));
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert_eq!(
+        stdout
+            .matches("acknowledged records is there exactly once")
+            .count(),
+        2,
+        "{stdout}"
+    );
+    let doc = read_json(&report);
+    let verified = doc["verify"].as_array().expect("a verify entry per stream");
+    let mut topics: Vec<(&str, u64, u64, u64)> = verified
+        .iter()
+        .map(|v| {
+            (
+                v["topic"].as_str().unwrap_or("?"),
+                v["records_read"].as_u64().unwrap_or(0),
+                v["acked_checked"].as_u64().unwrap_or(0),
+                v["acked_missing"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    topics.sort();
+    assert_eq!(
+        topics,
+        [
+            ("e2e-rf-orders", 20_000, 20_000, 0),
+            ("e2e-rf-users", 10_000, 10_000, 0)
+        ],
+        "{}",
+        doc["verify"]
     );
 
     let users = avro_consume_keyed(

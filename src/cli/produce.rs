@@ -411,7 +411,7 @@ fn verify_streams(
 )> {
     use datastorm_shards::shard::kick::run_awake;
     use datastorm_shards::verify::{verify, VerifyPlan};
-    let mut out = Vec::new();
+    let mut jobs = Vec::new();
     for (si, stream) in plan.streams.iter().enumerate() {
         let vp = VerifyPlan {
             bootstrap: plan.bootstrap.clone(),
@@ -427,23 +427,42 @@ fn verify_streams(
                 acked.insert((plan.instance, r.index as u32, *p), ranges.clone());
             }
         }
-        // A run ended for a stalled shard has no shard results, so which
-        // records were acknowledged is unknown: check the sequences alone.
-        let acks_known = !outcome.shards.is_empty();
+        jobs.push((vp, acked));
+    }
+    // All streams are read back at once, on one executor.
+    let results = run_awake("datastorm-verify", async {
+        let tasks: Vec<_> = jobs
+            .iter()
+            .map(|(vp, _)| {
+                let vp = vp.clone();
+                glommio::spawn_local(async move { verify(&vp).await })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            results.push(t.await);
+        }
+        results
+    });
+    let results = match results {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("datastorm produce: --verify could not start an executor: {e}");
+            return Vec::new();
+        }
+    };
+    // A run ended for a stalled shard has no shard results, so which
+    // records were acknowledged is unknown: check the sequences alone.
+    let acks_known = !outcome.shards.is_empty();
+    let mut out = Vec::new();
+    for ((vp, acked), result) in jobs.into_iter().zip(results) {
         if !acks_known {
             outln!(
                 "--verify of {}: the shards' acknowledged ranges are unknown (the run ended \
                  without their results); checking the sequences alone",
-                stream.topic
+                vp.topic
             );
         }
-        let result = match run_awake("datastorm-verify", verify(&vp)) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("datastorm produce: --verify could not start an executor: {e}");
-                return out;
-            }
-        };
         let result = result.map(|mut v| {
             if acks_known {
                 v.check_acked(&acked);
@@ -452,9 +471,9 @@ fn verify_streams(
         });
         match &result {
             Ok(v) => outln!("{}", super::verify::summary(v, acks_known)),
-            Err(e) => eprintln!("datastorm produce: --verify of {}: {e}", stream.topic),
+            Err(e) => eprintln!("datastorm produce: --verify of {}: {e}", vp.topic),
         }
-        out.push((stream.topic.clone(), result));
+        out.push((vp.topic, result));
     }
     out
 }
