@@ -6,7 +6,6 @@ mod common;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -226,54 +225,10 @@ fn plot_draws_svg_and_png() {
     assert!(err.contains(".svg or .png"), "{err}");
 }
 
-/// A `datastorm sink` process on an ephemeral port, killed when dropped.
-struct Sink {
-    child: Child,
-    addr: String,
-}
-
-impl Sink {
-    fn start() -> Sink {
-        use std::io::BufRead;
-        let mut child = datastorm()
-            .args(["sink", "--listen", "127.0.0.1:0", "--duration", "60s"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the sink");
-        let stdout = child.stdout.take().expect("sink stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = std::io::BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {}
-        });
-        let first = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the sink prints its address");
-        let addr = first
-            .split_whitespace()
-            .find(|w| w.starts_with("127.0.0.1:"))
-            .unwrap_or_else(|| panic!("no address in {first:?}"))
-            .to_owned();
-        Sink { child, addr }
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn merge_adds_the_instances_of_one_run_exactly() {
     let dir = scratch("report-cmd-merge");
-    let sink = Sink::start();
+    let sink = SinkProcess::start(&[]);
     let paths: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("i{i}.json"))).collect();
     // Both instances at once, as on two machines.
     std::thread::scope(|scope| {
