@@ -58,6 +58,8 @@ pub struct Compiler<'a> {
     pub refs: Vec<PendingRef>,
     pub sets: HashMap<String, SetInfo>,
     signatures: Vec<String>,
+    /// Per node, the node whose Avro type it writes (see [`Plan::typed`]).
+    typed: Vec<NodeId>,
 }
 
 fn join(path: &str, name: &str) -> String {
@@ -148,6 +150,7 @@ impl<'a> Compiler<'a> {
             refs: Vec::new(),
             sets: HashMap::new(),
             signatures: Vec::new(),
+            typed: Vec::new(),
         }
     }
 
@@ -157,6 +160,7 @@ impl<'a> Compiler<'a> {
             root,
             counters: self.counters,
             lagged: 0,
+            typed: self.typed,
         }
     }
 
@@ -169,10 +173,27 @@ impl<'a> Compiler<'a> {
         self.push(n, signature)
     }
 
+    /// Turns the `ref` placeholder `id` into a draw from another stream's
+    /// cardinality set, whose values `inner` generates.
+    pub fn resolve_ref(&mut self, id: NodeId, n: u64, seed: u64, inner: NodeId) {
+        self.nodes[id as usize] = Node::Cardinality { n, seed, inner };
+        self.typed[id as usize] = self.typed[inner as usize];
+    }
+
     fn push(&mut self, n: Node, signature: String) -> NodeId {
         self.nodes.push(n);
         self.signatures.push(signature);
-        (self.nodes.len() - 1) as NodeId
+        let id = (self.nodes.len() - 1) as NodeId;
+        self.typed.push(id);
+        id
+    }
+
+    /// Pushes `n`, which writes values of `base`'s type (options, a
+    /// cardinality set).
+    fn push_over(&mut self, base: NodeId, n: Node, signature: String) -> NodeId {
+        let id = self.push(n, signature);
+        self.typed[id as usize] = self.typed[base as usize];
+        id
     }
 
     fn counter(&mut self) -> usize {
@@ -349,8 +370,7 @@ impl<'a> Compiler<'a> {
                 values,
                 pick: Pick::from_weights(&w),
             };
-            // Replace in place when the base node is fresh (not a shared named type).
-            id = self.push(node, sig);
+            id = self.push_over(id, node, sig);
         }
         if let Some(n) = cardinality {
             let seed = self.set_seed(path);
@@ -366,7 +386,7 @@ impl<'a> Compiler<'a> {
                     container,
                 },
             );
-            id = self.push(Node::Cardinality { n, seed, inner: id }, sig);
+            id = self.push_over(id, Node::Cardinality { n, seed, inner: id }, sig);
         }
         Ok(id)
     }

@@ -57,6 +57,7 @@ mod compile;
 mod draw;
 mod error;
 mod hints;
+mod json;
 mod key;
 mod plan;
 mod prog;
@@ -79,7 +80,7 @@ pub use values::AvroValues;
 use super::ValueSource;
 use compile::{show, Compiler, SetInfo};
 use key::KeyBuf;
-use plan::{Cx, Node, Plan};
+use plan::{Cx, Plan};
 use prog::Prog;
 use std::collections::HashMap;
 use std::path::Path;
@@ -112,6 +113,8 @@ struct Inner {
     plan: Plan,
     /// The plan unrolled for Avro binary, where it can be.
     prog: Option<Prog>,
+    /// With `prog`: its datum read back as JSON, for [`Encoding::Json`].
+    json: Option<json::JsonProg>,
     max_avro_len: usize,
 }
 
@@ -382,15 +385,12 @@ fn compile_named(
             let inner = p
                 .compiler
                 .push_node(info.inner.clone(), info.signature.clone());
-            p.compiler.nodes[r.id as usize] = Node::Cardinality {
-                n: info.n,
-                seed: info.seed,
-                inner,
-            };
+            p.compiler.resolve_ref(r.id, info.n, info.seed, inner);
         }
         let mut plan = p.compiler.finish(p.root);
         plan.tabulate();
         let prog = Prog::build(&plan);
+        let json = prog.as_ref().and_then(|_| json::JsonProg::build(&plan));
         // Both bounds hold; the larger sizes the buffers either writer uses.
         let max_avro_len = prog
             .as_ref()
@@ -403,6 +403,7 @@ fn compile_named(
                 avro: p.avro,
                 plan,
                 prog,
+                json,
                 max_avro_len,
             }),
         });
@@ -466,7 +467,21 @@ fn write_datum(
         Encoding::Confluent { schema_id } => Some(schema_id),
         Encoding::Json => {
             out.truncate(start);
-            emit(plan, cx, &mut JsonSink(out), key);
+            match (&schema.inner.prog, &schema.inner.json) {
+                (Some(prog), Some(json)) if schema.max_avro_len() <= MAX_RESERVED => {
+                    // The program's Avro binary, read back as JSON.
+                    let mut avro = std::mem::take(&mut cx.json_avro);
+                    let need = schema.max_avro_len() + write::SLACK;
+                    if avro.len() < need {
+                        avro.resize(need, 0);
+                    }
+                    let end = prog.write(plan, cx, AvroSink::within(&mut avro, 0), key);
+                    json.write(&avro[..end], out)
+                        .expect("the program's datum reads back as its plan's type");
+                    cx.json_avro = avro;
+                }
+                _ => emit(plan, cx, &mut JsonSink(out), key),
+            }
             return out.len();
         }
     };

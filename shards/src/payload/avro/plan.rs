@@ -36,6 +36,11 @@ pub struct Plan {
     /// Number of string pools whose picks are drawn one ahead (see
     /// [`Cx::lag`]).
     pub lagged: usize,
+    /// Per node, the node whose Avro type it writes: itself, or for
+    /// `options` and cardinality sets (which [`Plan::tabulate`] turns into
+    /// tables of values) the typed node they were made from. What reads a
+    /// datum back by type (the JSON transcoder) looks there.
+    pub typed: Vec<NodeId>,
 }
 
 #[derive(Clone, Debug)]
@@ -248,6 +253,8 @@ pub struct Cx {
     pub work: u32,
     pub now_ms: i64,
     pub scratch: Vec<u8>,
+    /// A datum's Avro binary on its way to JSON (see `json::JsonProg`).
+    pub json_avro: Vec<u8>,
     /// Per string pool ([`StrPool::slot`]), the index its next value will
     /// have ([`NOT_DRAWN`] before the first).
     ///
@@ -301,6 +308,7 @@ impl Cx {
             work: 0,
             now_ms,
             scratch: Vec::with_capacity(256),
+            json_avro: Vec::new(),
             lag: Vec::new(),
         }
     }
