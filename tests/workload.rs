@@ -267,6 +267,41 @@ fn an_injected_generator_stall_shows_in_latency_and_send_delay() {
     assert!(acked >= 195_000, "{acked} records acked");
 }
 
+/// A shard whose executor stops before its first request (held here by an
+/// injected stall at the start, longer than the limits) is not waited on
+/// forever: the run ends after the connect timeout plus the stall limit,
+/// with a failure that names the shard and says where each thread was.
+#[test]
+fn a_shard_stuck_before_its_first_request_ends_the_run_clearly() {
+    let _g = serial();
+    let dir = scratch("stuck-start");
+    let report = dir.join("run.json");
+    let mut cmd = datastorm();
+    cmd.args(["produce", "--cores", "1", "--quiet", "--duration", "40s"])
+        .args(["--inject-stall", "0s:30s", "--connect-timeout", "1s"])
+        .args(["--request-timeout", "1s", "--report"])
+        .arg(&report);
+    let started = std::time::Instant::now();
+    let (out, _) = run_bounded(cmd, Duration::from_secs(60));
+    let took = started.elapsed();
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("shard 0 sent no request in"), "{stderr}");
+    assert!(stderr.contains("threads at the stall:"), "{stderr}");
+    assert!(stderr.contains("datastorm-shard"), "{stderr}");
+    // Connect timeout 1 s, stall limit 1 s + 15 s: ended at about 17 s,
+    // well before the injected stall would have let the shard go on.
+    assert!(took < Duration::from_secs(28), "{took:?}\n{stderr}");
+    let doc = read_json(&report);
+    assert!(
+        doc["results"]["failure"]
+            .as_str()
+            .is_some_and(|f| f.contains("sent no request")),
+        "{}",
+        doc["results"]
+    );
+}
+
 #[test]
 fn metrics_are_served_in_prometheus_text_format_while_running() {
     let _g = serial();

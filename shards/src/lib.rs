@@ -7,4 +7,5 @@ pub mod plan;
 pub mod run;
 pub mod search;
 pub mod shard;
+pub mod threads;
 pub mod verify;

@@ -379,6 +379,11 @@ pub fn run(
     let (tx, rx) = mpsc::channel::<ShardEvent>();
     let origin = Instant::now();
 
+    // Per shard and stream (as `counters`), whether the shard owns any of
+    // the stream's partitions (one that owns none sends nothing).
+    let owns: Vec<bool> = (0..shards * n_streams)
+        .map(|i| !layouts[i % n_streams].assignment[i / n_streams].is_empty())
+        .collect();
     let shard_thread = {
         let plan = plan.clone();
         let counters = counters.clone();
@@ -446,6 +451,15 @@ pub fn run(
     // has stopped running (its own watchdog would have failed it): end the
     // run with what was measured instead of waiting forever.
     let stall_limit = plan.request_timeout + Duration::from_secs(15);
+    // The same for a shard that never sends: its first connection has the
+    // connect timeout to succeed or fail; and for a run with a duration,
+    // whose shards are done by its end plus the drain.
+    let first_send_limit = plan.connect_timeout + stall_limit;
+    let sends_from_the_start = profile.as_ref().is_none_or(|p| p.rate_at(0.0) > 0.0);
+    let overdue = plan
+        .stop
+        .duration
+        .map(|d| started + plan.warmup + d + plan.drain_timeout + stall_limit);
     let mut watches = vec![Watch::new(Instant::now()); counters.len()];
     let mut stalled: Option<String> = None;
     let mut executor_kicks = 0u64;
@@ -536,7 +550,20 @@ pub fn run(
                     kicks[i / n_streams].wake();
                     executor_kicks += 1;
                 }
-                if changed || snap.requests_in_flight == 0 {
+                if owns[i]
+                    && sends_from_the_start
+                    && snap.requests_sent == 0
+                    && now - started > first_send_limit
+                {
+                    stalled = Some(format!(
+                        "shard {} sent no request in {:.1?}, though its first connection has the \
+                         connect timeout ({:?}) to succeed or fail: its executor stopped making \
+                         progress (a glommio reactor stall). The run was ended with what it measured",
+                        i / n_streams,
+                        now - started,
+                        plan.connect_timeout
+                    ));
+                } else if changed || snap.requests_in_flight == 0 {
                     w.progressed = now;
                 } else if now - w.progressed > stall_limit {
                     stalled = Some(format!(
@@ -548,7 +575,18 @@ pub fn run(
                     ));
                 }
             }
-            if stalled.is_some() {
+            if let Some(end) = overdue.filter(|end| stalled.is_none() && now > *end) {
+                stalled = Some(format!(
+                    "the shards were still running {:.1?} after the run's end and drain; an \
+                     executor stopped waking up (a glommio reactor stall). The run was ended with \
+                     what it measured",
+                    now - (end - stall_limit)
+                ));
+            }
+            if let Some(why) = &mut stalled {
+                // Where each thread was, for a stall that is rare to see.
+                why.push_str("\nthreads at the stall:\n");
+                why.push_str(&crate::threads::describe());
                 break;
             }
         }
