@@ -14,7 +14,7 @@
 //! cannot tell a `uuid` fixed from a `uuid` string, which this plan can.
 
 use super::plan::{Const, Node, NodeId, Plan};
-use super::write::{JsonSink, Sink};
+use super::write::{put, JsonSink, Sink};
 use std::collections::HashMap;
 
 /// How to read one Avro type and write it as JSON.
@@ -101,14 +101,14 @@ impl JsonProg {
             }
             J::Enum(symbols) => {
                 let i = usize::try_from(r.long()?).ok()?;
-                out.0.extend_from_slice(symbols.get(i)?)
+                put(out.0, symbols.get(i)?)
             }
             J::Record(fields) => {
                 if fields.is_empty() {
                     out.0.extend_from_slice(b"{}");
                 } else {
                     for (before, f) in fields.iter() {
-                        out.0.extend_from_slice(before);
+                        put(out.0, before);
                         self.value(*f, r, out)?;
                     }
                     out.record_end();
