@@ -227,6 +227,11 @@ impl Prog {
     /// [`Plan::write_keyed`] does, the key form of that top-level field into
     /// its buffer. The sink must have room for [`Prog::max_len`] bytes and
     /// [`SLACK`] more (it panics if not).
+    ///
+    /// Always inlined: with a second caller (JSON through the program),
+    /// the compiler stopped inlining it into the Avro path, which then ran
+    /// 2 to 4% slower (users, clickstream: interleaved runs).
+    #[inline(always)]
     pub fn write(
         &self,
         plan: &Plan,
