@@ -420,12 +420,31 @@ impl Connection {
                 addr: addr.to_owned(),
                 source: io::Error::new(io::ErrorKind::NotFound, "no address"),
             })?;
-        let stream = TcpStream::connect_timeout(sock, opts.timeout)
-            .await
-            .map_err(|e| ConnError::Connect {
-                addr: addr.to_owned(),
-                source: e.into(),
-            })?;
+        // glommio bounds the connect with an io_uring timeout linked to it;
+        // the executor's own timer bounds it too. A connect seen neither
+        // completing nor timing out for a whole run (with the executor
+        // woken every second) left a shard that never sent anything: a
+        // timer is checked on every wake-up, whatever the ring does.
+        let connect = TcpStream::connect_timeout(sock, opts.timeout);
+        let stream = match glommio::timer::timeout(opts.timeout + CONNECT_TIMER_GRACE, async {
+            Ok(connect.await)
+        })
+        .await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                return Err(ConnError::Connect {
+                    addr: addr.to_owned(),
+                    source: e.into(),
+                })
+            }
+            Err(_) => {
+                return Err(ConnError::Timeout {
+                    addr: addr.to_owned(),
+                    timeout: opts.timeout,
+                })
+            }
+        };
         {
             use std::os::fd::AsRawFd as _;
             opts.socket
@@ -726,6 +745,11 @@ fn tls_record_as_frame(e: &io::Error) -> bool {
     };
     matches!(size >> 16, 0x1503 | 0x1603)
 }
+
+/// How long past its own timeout a connect is given before the executor's
+/// timer gives up on it (the ring's timeout normally ends it first, with
+/// the kernel's error).
+const CONNECT_TIMER_GRACE: Duration = Duration::from_millis(200);
 
 /// Runs the TLS handshake on a connected socket within `timeout`.
 async fn tls_handshake(

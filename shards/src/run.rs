@@ -243,6 +243,10 @@ struct Watch {
     mark: (u64, u64),
     moved: Instant,
     progressed: Instant,
+    /// Errors counted so far, and when that count last changed (a shard
+    /// retrying its first connections counts each failed attempt).
+    errors: u64,
+    errored: Instant,
 }
 
 impl Watch {
@@ -251,6 +255,8 @@ impl Watch {
             mark: (0, 0),
             moved: now,
             progressed: now,
+            errors: 0,
+            errored: now,
         }
     }
 }
@@ -451,9 +457,10 @@ pub fn run(
     // has stopped running (its own watchdog would have failed it): end the
     // run with what was measured instead of waiting forever.
     let stall_limit = plan.request_timeout + Duration::from_secs(15);
-    // The same for a shard that never sends: its first connection has the
-    // connect timeout to succeed or fail; and for a run with a duration,
-    // whose shards are done by its end plus the drain.
+    // The same for a shard that never sends: each attempt at its first
+    // connections has the connect timeout to succeed or fail (and counts an
+    // error when it fails); and for a run with a duration, whose shards are
+    // done by its end plus the drain.
     let first_send_limit = plan.connect_timeout + stall_limit;
     let sends_from_the_start = profile.as_ref().is_none_or(|p| p.rate_at(0.0) > 0.0);
     let overdue = plan
@@ -540,6 +547,10 @@ pub fn run(
                 let mark = (snap.requests_sent, snap.requests_acked);
                 let w = &mut watches[i];
                 let changed = mark != w.mark;
+                if snap.errors != w.errors {
+                    w.errors = snap.errors;
+                    w.errored = now;
+                }
                 if changed {
                     w.mark = mark;
                     w.moved = now;
@@ -553,14 +564,16 @@ pub fn run(
                 if owns[i]
                     && sends_from_the_start
                     && snap.requests_sent == 0
-                    && now - started > first_send_limit
+                    && now - w.errored > first_send_limit
                 {
                     stalled = Some(format!(
-                        "shard {} sent no request in {:.1?}, though its first connection has the \
-                         connect timeout ({:?}) to succeed or fail: its executor stopped making \
-                         progress (a glommio reactor stall). The run was ended with what it measured",
+                        "shard {} sent no request in {:.1?}, and counted no failed attempt for \
+                         {:.1?}, though each connection attempt has the connect timeout ({:?}) to \
+                         succeed or fail: its executor stopped making progress (a glommio reactor \
+                         stall). The run was ended with what it measured",
                         i / n_streams,
                         now - started,
+                        now - w.errored,
                         plan.connect_timeout
                     ));
                 } else if changed || snap.requests_in_flight == 0 {

@@ -182,6 +182,9 @@ fn stream_seed(seed: u64, stream: usize) -> u64 {
     }
 }
 
+/// Attempts at each of a shard's first connections before the run fails.
+const FIRST_CONNECT_ATTEMPTS: u32 = 3;
+
 async fn run_stream(setup: StreamTask) -> ShardResult {
     let start = setup.origin;
     let plan = setup.plan.clone();
@@ -268,11 +271,26 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
         }
     }
     for (li, link) in links.iter_mut().enumerate() {
-        match opener.connect(li, link).await {
-            Ok(v) => result.produce_version = Some(v),
-            Err(e) => {
-                result.failure = Some(shared.failure.borrow().clone().unwrap_or(e));
-                return finish(result, &shared, start);
+        // A few attempts, with the reconnect backoff between them: the
+        // broker answered the run's setup a moment ago, and one connect
+        // has been seen to neither complete nor time out until the
+        // executor's own timer ended it (see `Connection::connect_with`).
+        let mut attempt = 1;
+        loop {
+            match opener.connect(li, link).await {
+                Ok(v) => {
+                    result.produce_version = Some(v);
+                    break;
+                }
+                Err(_) if attempt < FIRST_CONNECT_ATTEMPTS && !shared.failed() => {
+                    attempt += 1;
+                    glommio::timer::sleep(link.next_try.saturating_duration_since(Instant::now()))
+                        .await;
+                }
+                Err(e) => {
+                    result.failure = Some(shared.failure.borrow().clone().unwrap_or(e));
+                    return finish(result, &shared, start);
+                }
             }
         }
     }
