@@ -60,29 +60,39 @@ fn a_paced_run_holds_200k_per_second_in_every_window() {
     assert!(windows.len() >= 8, "{} windows: {rows:?}", windows.len());
     hold(&windows, |_| 200_000.0, 0.01);
     let (first, last) = (windows[0], windows[windows.len() - 1]);
-    let acked: f64 = windows.iter().map(|w| w.2).sum();
-    let rate = acked / (last.1 - first.0);
+    let acked: f64 = windows.iter().map(|w| w.acked).sum();
+    let rate = acked / (last.end - first.start);
     assert!(
         (rate - 200_000.0).abs() <= 1_000.0,
         "{rate} records/s over ({}, {}] s (target 200,000/s within 0.5%): {windows:?}",
-        first.0,
-        last.1
+        first.start,
+        last.end
     );
-    for r in &rows[measured..rows.len() - 1] {
-        assert_eq!(num(r, "target_per_s"), 200_000.0);
+    for w in &windows {
+        assert_eq!(w.target, 200_000.0, "{w:?}");
     }
 }
 
-/// The full rows whose end `keep` accepts, as (start, end, records acked):
-/// a row covers (the previous row's end, its end]; the last row (partial,
-/// it ends with the run) is left out.
-fn windows(rows: &[HashMap<String, String>], keep: impl Fn(f64) -> bool) -> Vec<(f64, f64, f64)> {
+/// One timeline row: it covers (the previous row's end, its end].
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    start: f64,
+    end: f64,
+    acked: f64,
+    target: f64,
+}
+
+/// The full rows whose end `keep` accepts; the last row (partial, it ends
+/// with the run) is left out.
+fn windows(rows: &[HashMap<String, String>], keep: impl Fn(f64) -> bool) -> Vec<Window> {
     (1..rows.len() - 1)
-        .map(|i| {
-            let (a, b) = (num(&rows[i - 1], "elapsed_s"), num(&rows[i], "elapsed_s"));
-            (a, b, num(&rows[i], "records_acked"))
+        .map(|i| Window {
+            start: num(&rows[i - 1], "elapsed_s"),
+            end: num(&rows[i], "elapsed_s"),
+            acked: num(&rows[i], "records_acked"),
+            target: num(&rows[i], "target_per_s"),
         })
-        .filter(|w| keep(w.1))
+        .filter(|w| keep(w.end))
         .collect()
 }
 
@@ -92,14 +102,14 @@ fn windows(rows: &[HashMap<String, String>], keep: impl Fn(f64) -> bool) -> Vec<
 /// 189,914/s) holds a window's acks back into the next one, which the
 /// pacer then catches up: the window off and its neighbour must together
 /// match the profile over both within `tolerance`.
-fn hold(windows: &[(f64, f64, f64)], profile: impl Fn(f64) -> f64, tolerance: f64) {
+fn hold(windows: &[Window], profile: impl Fn(f64) -> f64, tolerance: f64) {
     let mean = |a, b| mean(&profile, a, b);
     let fits = |a: f64, b: f64, acked: f64| {
         let want = mean(a, b);
         (acked / (b - a) - want).abs() <= want * tolerance
     };
     let off: Vec<usize> = (0..windows.len())
-        .filter(|&i| !fits(windows[i].0, windows[i].1, windows[i].2))
+        .filter(|&i| !fits(windows[i].start, windows[i].end, windows[i].acked))
         .collect();
     match off[..] {
         [] => {}
@@ -108,15 +118,15 @@ fn hold(windows: &[(f64, f64, f64)], profile: impl Fn(f64) -> f64, tolerance: f6
             let j = if i + 1 < windows.len() { i + 1 } else { i - 1 };
             let (x, y) = (windows[i.min(j)], windows[i.max(j)]);
             assert!(
-                fits(x.0, y.1, x.2 + y.2),
+                fits(x.start, y.end, x.acked + y.acked),
                 "windows ({}, {}] and ({}, {}] together: {} records, the profile \
                  averages {:.0}/s (within {tolerance}): {windows:?}",
-                x.0,
-                x.1,
-                y.0,
-                y.1,
-                x.2 + y.2,
-                mean(x.0, y.1)
+                x.start,
+                x.end,
+                y.start,
+                y.end,
+                x.acked + y.acked,
+                mean(x.start, y.end)
             );
         }
         _ => panic!("windows {off:?} are off the profile by more than {tolerance}: {windows:?}"),
@@ -171,16 +181,11 @@ fn follows(
 ) -> usize {
     let windows = windows(rows, |b| ends.contains(&b));
     hold(&windows, &profile, tolerance);
-    for pair in rows.windows(2) {
-        let (a, b) = (num(&pair[0], "elapsed_s"), num(&pair[1], "elapsed_s"));
-        if !ends.contains(&b) {
-            continue;
-        }
-        let want = mean(&profile, a, b);
-        let target = num(&pair[1], "target_per_s");
+    for w in &windows {
+        let want = mean(&profile, w.start, w.end);
         assert!(
-            (target - want).abs() <= want * 0.002,
-            "window ({a}, {b}] s: target {target}, the profile averages {want:.0}"
+            (w.target - want).abs() <= want * 0.002,
+            "{w:?}: the profile averages {want:.0}"
         );
     }
     windows.len()
