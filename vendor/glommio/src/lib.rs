@@ -704,6 +704,25 @@ impl<'a> Sum<&'a RingIoStats> for RingIoStats {
     }
 }
 
+/// How an executor's sleeps in the kernel have ended, since it started.
+///
+/// DataStorm patch (PATCHES.md, 2): every sleep is bounded (by the next
+/// timer's deadline, or 10 ms); `lost_wakeups` counts the sleeps that the
+/// bound ended although completions already waited on the latency ring,
+/// which upstream glommio would have slept through for good.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SleepStats {
+    /// Sleeps in the kernel (waits on the main ring linked to the others).
+    pub sleeps: u64,
+    /// Of those, the ones that the bound ended (a timer's deadline or the
+    /// 10 ms cap) rather than a completion.
+    pub ended_by_bound: u64,
+    /// Of those, the ones that ended with completions already waiting on
+    /// the latency ring and no word of them on the main ring: a lost
+    /// wake-up, recovered by the bound.
+    pub lost_wakeups: u64,
+}
+
 /// Stores information about IO
 #[derive(Debug)]
 pub struct IoStats {

@@ -200,6 +200,11 @@ impl Reactor {
         self.sys.io_stats()
     }
 
+    /// DataStorm patch (PATCHES.md, 2).
+    pub(crate) fn sleep_stats(&self) -> crate::SleepStats {
+        self.sys.sleep_stats()
+    }
+
     pub(crate) fn task_queue_io_stats(&self, handle: &TaskQueueHandle) -> Option<IoStats> {
         self.sys.task_queue_io_stats(handle)
     }

@@ -2497,6 +2497,22 @@ impl ExecutorProxy {
         });
     }
 
+    /// How this executor's sleeps in the kernel have ended so far (see
+    /// [`SleepStats`](crate::SleepStats)). DataStorm patch (PATCHES.md, 2).
+    pub fn sleep_stats(&self) -> crate::SleepStats {
+        #[cfg(not(feature = "native-tls"))]
+        return LOCAL_EX.with(|local_ex| local_ex.get_reactor().sleep_stats());
+
+        #[cfg(feature = "native-tls")]
+        return unsafe {
+            LOCAL_EX
+                .as_ref()
+                .expect("this thread doesn't have a LocalExecutor running")
+                .get_reactor()
+                .sleep_stats()
+        };
+    }
+
     /// Returns an [`IoStats`] struct with information about IO performed by
     /// this executor's reactor
     ///

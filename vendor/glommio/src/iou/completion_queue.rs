@@ -60,6 +60,32 @@ impl<'ring> CompletionQueue<'ring> {
         self.wait_inner(count).map(|_| ())
     }
 
+    /// Block the thread until at least `count` CQEs are ready, or until
+    /// `timeout` has passed (`ETIME`), without consuming any CQE.
+    ///
+    /// DataStorm patch (PATCHES.md, 1): the kernel takes the timeout with
+    /// the wait (IORING_ENTER_EXT_ARG); callers check
+    /// [`IoUring::waits_with_timeout`] first, since on older kernels
+    /// liburing would queue a timeout SQE of its own that glommio's
+    /// completion handling does not know.
+    pub fn wait_timeout(&mut self, count: u32, timeout: std::time::Duration) -> io::Result<()> {
+        let ts = uring_sys::__kernel_timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        unsafe {
+            let mut cqe = MaybeUninit::uninit();
+            resultify(uring_sys::io_uring_wait_cqes(
+                self.ring.as_ptr(),
+                cqe.as_mut_ptr(),
+                count as _,
+                &ts,
+                ptr::null(),
+            ))?;
+        }
+        Ok(())
+    }
+
     #[inline(always)]
     fn wait_inner(&mut self, count: u32) -> io::Result<&mut uring_sys::io_uring_cqe> {
         unsafe {

@@ -279,6 +279,12 @@ impl IoUring {
         &self.ring
     }
 
+    /// Whether [`CompletionQueue::wait_timeout`] can be used: the kernel
+    /// takes a wait's timeout itself (5.11+). DataStorm patch (PATCHES.md, 1).
+    pub fn waits_with_timeout(&self) -> bool {
+        self.ring.features & uring_sys::IORING_FEAT_EXT_ARG != 0
+    }
+
     pub unsafe fn raw_mut(&mut self) -> &mut uring_sys::io_uring {
         &mut self.ring
     }

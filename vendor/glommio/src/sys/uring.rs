@@ -1044,7 +1044,14 @@ impl SleepableRing {
         }
     }
 
-    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
+    /// Sleeps until a completion arrives on this ring (the linked ring's
+    /// poll among them) or `bound` has passed. `Ok(true)`: the bound ended
+    /// the sleep.
+    ///
+    /// DataStorm patch (PATCHES.md, 1): upstream waits with no timeout, so
+    /// one missed notification of the linked ring (its one-shot poll) left
+    /// the executor asleep for good, with timers due and wake-ups queued.
+    fn sleep(&mut self, link: &Source, bound: Duration) -> io::Result<bool> {
         assert_eq!(
             self.waiting_kernel_submission(),
             0,
@@ -1085,21 +1092,35 @@ impl SleepableRing {
                 // We make the SQE a no-op and return
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
-            } else {
-                // The rings are linked. Goodnight!
+            } else if !self.ring.waits_with_timeout() {
+                // The rings are linked. Goodnight! (A kernel older than
+                // 5.11 cannot bound the wait: upstream's behaviour.)
                 self.ring
                     .cq()
                     .wait(1)
-                    .map(|_| 1)
+                    .map(|_| false)
                     .or_else(Reactor::busy_ok)
                     .or_else(Reactor::again_ok)
                     .or_else(Reactor::intr_ok)
+            } else {
+                // The rings are linked. Goodnight, until `bound` at most:
+                // ETIME is a wake-up like EINTR, after which the reactor
+                // reads every ring and runs due timers.
+                match self.ring.cq().wait_timeout(1, bound) {
+                    Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(true),
+                    r => r
+                        .map(|_| false)
+                        .or_else(Reactor::busy_ok)
+                        .or_else(Reactor::again_ok)
+                        .or_else(Reactor::intr_ok),
+                }
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
             // Submit what we have, once we're out of here we'll consume them
             // and at some point will be able to sleep again.
             self.submit_sqes()
+                .map(|_| false)
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
                 .or_else(Reactor::intr_ok)
@@ -1238,7 +1259,17 @@ pub(crate) struct Reactor {
     blocking_thread: BlockingThreadPool,
 
     rings_depth: usize,
+
+    // DataStorm patch (PATCHES.md, 2): how this executor's sleeps ended.
+    sleep_stats: Cell<crate::SleepStats>,
 }
+
+/// The longest an executor sleeps in the kernel without looking at its
+/// rings. DataStorm patch (PATCHES.md, 1): a lost notification of the
+/// latency ring (timers, foreign wake-ups, connects, receives) then costs
+/// at most this long instead of the rest of the run; an idle executor wakes
+/// 100 times a second for it, a few microseconds each.
+const SLEEP_BOUND: Duration = Duration::from_millis(10);
 
 pub(crate) fn common_flags() -> PollFlags {
     PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL
@@ -1360,6 +1391,7 @@ impl Reactor {
             eventfd_src,
             source_map,
             rings_depth: ring_depth,
+            sleep_stats: Cell::new(Default::default()),
         })
     }
 
@@ -1725,7 +1757,10 @@ impl Reactor {
     ///
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
-    fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
+    ///
+    /// DataStorm patch (PATCHES.md, 1): the sleep ends by `bound` at the
+    /// latest; `Ok(true)` when the bound ended it.
+    fn link_rings_and_sleep(&self, ring: &mut SleepableRing, bound: Duration) -> io::Result<bool> {
         let link_rings = Source::new(
             IoRequirements::default(),
             self.link_fd,
@@ -1733,7 +1768,29 @@ impl Reactor {
             None,
             None,
         );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+        ring.sleep(&link_rings, bound).or_else(Self::busy_ok)
+    }
+
+    /// How this executor's sleeps have ended so far. DataStorm patch
+    /// (PATCHES.md, 2).
+    pub(crate) fn sleep_stats(&self) -> crate::SleepStats {
+        self.sleep_stats.get()
+    }
+
+    /// Counts one sleep that `by_bound` tells whether the bound ended, and
+    /// whether a wake-up was lost: the bound ended it although the latency
+    /// ring held completions that its link to the main ring never reported.
+    /// DataStorm patch (PATCHES.md, 2).
+    fn count_sleep(&self, by_bound: bool, lat_ring: &SleepableRing, main_ring: &SleepableRing) {
+        let mut s = self.sleep_stats.get();
+        s.sleeps += 1;
+        if by_bound {
+            s.ended_by_bound += 1;
+            if lat_ring.ring.cq().ready() > 0 && main_ring.ring.cq().ready() == 0 {
+                s.lost_wakeups += 1;
+            }
+        }
+        self.sleep_stats.set(s);
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1867,8 +1924,14 @@ impl Reactor {
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
-                    self.link_rings_and_sleep(&mut main_ring)
+                    // DataStorm patch (PATCHES.md, 1): the wait ends by the
+                    // next timer's deadline or SLEEP_BOUND, whichever comes
+                    // first, even if the latency ring's notification is lost.
+                    let bound = user_timer.map_or(SLEEP_BOUND, |t| t.min(SLEEP_BOUND));
+                    let by_bound = self
+                        .link_rings_and_sleep(&mut main_ring, bound)
                         .expect("some error");
+                    self.count_sleep(by_bound, &lat_ring, &main_ring);
                     // May have new cancellations related to the link ring fd.
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
                     flush_rings!(lat_ring, poll_ring, main_ring)?;
