@@ -11,6 +11,7 @@
 use base64::Engine as _;
 use datastorm_engine::metrics::latency_histogram;
 use datastorm_engine::sink::SinkStats;
+use datastorm_engine::sleeps::Sleeps;
 use datastorm_shards::plan::RunPlan;
 use datastorm_shards::run::RunOutcome;
 use datastorm_shards::shard::ShardResult;
@@ -183,8 +184,37 @@ fn results(plan: &RunPlan, o: &RunOutcome, with_sink: bool, started_at: SystemTi
         "compression": compression(plan, t.record_bytes_acked, t.batch_bytes_sent),
         "failure": o.failure,
         "interrupted": o.interrupted,
-        "executor_kicks": o.executor_kicks,
+        "executor_sleeps": executor_sleeps(plan, o),
         "streams": (0..plan.streams.len()).map(|i| stream_results(plan, o, i, el)).collect::<Vec<_>>(),
+    })
+}
+
+/// How the shards' executors slept: totals, and per shard (its CPU, its
+/// sleeps, those ended by the bound, and the lost wake-ups among them).
+fn executor_sleeps(plan: &RunPlan, o: &RunOutcome) -> Value {
+    let total = o
+        .executor_sleeps
+        .iter()
+        .fold(Sleeps::default(), |a, s| a.plus(s));
+    let per_shard: Vec<Value> = o
+        .executor_sleeps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            json!({
+                "shard": i,
+                "cpu": plan.cpus.get(i),
+                "sleeps": s.sleeps,
+                "ended_by_bound": s.ended_by_bound,
+                "lost_wakeups": s.lost_wakeups,
+            })
+        })
+        .collect();
+    json!({
+        "sleeps": total.sleeps,
+        "ended_by_bound": total.ended_by_bound,
+        "lost_wakeups": total.lost_wakeups,
+        "per_shard": per_shard,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod conn;
 pub mod metrics;
 pub mod runtime;
 pub mod security;
+pub mod sleeps;
 pub mod sink;
 pub mod wire;
 

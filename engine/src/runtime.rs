@@ -162,9 +162,9 @@ impl Default for ExecutorTuning {
             // acks) sleep instead of burning the core. Spinning 10 ms, the
             // earlier default, cost a whole core while waiting on a real
             // broker: 9.4-9.7 CPU s against 3.9-5.4 CPU s in a 10 s run at
-            // the same rate. glommio 0.9's sleep (linked rings) has been
-            // seen to miss wake-ups under load; the coordinator's kick
-            // (`shards::shard::kick`) wakes such a shard within a second.
+            // the same rate. A sleep ends by the next timer or 10 ms at the
+            // latest (vendor/glommio/PATCHES.md), even when glommio's
+            // linked-ring notification is lost.
             spin_before_park: std::time::Duration::from_micros(100),
         }
     }
@@ -208,6 +208,19 @@ where
         .into_iter()
         .map(|(cpu, h)| h.join().map_err(|_| RuntimeError::ShardPanicked { cpu }))
         .collect()
+}
+
+/// Runs `work` to completion on a new, unpinned executor named `name`: the
+/// short jobs outside the shards (a run's setup: bootstrap, CreateTopics,
+/// waiting for leaders; reading a topic back to verify it). Its sleeps are
+/// bounded like every executor's (vendor/glommio/PATCHES.md), so a lost
+/// wake-up delays it by 10 ms at most. `Err` if the executor cannot start.
+pub fn run_unpinned<T>(name: &str, work: impl Future<Output = T>) -> Result<T, String> {
+    LocalExecutorBuilder::default()
+        .name(name)
+        .make()
+        .map_err(|e| e.to_string())
+        .map(|ex| ex.run(work))
 }
 
 /// A builder for an executor pinned to `cpu`, with the settings DataStorm uses.

@@ -5,11 +5,11 @@ use crate::assign::assign;
 use crate::pacer::Profile;
 use crate::plan::{split_evenly, RateSpec, RunPlan};
 use crate::search::{MaxRateSearch, RateSearchResult};
-use crate::shard::kick::Kick;
 use crate::shard::{run_shard, ShardEvent, ShardResult, ShardSetup, StreamShare};
 use datastorm_engine::cluster::{self, Broker, ClusterError, Created};
 use datastorm_engine::metrics::{latency_histogram, Counters, ShardCounters};
-use datastorm_engine::runtime::{run_pinned_with, RuntimeError};
+use datastorm_engine::runtime::{run_pinned_with, run_unpinned, RuntimeError};
+use datastorm_engine::sleeps::{SleepCounters, Sleeps};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -153,9 +153,10 @@ pub struct RunOutcome {
     pub failure: Option<String>,
     /// True when the run was stopped from outside (signal) before its end.
     pub interrupted: bool,
-    /// Times the coordinator woke a shard's executor after a second in
-    /// which it sent and acknowledged nothing (see `shard::kick`).
-    pub executor_kicks: u64,
+    /// How each shard's executor slept (in shard order): its sleeps, those
+    /// the bound ended, and the lost wake-ups among them
+    /// (`datastorm_engine::sleeps`).
+    pub executor_sleeps: Vec<Sleeps>,
 }
 
 impl RunOutcome {
@@ -235,13 +236,11 @@ pub async fn prepare(plan: &RunPlan) -> Result<(Prepared, Leaders), ClusterError
 }
 
 /// What the coordinator last saw of one shard's stream: its (requests
-/// sent, acknowledged), when that last changed (a second without a change:
-/// the shard's executor is kicked), and when it last changed or had nothing
-/// in flight (past the stall limit: the run is ended).
+/// sent, acknowledged), and when that last changed or it had nothing in
+/// flight (past the stall limit: the run is ended).
 #[derive(Clone)]
 struct Watch {
     mark: (u64, u64),
-    moved: Instant,
     progressed: Instant,
     /// Errors counted so far, and when that count last changed (a shard
     /// retrying its first connections counts each failed attempt).
@@ -253,7 +252,6 @@ impl Watch {
     fn new(now: Instant) -> Self {
         Watch {
             mark: (0, 0),
-            moved: now,
             progressed: now,
             errors: 0,
             errored: now,
@@ -354,7 +352,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<RunOutcome, RunError> {
-    let (prepared, leaders) = crate::shard::kick::run_awake("datastorm-setup", prepare(&plan))
+    let (prepared, leaders) = run_unpinned("datastorm-setup", prepare(&plan))
         .map_err(RunError::Setup)??;
 
     let plan = Arc::new(plan);
@@ -381,7 +379,7 @@ pub fn run(
     let counters: Vec<Arc<ShardCounters>> = (0..shards * n_streams)
         .map(|_| Arc::new(ShardCounters::default()))
         .collect();
-    let kicks: Vec<Arc<Kick>> = (0..shards).map(|_| Arc::default()).collect();
+    let sleeps: Vec<Arc<SleepCounters>> = (0..shards).map(|_| Arc::default()).collect();
     let (tx, rx) = mpsc::channel::<ShardEvent>();
     let origin = Instant::now();
 
@@ -393,7 +391,7 @@ pub fn run(
     let shard_thread = {
         let plan = plan.clone();
         let counters = counters.clone();
-        let kicks = kicks.clone();
+        let sleeps = sleeps.clone();
         let stop = stop.clone();
         let cpus = plan.cpus.clone();
         let rate_control = rate_control.clone();
@@ -434,7 +432,7 @@ pub fn run(
                         origin,
                         events: tx.clone(),
                         stop: stop.clone(),
-                        kick: kicks[index].clone(),
+                        sleeps: sleeps[index].clone(),
                     })
                 })
             })
@@ -469,7 +467,6 @@ pub fn run(
         .map(|d| started + plan.warmup + d + plan.drain_timeout + stall_limit);
     let mut watches = vec![Watch::new(Instant::now()); counters.len()];
     let mut stalled: Option<String> = None;
-    let mut executor_kicks = 0u64;
     while !shard_thread.is_finished() {
         let wait = next_tick.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
@@ -553,13 +550,6 @@ pub fn run(
                 }
                 if changed {
                     w.mark = mark;
-                    w.moved = now;
-                } else if now - w.moved >= tick {
-                    // Nothing sent or acknowledged for a second (requests
-                    // in flight, or still connecting): make sure the
-                    // executor is not asleep past its wake-up.
-                    kicks[i / n_streams].wake();
-                    executor_kicks += 1;
                 }
                 if owns[i]
                     && sends_from_the_start
@@ -624,7 +614,7 @@ pub fn run(
             elapsed: started.elapsed().saturating_sub(plan.warmup),
             failure: Some(failure),
             interrupted: false,
-            executor_kicks,
+            executor_sleeps: sleeps.iter().map(|s| s.snapshot()).collect(),
         });
     }
     let results: Vec<ShardResult> = shard_thread
@@ -666,7 +656,7 @@ pub fn run(
         elapsed,
         failure,
         interrupted,
-        executor_kicks,
+        executor_sleeps: sleeps.iter().map(|s| s.snapshot()).collect(),
     })
 }
 

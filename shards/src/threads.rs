@@ -42,7 +42,7 @@ pub fn describe() -> String {
     lines.join("\n")
 }
 
-/// Names of the x86-64 system calls a stalled executor or its kicker is
+/// Names of the x86-64 system calls a stalled executor is
 /// likely to be in.
 fn syscall_name(n: i64) -> &'static str {
     if !cfg!(target_arch = "x86_64") {

@@ -56,7 +56,7 @@ fn a_running_shard_allocates_per_request_not_per_record() {
             origin: std::time::Instant::now(),
             events: tx,
             stop: Arc::new(AtomicBool::new(false)),
-            kick: Arc::default(),
+            sleeps: Arc::default(),
         };
         let c = counters.clone();
         // Sample between 1 s (warmed up) and 2.5 s, on this same thread.

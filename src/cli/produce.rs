@@ -409,7 +409,7 @@ fn verify_streams(
     String,
     Result<datastorm_shards::verify::VerifyReport, String>,
 )> {
-    use datastorm_shards::shard::kick::run_awake;
+    use datastorm_engine::runtime::run_unpinned;
     use datastorm_shards::verify::{verify, VerifyPlan};
     let mut jobs = Vec::new();
     for (si, stream) in plan.streams.iter().enumerate() {
@@ -430,7 +430,7 @@ fn verify_streams(
         jobs.push((vp, acked));
     }
     // All streams are read back at once, on one executor.
-    let results = run_awake("datastorm-verify", async {
+    let results = run_unpinned("datastorm-verify", async {
         let tasks: Vec<_> = jobs
             .iter()
             .map(|(vp, _)| {

@@ -3,7 +3,7 @@
 use crate::exit;
 use crate::render::group;
 use clap::Args;
-use datastorm_shards::shard::kick::run_awake;
+use datastorm_engine::runtime::run_unpinned;
 use datastorm_shards::verify::{verify, Producer, VerifyPlan, VerifyReport};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ pub fn main(args: VerifyArgs) -> u8 {
         timeout: args.timeout,
         security,
     };
-    let result = match run_awake("datastorm-verify", verify(&plan)) {
+    let result = match run_unpinned("datastorm-verify", verify(&plan)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("datastorm verify: could not start an executor: {e}");

@@ -10,7 +10,6 @@
 
 mod acks;
 mod generate;
-pub mod kick;
 mod link;
 mod send;
 mod state;
@@ -23,6 +22,7 @@ use datastorm_engine::batch::{BatchBuilder, Compressor, RecordHeader};
 use datastorm_engine::cluster::Broker;
 use datastorm_engine::conn::Connection;
 use datastorm_engine::metrics::{latency_histogram, Counters, ShardCounters};
+use datastorm_engine::sleeps::SleepCounters;
 use generate::{generate, Generation, Sealer};
 use hdrhistogram::Histogram;
 use link::{watch_request_timeouts, Link, Opener, Watched};
@@ -48,8 +48,9 @@ pub struct ShardSetup {
     pub origin: Instant,
     pub events: mpsc::Sender<ShardEvent>,
     pub stop: Arc<AtomicBool>,
-    /// Lets the coordinator wake this shard's executor (see `kick`).
-    pub kick: Arc<kick::Kick>,
+    /// Where this shard's executor copies its sleep counts (lost wake-ups
+    /// among them) for the coordinator.
+    pub sleeps: Arc<SleepCounters>,
 }
 
 /// One shard's part of one stream.
@@ -137,9 +138,9 @@ pub async fn run_shard(setup: ShardSetup) -> Vec<ShardResult> {
         origin,
         events,
         stop,
-        kick,
+        sleeps,
     } = setup;
-    let listener = glommio::spawn_local(kick::Listen(kick.clone()));
+    let tracker = glommio::spawn_local(datastorm_engine::sleeps::track(sleeps.clone()));
     let tasks: Vec<_> = streams
         .into_iter()
         .map(|share| {
@@ -167,8 +168,8 @@ pub async fn run_shard(setup: ShardSetup) -> Vec<ShardResult> {
     for t in tasks {
         results.push(t.await);
     }
-    kick.close();
-    listener.cancel().await;
+    tracker.cancel().await;
+    sleeps.record();
     results
 }
 
