@@ -245,3 +245,33 @@ fn connections_per_broker_opens_that_many_connections_per_shard() {
     // Bootstrap and metadata connections are the same in both runs.
     assert_eq!(seen[1] - seen[0], 2, "sink connections {seen:?}");
 }
+
+/// `datastorm sink --stall AFTER:FOR`: bad values are usage errors that name
+/// the flag and its form; a good one is announced in the startup line.
+#[test]
+fn sink_stall_flag_is_validated_and_announced() {
+    for bad in ["5s", "5s:", ":10s", "0s:10s", "5s:0s", "5s:11m", "5s:ten"] {
+        let mut cmd = datastorm();
+        // Should it be accepted after all, the sink stops by itself.
+        cmd.args(["sink", "--listen", "127.0.0.1:0", "--duration", "1s"])
+            .args(["--stall", bad]);
+        let (out, _) = run_bounded(cmd, Duration::from_secs(30));
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--stall {bad}: {err}");
+        assert!(
+            err.contains("--stall") && err.contains("AFTER:FOR"),
+            "--stall {bad}: {err}"
+        );
+    }
+    let mut cmd = datastorm();
+    cmd.args(["sink", "--listen", "127.0.0.1:0", "--duration", "200ms"])
+        .args(["--stall", "5s:10s"]);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(30));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("stalls") && first.contains("5s after start, for 10s"),
+        "{first}"
+    );
+}

@@ -3,7 +3,7 @@
 use crate::exit;
 use clap::Args;
 use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec};
-use datastorm_engine::sink::{SinkConfig, SinkHandle, MAX_ACK_DELAY};
+use datastorm_engine::sink::{SinkConfig, SinkHandle, Stall, MAX_ACK_DELAY};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -37,6 +37,32 @@ pub struct SinkArgs {
     /// Records sent with acks=0 are not limited.
     #[arg(long, value_name = "RECORDS_PER_S", value_parser = crate::units::parse_count)]
     pub max_rate: Option<f64>,
+    /// Hang for a while, to test a producer's request timeouts: starting
+    /// AFTER after the sink starts, for FOR (e.g. `5s:10s`; FOR at most
+    /// 10m), read nothing more from any connection and send no response of
+    /// any API, keeping every connection open (new ones are accepted but get
+    /// no answers); then resume and answer what was waiting, in order, like
+    /// a frozen broker that was thawed.
+    #[arg(long, value_name = "AFTER:FOR", value_parser = parse_stall)]
+    pub stall: Option<Stall>,
+}
+
+/// `AFTER:FOR`, each half a duration (`crate::units::parse_duration`).
+fn parse_stall(s: &str) -> Result<Stall, String> {
+    const FORM: &str = "expected AFTER:FOR, two durations such as 5s:10s \
+                        (stall 5s after the start, for 10s)";
+    let Some((after, lasting)) = s.split_once(':') else {
+        return Err(format!("no ':' in '{s}': {FORM}"));
+    };
+    let half = |name: &str, v: &str| {
+        crate::units::parse_duration(v).map_err(|e| format!("{name} in '{s}': {e}; {FORM}"))
+    };
+    let stall = Stall {
+        after: half("AFTER", after)?,
+        lasting: half("FOR", lasting)?,
+    };
+    stall.check().map_err(|e| format!("{e}; {FORM}"))?;
+    Ok(stall)
 }
 
 pub fn main(args: SinkArgs) -> u8 {
@@ -72,6 +98,7 @@ pub fn main(args: SinkArgs) -> u8 {
         node_id: 0,
         ack_delay: args.delay.unwrap_or(Duration::ZERO),
         max_records_per_s: args.max_rate,
+        stall: args.stall,
     }) {
         Ok(h) => h,
         Err(e) => {
@@ -95,6 +122,12 @@ pub fn main(args: SinkArgs) -> u8 {
                 crate::render::group((r / executors as f64).round() as u64)
             ));
         }
+    }
+    if let Some(s) = args.stall {
+        pacing.push_str(&format!(
+            "; stalls (reads and answers nothing) {:?} after start, for {:?}",
+            s.after, s.lasting
+        ));
     }
     outln!(
         "datastorm sink listening on {} ({}){pacing}; Ctrl-C prints what it received",

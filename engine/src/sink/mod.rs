@@ -14,6 +14,15 @@
 //! [`SinkConfig::max_records_per_s`] throttles acknowledged records (see
 //! `pace` and `server::serve_paced`).
 //!
+//! Optionally it also plays a broker that hangs ([`SinkConfig::stall`], the
+//! CLI's `datastorm sink --stall AFTER:FOR`, e.g. `--stall 5s:10s`): from
+//! AFTER after the sink started, for FOR, it reads nothing more from its
+//! connections and sends no response of any API, while keeping every
+//! connection open (new ones are still accepted but get no answers); then it
+//! resumes and answers what was waiting, in order, as a frozen broker that
+//! was thawed would. It lets a producer's request-timeout path be tested
+//! (see `stall`).
+//!
 //! The sink never prints; [`SinkHandle::stats`] and [`SinkHandle::stop`]
 //! return what it saw.
 
@@ -23,6 +32,7 @@ mod handlers;
 mod pace;
 mod registry;
 mod server;
+mod stall;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -36,6 +46,7 @@ use std::time::Duration;
 
 pub use pace::MAX_ACK_DELAY;
 pub use registry::MAX_PARTITIONS;
+pub use stall::{Stall, MAX_STALL_AFTER, MAX_STALL_LASTING};
 
 use server::{ExecutorOutcome, Shared};
 
@@ -70,6 +81,10 @@ pub struct SinkConfig {
     /// its records fit a token bucket (about 10 ms of burst), and the hold is
     /// reported in its `throttle_time_ms`. `None`: unlimited.
     pub max_records_per_s: Option<f64>,
+    /// Hang for a while: from `after` after [`SinkHandle::start`], for
+    /// `lasting`, read nothing and answer nothing (connections stay open),
+    /// then answer what was waiting, in order. `None`: never.
+    pub stall: Option<Stall>,
 }
 
 impl Default for SinkConfig {
@@ -81,6 +96,7 @@ impl Default for SinkConfig {
             node_id: 0,
             ack_delay: Duration::ZERO,
             max_records_per_s: None,
+            stall: None,
         }
     }
 }
@@ -299,6 +315,9 @@ fn validate_config(cfg: &SinkConfig) -> Result<(), SinkError> {
                 "max_records_per_s must be a finite number >= 1, got {rate}"
             )));
         }
+    }
+    if let Some(stall) = &cfg.stall {
+        stall.check().map_err(SinkError::Config)?;
     }
     if !cfg.cpus.is_empty() {
         let available: Vec<usize> = core_affinity::get_core_ids()

@@ -17,6 +17,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use super::handlers::{self, ConnInfo, FrameError, Reply, FIRST_PRODUCER_ID};
 use super::pace::Pacing;
 use super::registry::{Registry, TopicEntry};
+use super::stall::StallWindow;
 use super::stats::{bump, ExecCounters};
 use super::{SinkConfig, SinkError, SinkStats, TopicStats, MAX_FRAME_BYTES};
 
@@ -54,6 +55,11 @@ pub(crate) struct Shared {
     pub ack_delay: Duration,
     /// Each executor's share of `max_records_per_s`.
     pub executor_rate: Option<f64>,
+    /// `SinkConfig::stall` as absolute instants, fixed here, before any
+    /// executor starts, from one common start: every executor reads the same
+    /// immutable window, so they stall and resume together without talking
+    /// to each other.
+    pub stall: Option<StallWindow>,
 }
 
 impl Shared {
@@ -66,6 +72,7 @@ impl Shared {
             node_id: cfg.node_id,
             ack_delay: cfg.ack_delay,
             executor_rate: cfg.max_records_per_s.map(|r| r / executors.max(1) as f64),
+            stall: cfg.stall.map(|s| s.window(Instant::now())),
         }
     }
 
@@ -326,6 +333,12 @@ async fn serve_unpaced(
     let mut frames = FrameBuf::default();
     let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
     loop {
+        // Nothing is handled or written inside a stall: what was read stays
+        // in `frames` until it ends.
+        sit_out_stall(state).await;
+        if state.stopping.get() {
+            return Ok(());
+        }
         // Answer every complete request in the buffer (in order), then send
         // all the responses with one write.
         while let Some(frame) = frames.next_frame()? {
@@ -338,11 +351,55 @@ async fn serve_unpaced(
                 out.shrink_to(16 << 10);
             }
         }
-        let n = stream.read(frames.read_buf()).await?;
+        let Some(n) = read_until_stall(state, stream, frames.read_buf()).await? else {
+            // The stall began: sit it out before reading again.
+            continue;
+        };
         if n == 0 || state.stopping.get() {
             return Ok(());
         }
         frames.filled(n);
+    }
+}
+
+/// While the sink is stalled (`Shared::stall`), waits for the stall to end;
+/// returns at once outside it. Called before a connection handles, writes or
+/// reads anything, so a stalled connection does none of these: it stays
+/// open, unread (the kernel's buffers fill and then the peer's writes
+/// block, as with a frozen broker), and resumes where it was. The wait is a
+/// plain timer sleep on this executor, cut into `STOP_POLL` steps so that a
+/// stop (which only wakes pending reads and writes) is still noticed.
+async fn sit_out_stall(state: &ExecState) {
+    let Some(window) = state.shared.stall else {
+        return;
+    };
+    while !state.stopping.get() {
+        let Some(left) = window.remaining(Instant::now()) else {
+            return;
+        };
+        glommio::timer::sleep(left.min(STOP_POLL)).await;
+    }
+}
+
+/// Reads into `buf`, but gives up with `None` when a stall begins while the
+/// read waits, so that nothing is read during the stall even on a
+/// connection that was idle when it began. A glommio read is
+/// readiness-based: dropping it when the timer wins loses no data. With no
+/// stall ahead (none configured, or already over) it is a plain read.
+async fn read_until_stall(
+    state: &ExecState,
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+) -> std::io::Result<Option<usize>> {
+    let ahead = state.shared.stall.and_then(|w| w.ahead(Instant::now()));
+    match ahead {
+        None => stream.read(buf).await.map(Some),
+        Some(wait) => futures_lite::future::or(async { Some(stream.read(buf).await) }, async {
+            glommio::timer::sleep(wait).await;
+            None
+        })
+        .await
+        .transpose(),
     }
 }
 
@@ -364,6 +421,10 @@ async fn serve_paced(
     let mut pending: VecDeque<(Instant, usize)> = VecDeque::new();
     let mut eof = false;
     loop {
+        // Inside a stall nothing below runs: no request is handled, no
+        // response is written (those due meanwhile wait for its end, then go
+        // out in order), no read is made.
+        sit_out_stall(state).await;
         if state.stopping.get() {
             return Ok(());
         }
@@ -397,13 +458,19 @@ async fn serve_paced(
             }
             continue;
         }
-        // Wait for the next request or the head's due time; timer waits are
-        // capped so that a stop is noticed (a stop also wakes a pending read).
+        // Wait for the next request, the head's due time or the start of a
+        // stall; timer waits are capped so that a stop is noticed (a stop
+        // also wakes a pending read).
         let next_due = pending
             .front()
             .map(|(due, _)| due.saturating_duration_since(now).min(STOP_POLL));
         if !eof && !full(&pending, &out) {
-            let read = match next_due {
+            let stall_ahead = state.shared.stall.and_then(|w| w.ahead(now));
+            let wake = match (next_due, stall_ahead) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let read = match wake {
                 None => Some(stream.read(frames.read_buf()).await),
                 Some(wait) => {
                     // A glommio read is readiness-based: dropping it when the

@@ -24,6 +24,7 @@ use super::batch::{self, BatchError};
 use super::handlers::{self, code};
 use super::pace::{self, Pacing, RecordBucket};
 use super::server::{FrameBuf, Shared};
+use super::stall::{Stall, StallWindow};
 use super::{SinkConfig, SinkError, SinkHandle, SinkStats};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1435,4 +1436,281 @@ fn damaged_compressed_records_are_malformed_even_with_a_good_crc() {
         batch::scan(&skewed),
         Err(BatchError::Malformed { .. })
     ));
+}
+
+// ---- Stall: a broker that hangs with its connections open ----
+
+/// A response may come this much before the stall's end by our clock and
+/// still count as held until it (the sink fixes its window a moment after
+/// `start_stalled` reads the clock, never before).
+const STALL_EARLY: Duration = Duration::from_millis(5);
+
+/// A sink that stalls `after` its start for `lasting`, and bounds on its
+/// window: it began between `from.0` and `from.1` and ends between
+/// `until.0` and `until.1` (the sink fixes it while `start` runs).
+struct StalledSink {
+    sink: SinkHandle,
+    from: (Instant, Instant),
+    until: (Instant, Instant),
+}
+
+fn start_stalled(after: Duration, lasting: Duration, ack_delay: Duration) -> StalledSink {
+    let before = Instant::now();
+    let sink = SinkHandle::start(SinkConfig {
+        ack_delay,
+        stall: Some(Stall { after, lasting }),
+        ..config()
+    })
+    .expect("sink starts");
+    let started = Instant::now();
+    StalledSink {
+        sink,
+        from: (before + after, started + after),
+        until: (before + after + lasting, started + after + lasting),
+    }
+}
+
+#[test]
+fn stall_config_is_validated_and_its_window_computed() {
+    let ms = Duration::from_millis;
+    for stall in [
+        Stall {
+            after: Duration::ZERO,
+            lasting: ms(10),
+        },
+        Stall {
+            after: ms(10),
+            lasting: Duration::ZERO,
+        },
+        Stall {
+            after: ms(10),
+            lasting: super::MAX_STALL_LASTING + ms(1),
+        },
+        Stall {
+            after: super::MAX_STALL_AFTER + ms(1),
+            lasting: ms(10),
+        },
+    ] {
+        let cfg = SinkConfig {
+            stall: Some(stall),
+            ..config()
+        };
+        match SinkHandle::start(cfg) {
+            Err(SinkError::Config(m)) => assert!(m.contains("stall"), "{m}"),
+            other => panic!("expected a config error for {stall:?}, got {other:?}"),
+        }
+    }
+    assert_eq!(SinkConfig::default().stall, None);
+    assert_eq!(Shared::new(&config(), 1).stall, None);
+    let t0 = Instant::now();
+    let w = Stall {
+        after: ms(200),
+        lasting: ms(600),
+    }
+    .window(t0);
+    assert_eq!(
+        w,
+        StallWindow {
+            from: t0 + ms(200),
+            until: t0 + ms(800)
+        }
+    );
+    assert_eq!(w.ahead(t0), Some(ms(200)));
+    assert_eq!(w.remaining(t0), None);
+    assert_eq!(w.ahead(t0 + ms(200)), None);
+    assert_eq!(w.remaining(t0 + ms(200)), Some(ms(600)));
+    assert_eq!(w.remaining(t0 + ms(799)), Some(ms(1)));
+    assert_eq!(w.remaining(t0 + ms(800)), None);
+    assert_eq!(w.ahead(t0 + ms(800)), None);
+    // Every executor gets the same window.
+    let cfg = SinkConfig {
+        stall: Some(Stall {
+            after: ms(200),
+            lasting: ms(600),
+        }),
+        ..config()
+    };
+    let before = Instant::now();
+    let w = Shared::new(&cfg, 4).stall.expect("a window");
+    assert!(w.from >= before + ms(200) && w.until == w.from + ms(600));
+}
+
+/// Requests sent inside the stall (on a connection opened before it and on
+/// one opened during it) are neither read nor answered until it ends; then
+/// they are answered in order and the sink serves normally. With an ack
+/// delay too, a Produce response that fell due inside the stall waits for
+/// its end.
+#[test]
+fn requests_sent_during_a_stall_are_answered_when_it_ends() {
+    const AFTER: Duration = Duration::from_millis(200);
+    const LASTING: Duration = Duration::from_millis(600);
+    const DEADLINE: Duration = Duration::from_secs(5);
+    let batch = record_batch(10, 20);
+    for ack_delay in [Duration::ZERO, Duration::from_millis(150)] {
+        let StalledSink { sink, from, until } = start_stalled(AFTER, LASTING, ack_delay);
+        assert!(
+            from.1 + Duration::from_millis(200) < until.0,
+            "the sink took {:?} to start",
+            from.1 - from.0
+        );
+        let mut c = Client::connect(sink.local_addr());
+        let _: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        // With the ack delay: a Produce read before the stall whose
+        // response falls due inside it.
+        let due_inside = (!ack_delay.is_zero()).then(|| {
+            std::thread::sleep(
+                (from.1 + Duration::from_millis(50))
+                    .saturating_duration_since(Instant::now() + ack_delay),
+            );
+            c.send(
+                ApiKey::Produce,
+                9,
+                &produce_request("stall", 0, batch.clone(), -1),
+            )
+        });
+        // Inside the stall: a Produce and an ApiVersions, pipelined, and a
+        // new connection with an ApiVersions.
+        std::thread::sleep(
+            (from.1 + Duration::from_millis(50)).saturating_duration_since(Instant::now()),
+        );
+        let seen = sink.stats();
+        let produce = c.send(
+            ApiKey::Produce,
+            9,
+            &produce_request("stall", 0, batch.clone(), -1),
+        );
+        let versions = c.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        let mut late = Client::connect(sink.local_addr());
+        let late_versions = late.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        std::thread::sleep(Duration::from_millis(100));
+        if Instant::now() + STALL_EARLY < until.0 {
+            // Nothing new was read (a stalled sink cannot count it).
+            assert_eq!(
+                sink.stats().requests,
+                seen.requests,
+                "ack delay {ack_delay:?}"
+            );
+        }
+        // (on the late connection, correlation id, a Produce) in the order
+        // each connection must answer.
+        let mut order: Vec<(bool, i32, bool)> = Vec::new();
+        order.extend(due_inside.map(|corr| (false, corr, true)));
+        order.extend([
+            (false, produce, true),
+            (false, versions, false),
+            (true, late_versions, false),
+        ]);
+        let mut next_offset = 0;
+        for (on_late, corr, is_produce) in order {
+            let client = if on_late { &mut late } else { &mut c };
+            let got = if is_produce {
+                let (got, resp): (i32, ProduceResponse) = client.recv(ApiKey::Produce, 9);
+                assert_eq!(only_partition(&resp), (0, next_offset));
+                next_offset += 10;
+                got
+            } else {
+                let (got, _): (i32, ApiVersionsResponse) = client.recv(ApiKey::ApiVersions, 3);
+                got
+            };
+            let at = Instant::now();
+            assert_eq!(got, corr, "in order (ack delay {ack_delay:?})");
+            assert!(
+                at + STALL_EARLY >= until.0,
+                "answered {:?} before the stall ended (ack delay {ack_delay:?})",
+                until.0 - at
+            );
+            assert!(at < until.1 + DEADLINE, "answered late: {at:?}");
+        }
+        // Resumed: answered at once again.
+        let t = Instant::now();
+        let _: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        assert!(
+            t.elapsed() < Duration::from_millis(250),
+            "took {:?}",
+            t.elapsed()
+        );
+        assert_eq!(sink.stop().records, next_offset as u64);
+    }
+}
+
+/// Before the stall the sink answers at once, and after it as well.
+#[test]
+fn requests_before_a_stall_are_answered_at_once() {
+    let StalledSink { sink, from, until } = start_stalled(
+        Duration::from_millis(500),
+        Duration::from_millis(200),
+        Duration::ZERO,
+    );
+    let mut c = Client::connect(sink.local_addr());
+    let batch = record_batch(10, 20);
+    for i in 0..3 {
+        let t = Instant::now();
+        let _: ApiVersionsResponse = c.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        let resp: ProduceResponse = c.call(
+            ApiKey::Produce,
+            9,
+            &produce_request("early", 0, batch.clone(), -1),
+        );
+        assert_eq!(only_partition(&resp), (0, i * 10));
+        let at = Instant::now();
+        assert!(
+            at < from.0 && at - t < Duration::from_millis(250),
+            "request {i}: answered after {:?}",
+            at - t
+        );
+    }
+    // And normally again once the stall is over.
+    std::thread::sleep(
+        (until.1 + Duration::from_millis(20)).saturating_duration_since(Instant::now()),
+    );
+    let t = Instant::now();
+    let resp: ProduceResponse = c.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("early", 0, batch.clone(), -1),
+    );
+    assert_eq!(only_partition(&resp), (0, 30));
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(sink.stop().records, 40);
+}
+
+/// A stall does not hold up a stop, nor close connections by itself.
+#[test]
+fn stop_is_prompt_during_a_stall() {
+    let StalledSink { sink, from, .. } = start_stalled(
+        Duration::from_millis(50),
+        super::MAX_STALL_LASTING,
+        Duration::from_millis(10),
+    );
+    let mut c = Client::connect(sink.local_addr());
+    std::thread::sleep(
+        (from.1 + Duration::from_millis(20)).saturating_duration_since(Instant::now()),
+    );
+    c.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    // Open and unanswered: the read times out rather than seeing a close.
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    match c.stream.read(&mut byte) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("expected no answer and an open connection, got {other:?}"),
+    }
+    c.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let t0 = Instant::now();
+    sink.stop();
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "stop took {:?}",
+        t0.elapsed()
+    );
+    assert!(c.closed_by_peer());
 }
