@@ -22,26 +22,6 @@ fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
     CLUSTERS.write().unwrap_or_else(|e| e.into_inner())
 }
 
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!(
-            "{name} is not set: run these tests through scripts/test, which starts the Kafka lab"
-        )
-    })
-}
-
-fn lab(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka-lab");
-    let mut cmd = Command::new(script);
-    cmd.args(args);
-    let (out, _) = run_bounded(cmd, Duration::from_secs(120));
-    assert!(
-        out.status.success(),
-        "kafka-lab {args:?} failed:\n{}",
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
 
 /// End offsets per partition, read with Kafka's GetOffsetShell.
 fn end_offsets(cluster: &str, topic: &str) -> Vec<(i32, i64)> {
@@ -819,18 +799,6 @@ fn every_codec_is_accepted_by_kafka_and_read_back_by_its_consumer() {
     assert_eq!(by_size, expected, "records read back, by value size");
 }
 
-/// A topic name no earlier run used (the lab clusters outlive one test run
-/// when run by hand).
-fn fresh_topic(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    )
-}
-
 /// Runs `produce` in the background while `fault` runs on this thread;
 /// returns produce's output.
 fn produce_through(cmd: Command, fault: impl FnOnce()) -> std::process::Output {
@@ -860,51 +828,6 @@ fn produce_through_outage(
         std::thread::sleep(Duration::from_secs(down_s));
         lab_node("start-node", cluster, node);
     })
-}
-
-/// Three brokers, replication factor 3, acks=all, idempotent: one broker is
-/// killed (SIGKILL) in the middle of the run and started again 10 s later.
-/// The run rides it out (reconnects, follows the new leaders, resends), and
-/// reading the topic back finds every acknowledged record exactly once.
-#[test]
-fn a_killed_broker_loses_and_duplicates_nothing_with_acks_all() {
-    let _lab = exclusive();
-    let cluster = env("DATASTORM_TEST_TRIO");
-    let topic = fresh_topic("e2e-kill");
-    let dir = scratch("lab-kill");
-    let report = dir.join("run.json");
-    let mut cmd = datastorm();
-    cmd.args(["produce", "--bootstrap", &env("DATASTORM_TEST_KAFKA3")])
-        .args(["--topic", &topic, "--create-topic", "--partitions", "6"])
-        .args(["--replication-factor", "3", "--acks", "all", "--idempotent"])
-        .args(["--cores", "2", "--rate", "20k", "--duration", "30s"])
-        .args([
-            "--request-timeout",
-            "10s",
-            "--quiet",
-            "--verify",
-            "--report",
-        ])
-        .arg(&report);
-    let out = produce_through_outage(cmd, &cluster, "2", 8, 10);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    assert!(
-        stdout.contains("acknowledged records is there exactly once"),
-        "{stdout}"
-    );
-    let doc = read_json(&report);
-    let acked = doc["results"]["records_acked"].as_u64().unwrap();
-    // 20k/s for 30 s: the outage slows the run but loses nothing.
-    assert!(acked >= 590_000, "{acked} records acked");
-    assert_eq!(doc["results"]["records_failed"], 0);
-    assert!(
-        doc["results"]["errors"].as_u64().unwrap() > 0,
-        "the outage shows in the errors: {}",
-        doc["results"]["errors_by_kind"]
-    );
-    assert_eq!(doc["verify"][0]["acked_missing"], 0, "{}", doc["verify"]);
-    assert_eq!(doc["verify"][0]["acked_checked"].as_u64(), Some(acked));
 }
 
 /// One broker restarted mid-run: records acknowledged before the restart

@@ -152,3 +152,39 @@ pub fn read_timeline(path: &std::path::Path) -> Vec<std::collections::HashMap<St
         })
         .collect()
 }
+
+/// A variable scripts/test sets for the Kafka lab tests.
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!(
+            "{name} is not set: run these tests through scripts/test, which starts the Kafka lab"
+        )
+    })
+}
+
+/// Runs `scripts/kafka-lab ARGS` (two minutes at most); panics if it fails.
+/// Returns its stdout.
+pub fn lab(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka-lab");
+    let mut cmd = Command::new(script);
+    cmd.args(args);
+    let (out, _) = run_bounded(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "kafka-lab {args:?} failed:\n{}",
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// A topic name no earlier run used (the lab clusters outlive one test run
+/// when run by hand).
+pub fn fresh_topic(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+    )
+}
