@@ -1907,7 +1907,12 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
+            // DataStorm patch (PATCHES.md, 1): where the kernel bounds the
+            // wait itself, the timer's deadline is that bound, and no timer
+            // is armed on the latency ring (one timeout SQE, its completion
+            // and a wake-up through the linked poll fewer per sleep).
+            let bounded = main_ring.ring.waits_with_timeout();
+            if let Some(dur) = user_timer.filter(|_| !bounded) {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
                 assert!(flush_rings!(lat_ring)? > 0);
