@@ -52,7 +52,12 @@ fn produce_through(prefix: &str, fault: impl FnOnce(&str, &str)) -> FaultRun {
         .args(["--topic", &topic, "--create-topic", "--partitions", "6"])
         .args(["--replication-factor", "3", "--acks", "all", "--idempotent"])
         .args(["--cores", "2", "--rate", &RATE.to_string()])
-        .args(["--duration", &format!("{RUN_S}s"), "--request-timeout", "10s"])
+        .args([
+            "--duration",
+            &format!("{RUN_S}s"),
+            "--request-timeout",
+            "10s",
+        ])
         .args(["--quiet", "--verify", "--report"])
         .arg(&report);
     let runner = std::thread::spawn(move || run_bounded(cmd, Duration::from_secs(300)));

@@ -22,7 +22,6 @@ fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
     CLUSTERS.write().unwrap_or_else(|e| e.into_inner())
 }
 
-
 /// End offsets per partition, read with Kafka's GetOffsetShell.
 fn end_offsets(cluster: &str, topic: &str) -> Vec<(i32, i64)> {
     lab(&["offsets", topic, "--name", cluster])

@@ -9,8 +9,8 @@ pub mod conn;
 pub mod metrics;
 pub mod runtime;
 pub mod security;
-pub mod sleeps;
 pub mod sink;
+pub mod sleeps;
 pub mod wire;
 
 pub use security::SecurityConfig;

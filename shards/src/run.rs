@@ -352,8 +352,8 @@ pub fn run(
     stop: Arc<AtomicBool>,
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<RunOutcome, RunError> {
-    let (prepared, leaders) = run_unpinned("datastorm-setup", prepare(&plan))
-        .map_err(RunError::Setup)??;
+    let (prepared, leaders) =
+        run_unpinned("datastorm-setup", prepare(&plan)).map_err(RunError::Setup)??;
 
     let plan = Arc::new(plan);
     let shards = plan.cpus.len().max(1);
