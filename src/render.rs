@@ -273,10 +273,23 @@ pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
     if t.records_failed > 0 {
         let _ = writeln!(s, "  records failed  {:>14}", group(t.records_failed));
     }
+    let lost: u64 = o.executor_sleeps.iter().map(|x| x.lost_wakeups).sum();
+    if lost > 0 {
+        let _ = writeln!(s, "{}", lost_wakeups_line(lost));
+    }
     if o.interrupted {
         let _ = writeln!(s, "  stopped early by a signal");
     }
     s
+}
+
+/// The summary's line for executor wake-ups that only the bounded sleep
+/// caught (docs/architecture.md, "How an executor sleeps and wakes").
+pub fn lost_wakeups_line(lost: u64) -> String {
+    format!(
+        "  lost wake-ups   {:>14} (recovered within 10 ms each by the bounded sleep)",
+        group(lost)
+    )
 }
 
 fn payload_label(st: &StreamPlan) -> String {

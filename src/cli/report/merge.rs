@@ -79,6 +79,32 @@ fn instances_of(r: &Report) -> Vec<u64> {
     }
 }
 
+/// The instances' executor sleeps: totals added, each shard's counts kept
+/// with its instance. Reports written before the counts existed add none.
+fn merged_sleeps(ordered: &[&Report]) -> Value {
+    let mut per_shard = Vec::new();
+    let mut total = [0u64; 3];
+    let keys = ["sleeps", "ended_by_bound", "lost_wakeups"];
+    for r in ordered {
+        let instance = instances_of(r).first().copied().unwrap_or(0);
+        let shards = r.doc["results"]["executor_sleeps"]["per_shard"].as_array();
+        for s in shards.into_iter().flatten() {
+            for (t, k) in total.iter_mut().zip(keys) {
+                *t += s[k].as_u64().unwrap_or(0);
+            }
+            let mut s = s.clone();
+            s["instance"] = json!(instance);
+            per_shard.push(s);
+        }
+    }
+    json!({
+        "sleeps": total[0],
+        "ended_by_bound": total[1],
+        "lost_wakeups": total[2],
+        "per_shard": per_shard,
+    })
+}
+
 /// The first place where two JSON values differ, as a path under `path`.
 fn first_difference(a: &Value, b: &Value, path: &str) -> Option<(String, Value, Value)> {
     match (a, b) {
@@ -374,6 +400,7 @@ pub fn merge(reports: &[Report]) -> Result<Value, String> {
             .iter()
             .any(|r| r.get("/results/interrupted") == Some(&Value::Bool(true)))),
     );
+    res.insert("executor_sleeps".into(), merged_sleeps(&ordered));
     let n_streams = first.doc["results"]["streams"]
         .as_array()
         .map_or(0, Vec::len);

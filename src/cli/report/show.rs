@@ -277,6 +277,12 @@ pub fn summary(r: &Report) -> String {
     if let Some(n) = r.u64("/results/retries").filter(|n| *n > 0) {
         let _ = writeln!(s, "  retried         {:>14} batches", group(n));
     }
+    if let Some(n) = r
+        .u64("/results/executor_sleeps/lost_wakeups")
+        .filter(|n| *n > 0)
+    {
+        let _ = writeln!(s, "{}", crate::render::lost_wakeups_line(n));
+    }
     if let Some(n) = r.u64("/results/throttle_ms").filter(|n| *n > 0) {
         let _ = writeln!(
             s,
