@@ -1044,6 +1044,21 @@ impl SleepableRing {
         }
     }
 
+    /// Waits for a completion on this ring for `bound` at most; `Ok(true)`:
+    /// the bound ended the wait. ETIME is a wake-up like EINTR, after which
+    /// the reactor reads every ring and runs due timers. DataStorm patch
+    /// (PATCHES.md, 1).
+    fn wait_bounded(&mut self, bound: Duration) -> io::Result<bool> {
+        match self.ring.cq().wait_timeout(1, bound) {
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(true),
+            r => r
+                .map(|_| false)
+                .or_else(Reactor::busy_ok)
+                .or_else(Reactor::again_ok)
+                .or_else(Reactor::intr_ok),
+        }
+    }
+
     /// Sleeps until a completion arrives on this ring (the linked ring's
     /// poll among them) or `bound` has passed. `Ok(true)`: the bound ended
     /// the sleep.
@@ -1103,17 +1118,8 @@ impl SleepableRing {
                     .or_else(Reactor::again_ok)
                     .or_else(Reactor::intr_ok)
             } else {
-                // The rings are linked. Goodnight, until `bound` at most:
-                // ETIME is a wake-up like EINTR, after which the reactor
-                // reads every ring and runs due timers.
-                match self.ring.cq().wait_timeout(1, bound) {
-                    Err(e) if e.raw_os_error() == Some(libc::ETIME) => Ok(true),
-                    r => r
-                        .map(|_| false)
-                        .or_else(Reactor::busy_ok)
-                        .or_else(Reactor::again_ok)
-                        .or_else(Reactor::intr_ok),
-                }
+                // The rings are linked. Goodnight, until `bound` at most.
+                self.wait_bounded(bound)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1262,6 +1268,11 @@ pub(crate) struct Reactor {
 
     // DataStorm patch (PATCHES.md, 2): how this executor's sleeps ended.
     sleep_stats: Cell<crate::SleepStats>,
+
+    // DataStorm patch (PATCHES.md, 4): GLOMMIO_TEST_UNLINKED_SLEEP=1 when
+    // the executor was made: sleep without the link to the latency ring, so
+    // that every completion there is a lost wake-up (tests only).
+    unlinked_sleep: bool,
 }
 
 /// The longest an executor sleeps in the kernel without looking at its
@@ -1392,6 +1403,8 @@ impl Reactor {
             source_map,
             rings_depth: ring_depth,
             sleep_stats: Cell::new(Default::default()),
+            unlinked_sleep: std::env::var_os("GLOMMIO_TEST_UNLINKED_SLEEP")
+                .is_some_and(|v| v == "1"),
         })
     }
 
@@ -1933,9 +1946,14 @@ impl Reactor {
                     // next timer's deadline or SLEEP_BOUND, whichever comes
                     // first, even if the latency ring's notification is lost.
                     let bound = user_timer.map_or(SLEEP_BOUND, |t| t.min(SLEEP_BOUND));
-                    let by_bound = self
-                        .link_rings_and_sleep(&mut main_ring, bound)
-                        .expect("some error");
+                    let by_bound = if self.unlinked_sleep && main_ring.ring.waits_with_timeout() {
+                        // DataStorm patch (PATCHES.md, 4): the lost
+                        // notification, made on purpose for tests.
+                        main_ring.wait_bounded(bound)?
+                    } else {
+                        self.link_rings_and_sleep(&mut main_ring, bound)
+                            .expect("some error")
+                    };
                     self.count_sleep(by_bound, &lat_ring, &main_ring);
                     // May have new cancellations related to the link ring fd.
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
