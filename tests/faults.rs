@@ -171,17 +171,24 @@ fn node(action: &str, cluster: &str, n: &str) {
     lab(&[action, "--name", cluster, "--node", n]);
 }
 
+/// A run during which node 2 is broken with `on` (a kafka-lab command)
+/// `FAULT_AT` in, and mended with `off` `hold` later.
+fn through_node_fault(prefix: &str, on: &str, off: &str, hold: Duration) -> FaultRun {
+    produce_through(prefix, |cluster, _| {
+        std::thread::sleep(FAULT_AT);
+        node(on, cluster, "2");
+        std::thread::sleep(hold);
+        node(off, cluster, "2");
+    })
+}
+
 /// Node 2 killed (SIGKILL) 8 s in and started again 10 s later: the run
 /// reconnects, follows the new leaders, resends without duplicates.
 #[test]
 fn fault_broker_killed_and_restarted() {
     let _one = one_at_a_time();
-    let run = produce_through("fault-kill", |cluster, _| {
-        std::thread::sleep(FAULT_AT);
-        node("kill-node", cluster, "2");
-        std::thread::sleep(Duration::from_secs(10));
-        node("start-node", cluster, "2");
-    });
+    let hold = Duration::from_secs(10);
+    let run = through_node_fault("fault-kill", "kill-node", "start-node", hold);
     let acked = assert_rode_it_out(&run, "kill");
     assert_mostly_acked(acked, 0.98, "kill");
     assert!(
@@ -196,12 +203,7 @@ fn fault_broker_killed_and_restarted() {
 #[test]
 fn fault_broker_frozen_and_thawed() {
     let _one = one_at_a_time();
-    let run = produce_through("fault-freeze", |cluster, _| {
-        std::thread::sleep(FAULT_AT);
-        node("freeze-node", cluster, "2");
-        std::thread::sleep(FAULT_FOR);
-        node("thaw-node", cluster, "2");
-    });
+    let run = through_node_fault("fault-freeze", "freeze-node", "thaw-node", FAULT_FOR);
     let acked = assert_rode_it_out(&run, "freeze");
     assert_mostly_acked(acked, 0.98, "freeze");
 }
@@ -211,12 +213,7 @@ fn fault_broker_frozen_and_thawed() {
 #[test]
 fn fault_broker_partitioned_and_healed() {
     let _one = one_at_a_time();
-    let run = produce_through("fault-partition", |cluster, _| {
-        std::thread::sleep(FAULT_AT);
-        node("partition-node", cluster, "2");
-        std::thread::sleep(FAULT_FOR);
-        node("heal-node", cluster, "2");
-    });
+    let run = through_node_fault("fault-partition", "partition-node", "heal-node", FAULT_FOR);
     let acked = assert_rode_it_out(&run, "partition");
     assert_mostly_acked(acked, 0.98, "partition");
 }
