@@ -18,6 +18,7 @@ const EVERY: Duration = Duration::from_millis(250);
 
 /// A copy of one executor's sleep counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Sleeps {
     /// Sleeps in the kernel.
     pub sleeps: u64,

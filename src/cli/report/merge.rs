@@ -13,6 +13,7 @@ use crate::render::{group, latency};
 use crate::report::{decode_histogram, distribution, SCHEMA};
 use clap::Args;
 use datastorm_engine::metrics::latency_histogram;
+use datastorm_engine::sleeps::Sleeps;
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,24 +84,22 @@ fn instances_of(r: &Report) -> Vec<u64> {
 /// with its instance. Reports written before the counts existed add none.
 fn merged_sleeps(ordered: &[&Report]) -> Value {
     let mut per_shard = Vec::new();
-    let mut total = [0u64; 3];
-    let keys = ["sleeps", "ended_by_bound", "lost_wakeups"];
+    let mut total = Sleeps::default();
     for r in ordered {
         let instance = instances_of(r).first().copied().unwrap_or(0);
         let shards = r.doc["results"]["executor_sleeps"]["per_shard"].as_array();
         for s in shards.into_iter().flatten() {
-            for (t, k) in total.iter_mut().zip(keys) {
-                *t += s[k].as_u64().unwrap_or(0);
-            }
+            let counts: Sleeps = serde_json::from_value(s.clone()).unwrap_or_default();
+            total = total.plus(&counts);
             let mut s = s.clone();
             s["instance"] = json!(instance);
             per_shard.push(s);
         }
     }
     json!({
-        "sleeps": total[0],
-        "ended_by_bound": total[1],
-        "lost_wakeups": total[2],
+        "sleeps": total.sleeps,
+        "ended_by_bound": total.ended_by_bound,
+        "lost_wakeups": total.lost_wakeups,
         "per_shard": per_shard,
     })
 }

@@ -1277,7 +1277,7 @@ pub(crate) struct Reactor {
 
 /// The longest an executor sleeps in the kernel without looking at its
 /// rings. DataStorm patch (PATCHES.md, 1): a lost notification of the
-/// latency ring (timers, foreign wake-ups, connects, receives) then costs
+/// latency ring (foreign wake-ups, connects, receives) then costs
 /// at most this long instead of the rest of the run; an idle executor wakes
 /// 100 times a second for it, a few microseconds each.
 const SLEEP_BOUND: Duration = Duration::from_millis(10);
@@ -1946,7 +1946,7 @@ impl Reactor {
                     // next timer's deadline or SLEEP_BOUND, whichever comes
                     // first, even if the latency ring's notification is lost.
                     let bound = user_timer.map_or(SLEEP_BOUND, |t| t.min(SLEEP_BOUND));
-                    let by_bound = if self.unlinked_sleep && main_ring.ring.waits_with_timeout() {
+                    let by_bound = if self.unlinked_sleep && bounded {
                         // DataStorm patch (PATCHES.md, 4): the lost
                         // notification, made on purpose for tests.
                         main_ring.wait_bounded(bound)?
