@@ -253,6 +253,7 @@ fn compression(plan: &RunPlan, record_bytes: u64, batch_bytes: u64) -> Value {
 fn process_cpu(started_at: SystemTime, includes_sink: bool, records: u64) -> Value {
     // SAFETY: getrusage writes into the zeroed struct we pass it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
         return Value::Null;
     }

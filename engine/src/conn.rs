@@ -7,7 +7,7 @@
 //! syscall, so an `Rc<RefCell<_>>` is enough; glommio keeps separate wakers
 //! for the read and write sides.
 //!
-//! The stream is plain TCP or TLS ([`Transport`]): an enum rather than a
+//! The stream is plain TCP or TLS (`Transport`): an enum rather than a
 //! boxed trait object, so the plaintext hot path is one predictable branch
 //! and the request bytes go to the socket as before, without a copy. With
 //! TLS, rustls' read side never writes (it only reads records and decrypts),

@@ -2,6 +2,10 @@
 //!
 //! Nothing in this crate prints; results come back as values.
 
+// A library never writes to the terminal: results come back as values and
+// the CLI decides what to print (tests may print).
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
 pub mod arena;
 pub mod batch;
 pub mod cluster;

@@ -1,5 +1,9 @@
 //! DataStorm shards: what one core does, and the coordinator that runs them.
 
+// A library never writes to the terminal: results come back as values and
+// the CLI decides what to print (tests may print).
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
 pub mod assign;
 pub mod pacer;
 pub mod payload;

@@ -30,7 +30,7 @@ pub struct SweepArgs {
     #[arg(long)]
     pub repeat: Option<usize>,
     /// A TOML matrix: `duration`, `repeat`, `args` (produce flags for every
-    /// point) and a `[vary]` table of flag = [values]. Flags given here add
+    /// point) and a `[vary]` table of flag = list of values. Flags given here add
     /// axes and win over the file's settings.
     #[arg(long, value_name = "FILE")]
     pub matrix: Option<PathBuf>,

@@ -102,6 +102,8 @@ fn oversized(size: usize) {
     }
 }
 
+// SAFETY: every method forwards to the system allocator with the caller's
+// arguments; counting touches only thread-local cells.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if ON.with(Cell::get) {
@@ -111,6 +113,7 @@ unsafe impl GlobalAlloc for Counting {
             }
             track(layout.size() as isize);
         }
+        // SAFETY: the caller upholds GlobalAlloc\'s contract, which is System\'s.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
@@ -121,12 +124,14 @@ unsafe impl GlobalAlloc for Counting {
             }
             track(layout.size() as isize);
         }
+        // SAFETY: the caller upholds GlobalAlloc\'s contract, which is System\'s.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if ON.with(Cell::get) {
             track(-(layout.size() as isize));
         }
+        // SAFETY: the caller upholds GlobalAlloc\'s contract, which is System\'s.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
@@ -137,6 +142,7 @@ unsafe impl GlobalAlloc for Counting {
             }
             track(new_size as isize - layout.size() as isize);
         }
+        // SAFETY: the caller upholds GlobalAlloc\'s contract, which is System\'s.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }

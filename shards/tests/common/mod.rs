@@ -14,16 +14,21 @@ thread_local! {
 
 // SAFETY: forwards to the system allocator; the counter is a thread-local
 // Cell touched with try_with, so it is safe during thread teardown too.
+// SAFETY: every method forwards to the system allocator with the caller's
+// arguments; counting touches only thread-local cells.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        // SAFETY: the caller upholds GlobalAlloc\'s contract, which is System\'s.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller upholds GlobalAlloc\'s contract, which is System\'s.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
+        // SAFETY: the caller upholds GlobalAlloc\'s contract, which is System\'s.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }

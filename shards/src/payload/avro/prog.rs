@@ -272,7 +272,9 @@ impl Prog {
     /// which is within `buf`.
     #[inline(always)]
     unsafe fn sink(buf: &mut [u8], start: usize) -> AvroSink<Prechecked<'_>> {
-        AvroSink::prechecked(buf, start)
+        // SAFETY: the caller upholds this function's contract, which is
+        // `prechecked`'s.
+        unsafe { AvroSink::prechecked(buf, start) }
     }
 
     /// [`Prog::write`] with a key from top-level field `field`. Not inlined
