@@ -339,6 +339,18 @@ impl StreamLayout {
         })
     }
 
+    /// The partitions shard `index` writes to, and their leaders, by id.
+    fn partitions_of(&self, index: usize, leaders: &[(i32, Broker)]) -> Vec<(i32, Broker)> {
+        let owned = &self.assignment[index];
+        let mut partitions: Vec<(i32, Broker)> = leaders
+            .iter()
+            .filter(|(p, _)| owned.contains(p))
+            .cloned()
+            .collect();
+        partitions.sort_by_key(|(p, _)| *p);
+        partitions
+    }
+
     /// This instance's part of the run's rate, over all its shards.
     fn instance_share(&self) -> f64 {
         self.scale * self.active_index.iter().flatten().count() as f64
@@ -347,6 +359,10 @@ impl StreamLayout {
 
 /// Runs a plan to completion. `stop` ends the run early (records in flight
 /// are still awaited); `on_progress` is called about once a second.
+///
+/// The phases: prepare the cluster, lay the streams out over the shards,
+/// start the shards, watch them (progress, rate search, stalls), collect
+/// what they measured, and build the outcome.
 pub fn run(
     plan: RunPlan,
     stop: Arc<AtomicBool>,
@@ -354,73 +370,138 @@ pub fn run(
 ) -> Result<RunOutcome, RunError> {
     let (prepared, leaders) =
         run_unpinned("datastorm-setup", prepare(&plan)).map_err(RunError::Setup)??;
-
-    let plan = Arc::new(plan);
-    let shards = plan.cpus.len().max(1);
-    let n_streams = plan.streams.len();
-    let layouts: Vec<StreamLayout> = (0..n_streams)
-        .map(|si| StreamLayout::new(&plan, si, &leaders[si], shards))
-        .collect();
-    let instance_share: f64 = layouts.iter().map(StreamLayout::instance_share).sum();
-    let profile = Profile::from_spec(&plan.rate);
-    let mut search = match &plan.rate {
-        RateSpec::Max {
-            start,
-            step,
-            max_p99,
-        } => Some(MaxRateSearch::new(*start, *step, *max_p99)),
-        _ => None,
-    };
-    let rate_control = search
-        .as_ref()
-        .map(|s| Arc::new(AtomicU64::new(s.target().to_bits())));
-    // One set of counters per shard and stream: shard `i`, stream `s` at
-    // `i * n_streams + s`.
-    let counters: Vec<Arc<ShardCounters>> = (0..shards * n_streams)
-        .map(|_| Arc::new(ShardCounters::default()))
-        .collect();
-    let sleeps: Vec<Arc<SleepCounters>> = (0..shards).map(|_| Arc::default()).collect();
+    let mut coordinator = Coordinator::new(Arc::new(plan), &leaders, stop);
     let (tx, rx) = mpsc::channel::<ShardEvent>();
-    let origin = Instant::now();
+    let shard_thread = coordinator.start(leaders, tx)?;
+    let watched = coordinator.monitor(&shard_thread, &rx, &mut on_progress);
+    let collected = match &watched.stalled {
+        // The shard threads cannot be joined: report from the counters and
+        // the latency the shards handed over so far.
+        Some(_) => coordinator.abandon(&watched),
+        None => coordinator.collect(shard_thread)?,
+    };
+    Ok(coordinator.outcome(prepared, watched, collected))
+}
 
-    // Per shard and stream (as `counters`), whether the shard owns any of
-    // the stream's partitions (one that owns none sends nothing).
-    let owns: Vec<bool> = (0..shards * n_streams)
-        .map(|i| !layouts[i % n_streams].assignment[i / n_streams].is_empty())
-        .collect();
-    let shard_thread = {
-        let plan = plan.clone();
-        let counters = counters.clone();
-        let sleeps = sleeps.clone();
-        let stop = stop.clone();
-        let cpus = plan.cpus.clone();
-        let rate_control = rate_control.clone();
-        let executor = plan.executor;
+/// The shards' thread: one result per shard, each one per stream.
+type ShardThread = std::thread::JoinHandle<Result<Vec<Vec<ShardResult>>, RuntimeError>>;
+
+/// The coordinator of one run: how the streams are laid out over the
+/// shards, the counters the shards share with it, and the rate search.
+struct Coordinator {
+    plan: Arc<RunPlan>,
+    stop: Arc<AtomicBool>,
+    shards: usize,
+    n_streams: usize,
+    layouts: Vec<StreamLayout>,
+    /// This instance's part of the run's rate, over all its shards.
+    instance_share: f64,
+    profile: Option<Profile>,
+    search: Option<MaxRateSearch>,
+    rate_control: Option<Arc<AtomicU64>>,
+    /// One set of counters per shard and stream: shard `i`, stream `s` at
+    /// `i * n_streams + s`.
+    counters: Vec<Arc<ShardCounters>>,
+    /// Per shard and stream (as `counters`), whether the shard owns any of
+    /// the stream's partitions (one that owns none sends nothing).
+    owns: Vec<bool>,
+    sleeps: Vec<Arc<SleepCounters>>,
+    origin: Instant,
+}
+
+/// What watching the shards produced.
+struct Watched {
+    timeline: Vec<TimelinePoint>,
+    /// Latency of every record the shards reported while running.
+    seen: Histogram<u64>,
+    /// Why the run was ended without waiting for the shards, if it was.
+    stalled: Option<String>,
+}
+
+/// What the shards measured, summed.
+struct Collected {
+    shards: Vec<ShardResult>,
+    totals: Counters,
+    latency: Histogram<u64>,
+    send_delay: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+    elapsed: Duration,
+    failure: Option<String>,
+}
+
+impl Coordinator {
+    /// Lays the streams out over the shards and sets up the shared counters.
+    fn new(plan: Arc<RunPlan>, leaders: &Leaders, stop: Arc<AtomicBool>) -> Self {
+        let shards = plan.cpus.len().max(1);
+        let n_streams = plan.streams.len();
+        let layouts: Vec<StreamLayout> = (0..n_streams)
+            .map(|si| StreamLayout::new(&plan, si, &leaders[si], shards))
+            .collect();
+        let instance_share = layouts.iter().map(StreamLayout::instance_share).sum();
+        let search = match &plan.rate {
+            RateSpec::Max {
+                start,
+                step,
+                max_p99,
+            } => Some(MaxRateSearch::new(*start, *step, *max_p99)),
+            _ => None,
+        };
+        let rate_control = search
+            .as_ref()
+            .map(|s| Arc::new(AtomicU64::new(s.target().to_bits())));
+        let owns = (0..shards * n_streams)
+            .map(|i| !layouts[i % n_streams].assignment[i / n_streams].is_empty())
+            .collect();
+        Coordinator {
+            profile: Profile::from_spec(&plan.rate),
+            counters: (0..shards * n_streams)
+                .map(|_| Arc::new(ShardCounters::default()))
+                .collect(),
+            sleeps: (0..shards).map(|_| Arc::default()).collect(),
+            origin: Instant::now(),
+            plan,
+            stop,
+            shards,
+            n_streams,
+            layouts,
+            instance_share,
+            search,
+            rate_control,
+            owns,
+        }
+    }
+
+    /// Starts one shard per CPU on a thread of their own.
+    fn start(
+        &self,
+        leaders: Leaders,
+        tx: mpsc::Sender<ShardEvent>,
+    ) -> Result<ShardThread, RunError> {
+        let plan = self.plan.clone();
+        let layouts = self.layouts.clone();
+        let counters = self.counters.clone();
+        let sleeps = self.sleeps.clone();
+        let stop = self.stop.clone();
+        let rate_control = self.rate_control.clone();
+        let (shards, n_streams, origin) = (self.shards, self.n_streams, self.origin);
         std::thread::Builder::new()
             .name("datastorm-shards".into())
             .spawn(move || {
+                let cpus = plan.cpus.clone();
+                let executor = plan.executor;
                 run_pinned_with(&cpus, "datastorm-shard", &executor, move |index, cpu| {
                     let streams = layouts
                         .iter()
                         .enumerate()
-                        .map(|(si, layout)| {
-                            let owned = &layout.assignment[index];
-                            let mut partitions: Vec<(i32, Broker)> = leaders[si]
-                                .iter()
-                                .filter(|(p, _)| owned.contains(p))
-                                .cloned()
-                                .collect();
-                            partitions.sort_by_key(|(p, _)| *p);
-                            StreamShare {
-                                stream: si,
-                                partitions,
-                                count: layout.count_for(index),
-                                pace: Profile::from_spec(&plan.rate)
-                                    .filter(|_| layout.scale > 0.0)
-                                    .map(|p| (p, layout.scale)),
-                                rate_control: rate_control.clone(),
-                                counters: counters[index * n_streams + si].clone(),
-                            }
+                        .map(|(si, layout)| StreamShare {
+                            stream: si,
+                            partitions: layout.partitions_of(index, &leaders[si]),
+                            count: layout.count_for(index),
+                            pace: Profile::from_spec(&plan.rate)
+                                .filter(|_| layout.scale > 0.0)
+                                .map(|p| (p, layout.scale)),
+                            rate_control: rate_control.clone(),
+                            counters: counters[index * n_streams + si].clone(),
                         })
                         .collect();
                     run_shard(ShardSetup {
@@ -436,228 +517,327 @@ pub fn run(
                     })
                 })
             })
-            .map_err(|e| RunError::Setup(e.to_string()))?
-    };
+            .map_err(|e| RunError::Setup(e.to_string()))
+    }
 
-    let started = origin;
-    let mut last_tick = started;
-    let mut last_totals = Counters::default();
-    let mut interval = latency_histogram();
-    let mut interval_delay = latency_histogram();
-    let mut timeline = Vec::new();
-    let mut seen = latency_histogram();
-    let tick = Duration::from_secs(1);
-    // Windows end on a fixed grid (started + k seconds), so a late wake-up
-    // delays one row's end instead of shifting every later one.
-    let mut next_tick = started + tick;
-    let warmup_end = started + plan.warmup;
-    // A shard whose requests stay unanswered well past the request timeout
-    // has stopped running (its own watchdog would have failed it): end the
-    // run with what was measured instead of waiting forever.
-    let stall_limit = plan.request_timeout + Duration::from_secs(15);
-    // The same for a shard that never sends: each attempt at its first
-    // connections has the connect timeout to succeed or fail (and counts an
-    // error when it fails); and for a run with a duration, whose shards are
-    // done by its end plus the drain.
-    let first_send_limit = plan.connect_timeout + stall_limit;
-    let sends_from_the_start = profile.as_ref().is_none_or(|p| p.rate_at(0.0) > 0.0);
-    let overdue = plan
-        .stop
-        .duration
-        .map(|d| started + plan.warmup + d + plan.drain_timeout + stall_limit);
-    let mut watches = vec![Watch::new(Instant::now()); counters.len()];
-    let mut stalled: Option<String> = None;
-    while !shard_thread.is_finished() {
-        let wait = next_tick.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait.min(Duration::from_millis(100))) {
-            Ok(ShardEvent::Interval {
-                latency,
-                send_delay,
-                ..
-            }) => {
-                let _ = interval.add(&latency);
-                let _ = interval_delay.add(&send_delay);
-                let _ = seen.add(&latency);
+    /// Watches the shards until they finish (or stall): a progress point
+    /// about once a second, the rate search's steps, and the stall checks.
+    fn monitor(
+        &mut self,
+        shard_thread: &ShardThread,
+        rx: &mpsc::Receiver<ShardEvent>,
+        on_progress: &mut impl FnMut(&Progress),
+    ) -> Watched {
+        let mut view = View::new(self.origin);
+        let mut stalls = StallCheck::new(
+            &self.plan,
+            self.profile.as_ref(),
+            self.origin,
+            self.counters.len(),
+        );
+        while !shard_thread.is_finished() {
+            let wait = view.next_tick.saturating_duration_since(Instant::now());
+            if let Ok(event) = rx.recv_timeout(wait.min(Duration::from_millis(100))) {
+                view.take(event);
             }
-            Err(mpsc::RecvTimeoutError::Timeout) | Err(mpsc::RecvTimeoutError::Disconnected) => {}
-        }
-        let now = Instant::now();
-        // The last, partial interval is reported too, so the timeline adds
-        // up to the run.
-        let last = shard_thread.is_finished();
-        if now >= next_tick || (last && now > last_tick + Duration::from_millis(50)) {
-            while let Ok(ShardEvent::Interval {
-                latency,
-                send_delay,
-                ..
-            }) = rx.try_recv()
-            {
-                let _ = interval.add(&latency);
-                let _ = interval_delay.add(&send_delay);
-                let _ = seen.add(&latency);
+            let now = Instant::now();
+            // The last, partial interval is reported too, so the timeline adds
+            // up to the run.
+            let last = shard_thread.is_finished();
+            if now < view.next_tick && !(last && now > view.last_tick + Duration::from_millis(50)) {
+                continue;
             }
-            let totals = sum(&counters);
-            let in_warmup = last_tick < warmup_end;
-            let elapsed = now - started;
-            let target_rate = match (&search, &profile) {
-                (Some(s), _) => Some(s.target() * instance_share),
-                (None, Some(p)) => {
-                    let warmup = plan.warmup.as_secs_f64();
-                    let t0 = (last_tick - started).as_secs_f64() - warmup;
-                    let t1 = elapsed.as_secs_f64() - warmup;
-                    Some(p.mean_rate(t0, t1) * instance_share)
-                }
-                (None, None) => None,
-            };
-            let p = Progress {
-                elapsed,
-                interval: now - last_tick,
-                delta: totals.minus(&last_totals),
-                totals,
-                latency: std::mem::replace(&mut interval, latency_histogram()),
-                send_delay: std::mem::replace(&mut interval_delay, latency_histogram()),
-                target_rate,
-                warmup: in_warmup,
-            };
-            timeline.push(TimelinePoint::from_progress(&p));
+            while let Ok(event) = rx.try_recv() {
+                view.take(event);
+            }
+            let p = self.progress(&mut view, now);
+            view.timeline.push(TimelinePoint::from_progress(&p));
             on_progress(&p);
-            if let Some(s) = search.as_mut().filter(|_| !in_warmup) {
-                // The search judges the whole run's rate: this instance's
-                // acks scaled up by its share.
-                let acked = (p.delta.records_acked as f64 / instance_share.max(1e-9)) as u64;
-                if let Some(next) = s.observe(p.interval, acked, &p.latency) {
-                    if let Some(ctl) = &rate_control {
-                        ctl.store(next.to_bits(), Relaxed);
-                    }
-                }
-                if s.is_done() {
-                    stop.store(true, Relaxed);
-                }
+            self.steer(&p);
+            view.advance(now, p.totals);
+            if let Some(why) = stalls.check(self, now) {
+                return view.into_watched(Some(why));
             }
-            last_totals = totals;
-            last_tick = now;
-            while next_tick <= now {
-                next_tick += tick;
+        }
+        view.into_watched(None)
+    }
+
+    /// The interval since the last progress point, ending at `now`.
+    fn progress(&self, view: &mut View, now: Instant) -> Progress {
+        let started = self.origin;
+        let totals = sum(&self.counters);
+        let in_warmup = view.last_tick < started + self.plan.warmup;
+        let elapsed = now - started;
+        let target_rate = match (&self.search, &self.profile) {
+            (Some(s), _) => Some(s.target() * self.instance_share),
+            (None, Some(p)) => {
+                let warmup = self.plan.warmup.as_secs_f64();
+                let t0 = (view.last_tick - started).as_secs_f64() - warmup;
+                let t1 = elapsed.as_secs_f64() - warmup;
+                Some(p.mean_rate(t0, t1) * self.instance_share)
             }
-            for (i, c) in counters.iter().enumerate() {
-                let snap = c.snapshot();
-                let mark = (snap.requests_sent, snap.requests_acked);
-                let w = &mut watches[i];
-                let changed = mark != w.mark;
-                if snap.errors != w.errors {
-                    w.errors = snap.errors;
-                    w.errored = now;
-                }
-                if changed {
-                    w.mark = mark;
-                }
-                if owns[i]
-                    && sends_from_the_start
-                    && snap.requests_sent == 0
-                    && now - w.errored > first_send_limit
-                {
-                    stalled = Some(format!(
-                        "shard {} sent no request in {:.1?}, and counted no failed attempt for \
-                         {:.1?}, though each connection attempt has the connect timeout ({:?}) to \
-                         succeed or fail: its executor stopped making progress (a glommio reactor \
-                         stall). The run was ended with what it measured",
-                        i / n_streams,
-                        now - started,
-                        now - w.errored,
-                        plan.connect_timeout
-                    ));
-                } else if changed || snap.requests_in_flight == 0 {
-                    w.progressed = now;
-                } else if now - w.progressed > stall_limit {
-                    stalled = Some(format!(
-                        "shard {} made no progress for {:?} with {} requests in flight; its executor \
-                         stopped waking up (a glommio reactor stall). The run was ended with what it measured",
-                        i / n_streams,
-                        now - w.progressed,
-                        snap.requests_in_flight
-                    ));
-                }
-            }
-            if let Some(end) = overdue.filter(|end| stalled.is_none() && now > *end) {
-                stalled = Some(format!(
-                    "the shards were still running {:.1?} after the run's end and drain; an \
-                     executor stopped waking up (a glommio reactor stall). The run was ended with \
-                     what it measured",
-                    now - (end - stall_limit)
-                ));
-            }
-            if let Some(why) = &mut stalled {
-                // Where each thread was, for a stall that is rare to see.
-                why.push_str("\nthreads at the stall:\n");
-                why.push_str(&crate::threads::describe());
-                break;
-            }
+            (None, None) => None,
+        };
+        Progress {
+            elapsed,
+            interval: now - view.last_tick,
+            delta: totals.minus(&view.last_totals),
+            totals,
+            latency: std::mem::replace(&mut view.interval, latency_histogram()),
+            send_delay: std::mem::replace(&mut view.interval_delay, latency_histogram()),
+            target_rate,
+            warmup: in_warmup,
         }
     }
-    let rate_search = search.as_ref().map(MaxRateSearch::result);
-    if let Some(failure) = stalled {
-        // The shard threads cannot be joined; report from the counters and
-        // the latency the shards handed over so far.
-        stop.store(true, Relaxed);
-        let mut totals = sum(&counters);
+
+    /// `--rate max`: feeds the interval to the search, moves the shards'
+    /// target rate, and stops the run when the search is done.
+    fn steer(&mut self, p: &Progress) {
+        let Some(s) = self.search.as_mut().filter(|_| !p.warmup) else {
+            return;
+        };
+        // The search judges the whole run's rate: this instance's acks
+        // scaled up by its share.
+        let acked = (p.delta.records_acked as f64 / self.instance_share.max(1e-9)) as u64;
+        if let Some(next) = s.observe(p.interval, acked, &p.latency) {
+            if let Some(ctl) = &self.rate_control {
+                ctl.store(next.to_bits(), Relaxed);
+            }
+        }
+        if s.is_done() {
+            self.stop.store(true, Relaxed);
+        }
+    }
+
+    /// Joins the shards and sums their results.
+    fn collect(&self, shard_thread: ShardThread) -> Result<Collected, RunError> {
+        let results: Vec<ShardResult> = shard_thread
+            .join()
+            .map_err(|_| RunError::Setup("the shard thread panicked".into()))??
+            .into_iter()
+            .flatten()
+            .collect();
+        let mut latency = latency_histogram();
+        let mut send_delay = latency_histogram();
+        let mut totals = Counters::default();
+        let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+        for r in &results {
+            let _ = latency.add(&r.latency);
+            let _ = send_delay.add(&r.send_delay);
+            totals = totals.plus(&r.counters);
+            for (k, v) in &r.errors {
+                *errors.entry(k.clone()).or_default() += v;
+            }
+        }
         totals.requests_in_flight = 0;
-        return Ok(RunOutcome {
-            prepared,
+        Ok(Collected {
+            elapsed: results.iter().map(|r| r.elapsed).max().unwrap_or_default(),
+            failure: results.iter().find_map(|r| r.failure.clone()),
+            shards: results,
+            totals,
+            latency,
+            send_delay,
+            errors,
+        })
+    }
+
+    /// Gives up on stalled shards: what the counters and the handed-over
+    /// latency say, and the stall as the failure.
+    fn abandon(&self, watched: &Watched) -> Collected {
+        self.stop.store(true, Relaxed);
+        let mut totals = sum(&self.counters);
+        totals.requests_in_flight = 0;
+        Collected {
             shards: Vec::new(),
             totals,
-            latency: seen,
+            latency: watched.seen.clone(),
             send_delay: latency_histogram(),
-            warmup: plan.warmup,
             errors: BTreeMap::new(),
-            rate_search,
-            timeline,
-            elapsed: started.elapsed().saturating_sub(plan.warmup),
-            failure: Some(failure),
-            interrupted: false,
-            executor_sleeps: sleeps.iter().map(|s| s.snapshot()).collect(),
-        });
-    }
-    let results: Vec<ShardResult> = shard_thread
-        .join()
-        .map_err(|_| RunError::Setup("the shard thread panicked".into()))??
-        .into_iter()
-        .flatten()
-        .collect();
-    let elapsed = results.iter().map(|r| r.elapsed).max().unwrap_or_default();
-    let mut latency = latency_histogram();
-    let mut send_delay = latency_histogram();
-    let mut totals = Counters::default();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
-    for r in &results {
-        let _ = latency.add(&r.latency);
-        let _ = send_delay.add(&r.send_delay);
-        totals = totals.plus(&r.counters);
-        for (k, v) in &r.errors {
-            *errors.entry(k.clone()).or_default() += v;
+            elapsed: self.origin.elapsed().saturating_sub(self.plan.warmup),
+            failure: watched.stalled.clone(),
         }
     }
-    totals.requests_in_flight = 0;
-    let failure = results.iter().find_map(|r| r.failure.clone());
-    // A finished --rate max search stops the run itself: not an interruption.
-    let searched = rate_search
-        .as_ref()
-        .is_some_and(|_| search.as_ref().is_some_and(MaxRateSearch::is_done));
-    let interrupted = failure.is_none() && stop.load(Relaxed) && !searched;
-    Ok(RunOutcome {
-        prepared,
-        shards: results,
-        totals,
-        latency,
-        send_delay,
-        warmup: plan.warmup,
-        errors,
-        rate_search,
-        timeline,
-        elapsed,
-        failure,
-        interrupted,
-        executor_sleeps: sleeps.iter().map(|s| s.snapshot()).collect(),
-    })
+
+    fn outcome(self, prepared: Prepared, watched: Watched, c: Collected) -> RunOutcome {
+        let rate_search = self.search.as_ref().map(MaxRateSearch::result);
+        // A finished --rate max search stops the run itself: not an interruption.
+        let searched = self.search.as_ref().is_some_and(MaxRateSearch::is_done);
+        let interrupted = c.failure.is_none() && self.stop.load(Relaxed) && !searched;
+        RunOutcome {
+            prepared,
+            shards: c.shards,
+            totals: c.totals,
+            latency: c.latency,
+            send_delay: c.send_delay,
+            warmup: self.plan.warmup,
+            errors: c.errors,
+            rate_search,
+            timeline: watched.timeline,
+            elapsed: c.elapsed,
+            failure: c.failure,
+            interrupted,
+            executor_sleeps: self.sleeps.iter().map(|s| s.snapshot()).collect(),
+        }
+    }
+}
+
+/// The coordinator's running view: the open interval's histograms and the
+/// points so far.
+struct View {
+    last_tick: Instant,
+    /// Windows end on a fixed grid (start + k seconds), so a late wake-up
+    /// delays one row's end instead of shifting every later one.
+    next_tick: Instant,
+    last_totals: Counters,
+    interval: Histogram<u64>,
+    interval_delay: Histogram<u64>,
+    seen: Histogram<u64>,
+    timeline: Vec<TimelinePoint>,
+}
+
+impl View {
+    const TICK: Duration = Duration::from_secs(1);
+
+    fn new(started: Instant) -> Self {
+        View {
+            last_tick: started,
+            next_tick: started + Self::TICK,
+            last_totals: Counters::default(),
+            interval: latency_histogram(),
+            interval_delay: latency_histogram(),
+            seen: latency_histogram(),
+            timeline: Vec::new(),
+        }
+    }
+
+    fn take(&mut self, event: ShardEvent) {
+        let ShardEvent::Interval {
+            latency,
+            send_delay,
+            ..
+        } = event;
+        let _ = self.interval.add(&latency);
+        let _ = self.interval_delay.add(&send_delay);
+        let _ = self.seen.add(&latency);
+    }
+
+    fn advance(&mut self, now: Instant, totals: Counters) {
+        self.last_totals = totals;
+        self.last_tick = now;
+        while self.next_tick <= now {
+            self.next_tick += Self::TICK;
+        }
+    }
+
+    fn into_watched(self, stalled: Option<String>) -> Watched {
+        Watched {
+            timeline: self.timeline,
+            seen: self.seen,
+            stalled,
+        }
+    }
+}
+
+/// Ends a run whose shards stopped making progress instead of waiting for
+/// them forever.
+struct StallCheck {
+    watches: Vec<Watch>,
+    /// A shard whose requests stay unanswered well past the request timeout
+    /// has stopped running (its own watchdog would have failed it).
+    stall_limit: Duration,
+    /// The same for a shard that never sends: each attempt at its first
+    /// connections has the connect timeout to succeed or fail (and counts
+    /// an error when it fails).
+    first_send_limit: Duration,
+    sends_from_the_start: bool,
+    /// A run with a duration: its shards are done by its end plus the drain.
+    overdue: Option<Instant>,
+}
+
+impl StallCheck {
+    fn new(plan: &RunPlan, profile: Option<&Profile>, started: Instant, streams: usize) -> Self {
+        let stall_limit = plan.request_timeout + Duration::from_secs(15);
+        StallCheck {
+            watches: vec![Watch::new(Instant::now()); streams],
+            stall_limit,
+            first_send_limit: plan.connect_timeout + stall_limit,
+            sends_from_the_start: profile.is_none_or(|p| p.rate_at(0.0) > 0.0),
+            overdue: plan
+                .stop
+                .duration
+                .map(|d| started + plan.warmup + d + plan.drain_timeout + stall_limit),
+        }
+    }
+
+    /// Why the run must end now, if it must.
+    fn check(&mut self, co: &Coordinator, now: Instant) -> Option<String> {
+        let mut stalled = None;
+        for (i, c) in co.counters.iter().enumerate() {
+            if let Some(why) = self.check_one(co, i, &c.snapshot(), now) {
+                stalled = Some(why);
+            }
+        }
+        if let Some(end) = self.overdue.filter(|end| stalled.is_none() && now > *end) {
+            stalled = Some(format!(
+                "the shards were still running {:.1?} after the run's end and drain; an \
+                 executor stopped waking up (a glommio reactor stall). The run was ended with \
+                 what it measured",
+                now - (end - self.stall_limit)
+            ));
+        }
+        let mut why = stalled?;
+        // Where each thread was, for a stall that is rare to see.
+        why.push_str("\nthreads at the stall:\n");
+        why.push_str(&crate::threads::describe());
+        Some(why)
+    }
+
+    /// Shard and stream `i` (see `Coordinator::counters`), now at `snap`.
+    fn check_one(
+        &mut self,
+        co: &Coordinator,
+        i: usize,
+        snap: &Counters,
+        now: Instant,
+    ) -> Option<String> {
+        let mark = (snap.requests_sent, snap.requests_acked);
+        let w = &mut self.watches[i];
+        let changed = mark != w.mark;
+        if snap.errors != w.errors {
+            w.errors = snap.errors;
+            w.errored = now;
+        }
+        if changed {
+            w.mark = mark;
+        }
+        let shard = i / co.n_streams;
+        if co.owns[i]
+            && self.sends_from_the_start
+            && snap.requests_sent == 0
+            && now - w.errored > self.first_send_limit
+        {
+            return Some(format!(
+                "shard {shard} sent no request in {:.1?}, and counted no failed attempt for \
+                 {:.1?}, though each connection attempt has the connect timeout ({:?}) to \
+                 succeed or fail: its executor stopped making progress (a glommio reactor \
+                 stall). The run was ended with what it measured",
+                now - co.origin,
+                now - w.errored,
+                co.plan.connect_timeout
+            ));
+        }
+        if changed || snap.requests_in_flight == 0 {
+            w.progressed = now;
+        } else if now - w.progressed > self.stall_limit {
+            return Some(format!(
+                "shard {shard} made no progress for {:?} with {} requests in flight; its executor \
+                 stopped waking up (a glommio reactor stall). The run was ended with what it measured",
+                now - w.progressed,
+                snap.requests_in_flight
+            ));
+        }
+        None
+    }
 }
 
 fn sum(counters: &[Arc<ShardCounters>]) -> Counters {

@@ -25,21 +25,7 @@ use super::registry::{RegistryError, TopicEntry};
 use super::server::{ExecState, LocalTopic};
 use super::stats::{bump, ProduceTally};
 use super::CLUSTER_ID;
-
-/// Kafka error codes the sink answers with.
-pub(crate) mod code {
-    pub const NONE: i16 = 0;
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    pub const UNSUPPORTED_VERSION: i16 = 35;
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub const INVALID_PARTITIONS: i16 = 37;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const POLICY_VIOLATION: i16 = 44;
-    pub const UNKNOWN_TOPIC_ID: i16 = 100;
-}
+use crate::wire::codes as code;
 
 /// The APIs and versions the sink serves (and advertises in ApiVersions).
 ///

@@ -21,11 +21,12 @@ use kafka_protocol::records::{
 };
 
 use super::batch::{self, BatchError};
-use super::handlers::{self, code};
+use super::handlers;
 use super::pace::{self, Pacing, RecordBucket};
 use super::server::{FrameBuf, Shared};
 use super::stall::{Stall, StallWindow};
 use super::{SinkConfig, SinkError, SinkHandle, SinkStats};
+use crate::wire::codes as code;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -1,168 +1,197 @@
 //! Produce responses: matching them to requests, accounting for acked
 //! batches, scheduling retries, and what happens when a connection dies.
 
-use super::link::Health;
-use super::state::{BatchAcct, InFlight, Sent, Shared};
+use super::events::{ConnId, Event};
+use super::state::{BatchAcct, Books, InFlight, Sent};
 use datastorm_engine::conn::PipeReader;
 use datastorm_engine::metrics::{record_batch_latency, ShardCounters};
 use datastorm_engine::wire::codes;
-use datastorm_engine::wire::produce::read_produce_response;
+use datastorm_engine::wire::produce::{read_produce_response, PartitionAck, ProduceRequestBuilder};
 use datastorm_engine::wire::varint::get_uvarint;
 use glommio::sync::Semaphore;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-/// Error codes after which the partition's leader may have moved.
-const STALE_METADATA: [i16; 6] = [
-    3,  // UNKNOWN_TOPIC_OR_PARTITION
-    5,  // LEADER_NOT_AVAILABLE
-    6,  // NOT_LEADER_OR_FOLLOWER
-    56, // KAFKA_STORAGE_ERROR
-    74, // FENCED_LEADER_EPOCH
-    75, // UNKNOWN_LEADER_EPOCH
-];
-/// The broker already has this batch (idempotent resend): it counts as acked.
-const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
-/// An earlier batch of the partition is missing (idempotent): resend in order.
-const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+/// The broker end of one connection, as its responses are accounted.
+pub(super) struct Peer {
+    pub addr: String,
+    pub conn: ConnId,
+    /// The negotiated Produce version.
+    pub version: i16,
+    pub books: Rc<Books>,
+}
 
-/// Reads a connection's Produce responses, in order, and accounts for them.
-/// When the connection fails, moves every unanswered batch to the retry
-/// queue and marks the connection broken for the sender loop.
-pub(super) async fn read_acks(
-    mut reader: PipeReader,
-    inflight: Rc<RefCell<InFlight>>,
-    permits: Rc<Semaphore>,
-    health: Rc<Health>,
-    shared: Rc<Shared>,
-    version: i16,
-) {
-    let addr = reader.addr().to_owned();
-    loop {
-        let (corr, body) = match reader.next().await {
-            Ok(r) => r,
-            Err(e) => {
-                let quiet = shared.closing.get() && inflight.borrow().requests.is_empty();
-                if !quiet {
-                    if !health.broken.get() {
-                        shared.count_error("CONNECTION_FAILED", 1);
+/// Reads one connection's Produce responses, in order, and accounts for
+/// them.
+pub(super) struct AckReader {
+    pub peer: Peer,
+    pub reader: PipeReader,
+    pub inflight: Rc<RefCell<InFlight>>,
+    pub permits: Rc<Semaphore>,
+}
+
+impl AckReader {
+    /// Until the connection ends. When it fails, moves every unanswered
+    /// batch to the retry queue and tells the stream task.
+    pub async fn run(mut self) {
+        let peer = &self.peer;
+        let books = &peer.books;
+        let addr = &peer.addr;
+        loop {
+            let (corr, body) = match self.reader.next().await {
+                Ok(r) => r,
+                Err(e) => {
+                    let quiet = books.closing.get() && self.inflight.borrow().requests.is_empty();
+                    if !quiet {
+                        tracing::debug!("connection to {addr} failed: {e}");
+                        requeue_inflight(&self.inflight, books, Instant::now());
+                        books.events.send(Event::ConnectionLost(peer.conn));
                     }
-                    tracing::debug!("connection to {addr} failed: {e}");
-                    requeue_inflight(&inflight, &shared, Instant::now());
+                    self.permits.close();
+                    return;
                 }
-                health.broken.set(true);
-                permits.close();
-                return;
+            };
+            let now = Instant::now();
+            let mut inf = self.inflight.borrow_mut();
+            let Some(mut sent) = inf.requests.pop_front() else {
+                return self.give_up(format!(
+                    "{addr} sent a response (correlation id {corr}) to no request"
+                ));
+            };
+            if corr != sent.correlation_id {
+                return self.give_up(format!(
+                    "{addr} answered correlation id {corr}, expected {}",
+                    sent.correlation_id
+                ));
             }
-        };
-        let now = Instant::now();
-        let mut inf = inflight.borrow_mut();
-        let Some(mut sent) = inf.requests.pop_front() else {
-            shared.fail(format!(
-                "{addr} sent a response (correlation id {corr}) to no request"
-            ));
-            health.broken.set(true);
-            permits.close();
-            return;
-        };
-        if corr != sent.correlation_id {
-            shared.fail(format!(
-                "{addr} answered correlation id {corr}, expected {}",
-                sent.correlation_id
-            ));
-            health.broken.set(true);
-            permits.close();
-            return;
+            // Response header v1: correlation id (read) + tagged fields.
+            let Some(body) = skip_header_tags(body) else {
+                return self.give_up(format!("{addr} sent a truncated response header"));
+            };
+            let n = sent.batches.min(inf.batches.len());
+            // One slice (moving nothing when the queue has not wrapped).
+            let batches = &inf.batches.make_contiguous()[..n];
+            peer.settle(body, batches, &sent, now);
+            inf.batches.drain(..n);
+            sent.request.reset();
+            inf.spare.push(sent.request);
+            let c = &books.counters;
+            ShardCounters::add(&c.requests_acked, 1);
+            ShardCounters::set(&c.requests_in_flight, inf.requests.len() as u64);
+            drop(inf);
+            self.permits.signal(1);
         }
-        // Response header v1: correlation id (read) + tagged fields.
-        let Some(body) = skip_header_tags(body) else {
-            shared.fail(format!("{addr} sent a truncated response header"));
-            health.broken.set(true);
-            permits.close();
-            return;
-        };
-        let n = sent.batches.min(inf.batches.len());
-        // One slice (moving nothing when the queue has not wrapped).
-        let batches = &inf.batches.make_contiguous()[..n];
-        settle(&addr, body, version, batches, &sent, &health, &shared, now);
-        inf.batches.drain(..n);
-        sent.request.reset();
-        inf.spare.push(sent.request);
-        let c = &shared.counters;
-        ShardCounters::add(&c.requests_acked, 1);
-        ShardCounters::set(&c.requests_in_flight, inf.requests.len() as u64);
-        drop(inf);
-        permits.signal(1);
+    }
+
+    /// A broker that breaks the protocol fails the stream.
+    fn give_up(&self, why: String) {
+        self.peer.books.fail(why);
+        self.peer.books.events.send(Event::Broken(self.peer.conn));
+        self.permits.close();
     }
 }
 
-/// Accounts for one Produce response `body` to `sent`, whose batches are
-/// `batches`: acked ones are counted, retriable failures queued again, the
-/// others given up. A batch the response leaves out (a broker answering
-/// some partitions of a request but not all) is resent, counted under
-/// MISSING_FROM_RESPONSE; a response naming no partition of the request at
-/// all fails the run, and a partition answered twice counts once.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn settle(
-    addr: &str,
-    body: &[u8],
-    version: i16,
-    batches: &[BatchAcct],
-    sent: &Sent,
-    health: &Health,
-    shared: &Shared,
-    now: Instant,
-) {
-    let n = batches.len();
-    let measuring = shared.measuring(now);
-    let c = &shared.counters;
-    let mut total = shared.total.borrow_mut();
-    let mut interval = shared.interval.borrow_mut();
-    let request = &sent.request;
-    // Which of the request's batches the response answered. A request holds
-    // at most one batch per partition, one per partition of the shard's
-    // topic, so 128 bits cover all but the widest shards; past those, the
-    // rest are looked up as before but not checked for omission.
-    let mut answered = 0u128;
-    let mut answered_count = 0usize;
-    let parsed = read_produce_response(body, version, |ack| {
-        let Some(i) = batches.iter().position(|b| b.partition == ack.partition) else {
-            return;
-        };
-        let b = &batches[i];
-        if i < 128 {
-            if answered & (1 << i) != 0 {
-                // Answered twice: the first answer stands.
+impl Peer {
+    /// Accounts for one Produce response `body` to `sent`, whose batches are
+    /// `batches`: acked ones are counted, retriable failures queued again,
+    /// the others given up. A batch the response leaves out (a broker
+    /// answering some partitions of a request but not all) is resent,
+    /// counted under MISSING_FROM_RESPONSE; a response naming no partition
+    /// of the request at all fails the run, and a partition answered twice
+    /// counts once.
+    pub fn settle(&self, body: &[u8], batches: &[BatchAcct], sent: &Sent, now: Instant) {
+        let (addr, books) = (&self.addr, &*self.books);
+        let n = batches.len();
+        let measuring = books.measuring(now);
+        let c = &books.counters;
+        let mut total = books.total.borrow_mut();
+        let mut interval = books.interval.borrow_mut();
+        let request = &sent.request;
+        // Which of the request's batches the response answered. A request
+        // holds at most one batch per partition, one per partition of the
+        // shard's topic, so 128 bits cover all but the widest shards; past
+        // those, the rest are looked up as before but not checked for
+        // omission.
+        let mut answered = 0u128;
+        let mut answered_count = 0usize;
+        let parsed = read_produce_response(body, self.version, |ack| {
+            let Some(i) = batches.iter().position(|b| b.partition == ack.partition) else {
+                return;
+            };
+            let b = &batches[i];
+            if i < 128 {
+                if answered & (1 << i) != 0 {
+                    // Answered twice: the first answer stands.
+                    return;
+                }
+                answered |= 1 << i;
+            }
+            answered_count += 1;
+            // DUPLICATE_SEQUENCE_NUMBER: the broker already has this batch
+            // (an idempotent resend), so it counts as acked.
+            if ack.error_code == codes::NONE || ack.error_code == codes::DUPLICATE_SEQUENCE_NUMBER {
+                ShardCounters::add(&c.records_acked, b.records);
+                ShardCounters::add(&c.payload_bytes_acked, b.payload_bytes);
+                ShardCounters::add(&c.record_bytes_acked, b.record_bytes);
+                ShardCounters::add(&c.batches_acked, 1);
+                let first = now.saturating_duration_since(b.first).as_micros() as u64;
+                let last = now.saturating_duration_since(b.last).as_micros() as u64;
+                if measuring {
+                    record_batch_latency(&mut total, first, last, b.records);
+                }
+                record_batch_latency(&mut interval, first, last, b.records);
+                books.note_acked(b);
                 return;
             }
-            answered |= 1 << i;
-        }
-        answered_count += 1;
-        if ack.error_code == 0 || ack.error_code == DUPLICATE_SEQUENCE_NUMBER {
-            ShardCounters::add(&c.records_acked, b.records);
-            ShardCounters::add(&c.payload_bytes_acked, b.payload_bytes);
-            ShardCounters::add(&c.record_bytes_acked, b.record_bytes);
-            ShardCounters::add(&c.batches_acked, 1);
-            let first = now.saturating_duration_since(b.first).as_micros() as u64;
-            let last = now.saturating_duration_since(b.last).as_micros() as u64;
-            if measuring {
-                record_batch_latency(&mut total, first, last, b.records);
+            self.refused(&ack, b, request, now);
+        });
+        drop((total, interval));
+        match parsed {
+            Ok(throttle) => self.throttle(throttle, now),
+            Err(e) => {
+                books.fail(format!(
+                    "{addr} sent a Produce response DataStorm cannot read: {e}"
+                ));
+                return;
             }
-            record_batch_latency(&mut interval, first, last, b.records);
-            shared.note_acked(b);
+        }
+        if answered_count == 0 && n > 0 {
+            let missing: u64 = batches.iter().map(|b| b.records).sum();
+            ShardCounters::add(&c.records_failed, missing);
+            books.fail(format!(
+                "{addr} answered a Produce request without any partition"
+            ));
             return;
         }
-        let code = codes::lookup(ack.error_code);
-        shared.count_error(code.name, 1);
-        if STALE_METADATA.contains(&ack.error_code) {
-            shared.metadata_stale.set(true);
+        for (i, b) in batches.iter().enumerate().take(128) {
+            if answered & (1 << i) == 0 {
+                self.resend_missing(b, request, now);
+            }
         }
-        let retriable = code.retriable || ack.error_code == OUT_OF_ORDER_SEQUENCE_NUMBER;
-        let range = b.start as usize..(b.start + b.len) as usize;
-        let bytes = || request.batch(range.clone()).to_vec();
-        if retriable && !shared.failed() {
-            schedule_retry(shared, b, bytes(), now, code.name);
+    }
+
+    /// A batch the broker answered with an error: sent again when a retry
+    /// can help, given up otherwise.
+    fn refused(
+        &self,
+        ack: &PartitionAck<'_>,
+        b: &BatchAcct,
+        request: &ProduceRequestBuilder,
+        now: Instant,
+    ) {
+        let books = &*self.books;
+        let code = codes::lookup(ack.error_code);
+        books.count_error(code.name, 1);
+        if codes::STALE_METADATA.contains(&ack.error_code) {
+            books.events.send(Event::MetadataStale);
+        }
+        // OUT_OF_ORDER_SEQUENCE_NUMBER: an earlier batch of the partition
+        // is missing (idempotent producer); resend in order.
+        let retriable = code.retriable || ack.error_code == codes::OUT_OF_ORDER_SEQUENCE_NUMBER;
+        if retriable && !books.failed() {
+            let range = b.start as usize..(b.start + b.len) as usize;
+            schedule_retry(books, b, request.batch(range).to_vec(), now, code.name);
             return;
         }
         let detail = ack
@@ -175,63 +204,49 @@ pub(super) fn settle(
         } else {
             String::new()
         };
-        shared.give_up(
+        books.give_up(
             b,
             "REJECTED",
             format!(
-                "{addr} rejected a batch for partition {} with {code}{detail}{retried}{hint}",
-                ack.partition
+                "{} rejected a batch for partition {} with {code}{detail}{retried}{hint}",
+                self.addr, ack.partition
             ),
         );
-    });
-    match &parsed {
-        Ok(throttle) => {
-            let ms = (*throttle).max(0) as u64;
-            ShardCounters::add(&c.throttle_ms, ms);
-            if ms > 0 {
-                // KIP-219: the client waits out the throttle before sending again.
-                health
-                    .throttled_until
-                    .set(Some(now + Duration::from_millis(ms)));
-            }
-        }
-        Err(e) => {
-            shared.fail(format!(
-                "{addr} sent a Produce response DataStorm cannot read: {e}"
-            ));
+    }
+
+    /// Counts the broker's throttle time; KIP-219: the client waits it out
+    /// before sending again.
+    fn throttle(&self, throttle_ms: i32, now: Instant) {
+        let ms = throttle_ms.max(0) as u64;
+        ShardCounters::add(&self.books.counters.throttle_ms, ms);
+        if ms > 0 {
+            self.books.events.send(Event::Throttled {
+                conn: self.conn,
+                until: now + Duration::from_millis(ms),
+            });
         }
     }
-    if parsed.is_err() {
-        return;
-    }
-    if answered_count == 0 && n > 0 {
-        let missing: u64 = batches.iter().map(|b| b.records).sum();
-        ShardCounters::add(&c.records_failed, missing);
-        shared.fail(format!(
-            "{addr} answered a Produce request without any partition"
-        ));
-        return;
-    }
-    for (i, b) in batches.iter().enumerate().take(128) {
-        if answered & (1 << i) == 0 {
-            // Not answered, so not known to be written: send it again (a
-            // duplicate at worst, which the idempotent producer prevents).
-            if shared.failed() {
-                // Counted (once) by give_up.
-                shared.give_up(
-                    b,
-                    MISSING_FROM_RESPONSE,
-                    format!(
-                        "{addr} left partition {} out of its Produce response",
-                        b.partition
-                    ),
-                );
-            } else {
-                shared.count_error(MISSING_FROM_RESPONSE, 1);
-                let range = b.start as usize..(b.start + b.len) as usize;
-                let bytes = request.batch(range).to_vec();
-                schedule_retry(shared, b, bytes, now, MISSING_FROM_RESPONSE);
-            }
+
+    /// A batch its response did not mention is not known to be written:
+    /// send it again (a duplicate at worst, which the idempotent producer
+    /// prevents).
+    fn resend_missing(&self, b: &BatchAcct, request: &ProduceRequestBuilder, now: Instant) {
+        let books = &*self.books;
+        if books.failed() {
+            // Counted (once) by give_up.
+            books.give_up(
+                b,
+                MISSING_FROM_RESPONSE,
+                format!(
+                    "{} left partition {} out of its Produce response",
+                    self.addr, b.partition
+                ),
+            );
+        } else {
+            books.count_error(MISSING_FROM_RESPONSE, 1);
+            let range = b.start as usize..(b.start + b.len) as usize;
+            let bytes = request.batch(range).to_vec();
+            schedule_retry(books, b, bytes, now, MISSING_FROM_RESPONSE);
         }
     }
 }
@@ -242,15 +257,15 @@ const MISSING_FROM_RESPONSE: &str = "MISSING_FROM_RESPONSE";
 /// Queues `b` (whose bytes are `bytes`) for another attempt, unless it has
 /// run out of attempts or of time: then it is given up.
 pub(super) fn schedule_retry(
-    shared: &Shared,
+    books: &Books,
     b: &BatchAcct,
     bytes: Vec<u8>,
     now: Instant,
     why: &str,
 ) {
     let attempt = b.attempt + 1;
-    if attempt > shared.max_retries {
-        shared.give_up(
+    if attempt > books.policy.max_retries {
+        books.give_up(
             b,
             "RETRIES_EXHAUSTED",
             format!(
@@ -260,38 +275,38 @@ pub(super) fn schedule_retry(
         );
         return;
     }
-    if now.saturating_duration_since(b.first) > shared.delivery_timeout {
-        shared.give_up(
+    if now.saturating_duration_since(b.first) > books.policy.delivery_timeout {
+        books.give_up(
             b,
             "DELIVERY_TIMEOUT",
             format!(
                 "a batch for partition {} was not acknowledged within the delivery timeout \
                  ({:?}; last error: {why}); see --delivery-timeout",
-                b.partition, shared.delivery_timeout
+                b.partition, books.policy.delivery_timeout
             ),
         );
         return;
     }
-    let wait = shared.backoff(attempt);
-    shared.push_retry(BatchAcct { attempt, ..*b }, bytes, now + wait);
+    let wait = books.backoff(attempt);
+    books.push_retry(BatchAcct { attempt, ..*b }, bytes, now + wait);
 }
 
 /// Moves every batch awaiting a response on a failed connection to the
 /// retry queue, oldest first, and empties the connection's in-flight state.
-pub(super) fn requeue_inflight(inflight: &RefCell<InFlight>, shared: &Shared, now: Instant) {
+pub(super) fn requeue_inflight(inflight: &RefCell<InFlight>, books: &Books, now: Instant) {
     let mut inf = inflight.borrow_mut();
     while let Some(mut sent) = inf.requests.pop_front() {
         let n = sent.batches.min(inf.batches.len());
         for b in inf.batches.drain(..n) {
             let range = b.start as usize..(b.start + b.len) as usize;
             let bytes = sent.request.batch(range).to_vec();
-            schedule_retry(shared, &b, bytes, now, "CONNECTION_FAILED");
+            schedule_retry(books, &b, bytes, now, "CONNECTION_FAILED");
         }
         sent.request.reset();
         inf.spare.push(sent.request);
     }
     inf.batches.clear();
-    ShardCounters::set(&shared.counters.requests_in_flight, 0);
+    ShardCounters::set(&books.counters.requests_in_flight, 0);
 }
 
 pub(super) fn skip_header_tags(body: &[u8]) -> Option<&[u8]> {
@@ -308,9 +323,8 @@ pub(super) fn skip_header_tags(body: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::state::tests::{acct, test_shared};
+    use crate::shard::state::tests::{acct, test_books};
     use datastorm_engine::wire::produce::ProduceRequestBuilder;
-    use std::cell::Cell;
     use std::sync::atomic::Ordering::Relaxed;
 
     /// A Produce response (v9 layout) for topic "t" answering `parts`
@@ -351,58 +365,48 @@ mod tests {
         (sent, accts)
     }
 
-    fn health() -> Health {
-        Health {
-            broken: Cell::new(false),
-            throttled_until: Cell::new(None),
-        }
-    }
-
-    fn settle_with(shared: &Shared, parts: &[(i32, i16)]) {
+    fn settle_with(books: &Rc<Books>, parts: &[(i32, i16)]) {
         let (sent, accts) = two_batches();
         let body = response(parts);
-        settle(
-            "b:9092",
-            &body,
-            9,
-            &accts,
-            &sent,
-            &health(),
-            shared,
-            Instant::now(),
-        );
+        let peer = Peer {
+            addr: "b:9092".into(),
+            conn: ConnId { link: 0, serial: 0 },
+            version: 9,
+            books: books.clone(),
+        };
+        peer.settle(&body, &accts, &sent, Instant::now());
     }
 
     #[test]
     fn a_batch_left_out_of_a_response_is_sent_again() {
-        let shared = test_shared();
-        settle_with(&shared, &[(0, 0)]);
-        assert_eq!(shared.counters.records_acked.load(Relaxed), 10);
-        assert_eq!(shared.errors.borrow().get(MISSING_FROM_RESPONSE), Some(&1));
-        let retry = shared.retry.borrow();
+        let books = Rc::new(test_books());
+        settle_with(&books, &[(0, 0)]);
+        assert_eq!(books.counters.records_acked.load(Relaxed), 10);
+        assert_eq!(books.errors.borrow().get(MISSING_FROM_RESPONSE), Some(&1));
+        let retry = books.retry.borrow();
         assert_eq!(retry.len(), 1);
         assert_eq!(retry[0].acct.partition, 1);
         assert_eq!(retry[0].acct.attempt, 1);
         assert_eq!(retry[0].bytes, b"one!");
-        assert!(shared.failure.borrow().is_none());
+        assert!(books.failure.borrow().is_none());
     }
 
     #[test]
     fn a_partition_answered_twice_counts_once() {
-        let shared = test_shared();
-        settle_with(&shared, &[(0, 0), (0, 0), (1, 0)]);
-        assert_eq!(shared.counters.records_acked.load(Relaxed), 20);
-        assert_eq!(shared.counters.batches_acked.load(Relaxed), 2);
-        assert!(shared.retry.borrow().is_empty());
-        assert!(shared.errors.borrow().is_empty());
+        let books = Rc::new(test_books());
+        settle_with(&books, &[(0, 0), (0, 0), (1, 0)]);
+        assert_eq!(books.counters.records_acked.load(Relaxed), 20);
+        assert_eq!(books.counters.batches_acked.load(Relaxed), 2);
+        assert!(books.retry.borrow().is_empty());
+        assert!(books.errors.borrow().is_empty());
     }
 
     #[test]
     fn a_response_without_the_requests_partitions_fails_the_run() {
-        let shared = test_shared();
-        settle_with(&shared, &[(5, 0)]);
-        assert_eq!(shared.counters.records_failed.load(Relaxed), 20);
-        let failure = shared.failure.borrow().clone().expect("failed");
+        let books = Rc::new(test_books());
+        settle_with(&books, &[(5, 0)]);
+        assert_eq!(books.counters.records_failed.load(Relaxed), 20);
+        let failure = books.failure.borrow().clone().expect("failed");
         assert_eq!(
             failure,
             "b:9092 answered a Produce request without any partition"
@@ -411,14 +415,15 @@ mod tests {
 
     #[test]
     fn a_retriable_error_queues_the_batch_and_acks_the_other() {
-        let shared = test_shared();
-        settle_with(&shared, &[(0, 6), (1, 0)]);
-        assert_eq!(shared.counters.records_acked.load(Relaxed), 10);
+        let books = Rc::new(test_books());
+        settle_with(&books, &[(0, 6), (1, 0)]);
+        assert_eq!(books.counters.records_acked.load(Relaxed), 10);
         assert_eq!(
-            shared.errors.borrow().get("NOT_LEADER_OR_FOLLOWER"),
+            books.errors.borrow().get("NOT_LEADER_OR_FOLLOWER"),
             Some(&1)
         );
-        assert_eq!(shared.retry.borrow()[0].acct.partition, 0);
-        assert!(shared.metadata_stale.get());
+        assert_eq!(books.retry.borrow()[0].acct.partition, 0);
+        assert!(matches!(books.events.next(), Some(Event::MetadataStale)));
+        assert!(books.events.is_empty());
     }
 }

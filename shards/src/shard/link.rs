@@ -1,18 +1,21 @@
 //! Broker connections of one stream task: opening them, losing them,
 //! reconnecting with capped exponential backoff, following partition
-//! leaders through metadata refreshes, and the request-timeout watchdog.
+//! leaders through metadata refreshes, and each connection's
+//! request-timeout watchdog.
 
-use super::acks::read_acks;
-use super::send::unqueue_pending;
-use super::state::{InFlight, Knobs, Part, Shared};
-use crate::plan::{Acks, RunPlan};
+use super::acks::{AckReader, Peer};
+use super::events::{ConnId, Event, Events};
+use super::state::{BatchAcct, InFlight};
+use super::task::StreamTask;
+use crate::plan::Acks;
 use datastorm_engine::cluster;
 use datastorm_engine::conn::{Connection, PipeSender};
 use datastorm_engine::metrics::ShardCounters;
 use datastorm_engine::wire::produce::{self, ProduceRequestBuilder};
 use glommio::sync::Semaphore;
 use glommio::task::JoinHandle;
-use std::cell::{Cell, RefCell};
+use glommio::Task;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -20,24 +23,20 @@ use std::time::{Duration, Instant};
 /// Longest wait between reconnect attempts (Kafka's reconnect.backoff.max.ms).
 const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// What the ack reader and the watchdog tell the sender loop about a
-/// connection.
-#[derive(Debug)]
-pub(super) struct Health {
-    /// The connection failed (or timed out): retire it and reconnect.
-    pub broken: Cell<bool>,
-    /// The broker asked (throttle time) not to be sent to before this.
-    pub throttled_until: Cell<Option<Instant>>,
-}
-
 /// One live connection of a link.
 pub(super) struct LinkConn {
+    pub id: ConnId,
     pub sender: PipeSender,
+    /// Shared with this connection's ack reader and watchdog only.
     pub inflight: Rc<RefCell<InFlight>>,
     pub permits: Rc<Semaphore>,
     pub version: i16,
-    pub health: Rc<Health>,
+    /// Failed or timed out: retire it and reconnect.
+    pub broken: bool,
+    /// The broker asked (throttle time) not to be sent to before this.
+    pub throttled_until: Option<Instant>,
     pub reader: Option<JoinHandle<()>>,
+    pub watchdog: Option<Task<()>>,
 }
 
 /// One broker as the sender loop sees it: its current connection (if up)
@@ -50,31 +49,19 @@ pub(super) struct Link {
     pub conn: Option<LinkConn>,
     pub request: ProduceRequestBuilder,
     /// Batches in `request`, not yet sent.
-    pub pending: Vec<super::state::BatchAcct>,
+    pub pending: Vec<BatchAcct>,
     /// Failed connection attempts since the last success.
     pub attempts: u32,
     pub next_try: Instant,
 }
 
-/// What the watchdog watches: per link, the current connection's state.
-pub(super) type Watched =
-    Rc<RefCell<Vec<Option<(String, Rc<RefCell<InFlight>>, Rc<Semaphore>, Rc<Health>)>>>>;
-
-/// Everything needed to open a stream's connections.
-pub(super) struct Opener {
-    pub plan: std::sync::Arc<RunPlan>,
-    pub topic: String,
-    pub shared: Rc<Shared>,
-    pub watched: Watched,
-}
-
-impl Opener {
+impl StreamTask {
     fn request_capacity(&self) -> usize {
         self.plan.batch_size * 2 + 4096
     }
 
     /// A link to `addr`, not connected yet.
-    pub fn link(&self, addr: &str, slot: usize) -> Link {
+    pub fn new_link(&self, addr: &str, slot: usize) -> Link {
         Link {
             addr: addr.to_owned(),
             slot,
@@ -91,12 +78,13 @@ impl Opener {
     }
 
     /// Connects link `li`, negotiates the Produce version and starts its ack
-    /// reader. On failure, schedules the next attempt.
-    pub async fn connect(&self, li: usize, link: &mut Link) -> Result<i16, String> {
-        let plan = &self.plan;
-        let conn = match Connection::connect_with(&link.addr, &plan.connect_options()).await {
+    /// reader and watchdog. On failure, schedules the next attempt.
+    pub async fn connect(&mut self, li: usize) -> Result<i16, String> {
+        let plan = self.plan.clone();
+        let addr = self.links[li].addr.clone();
+        let conn = match Connection::connect_with(&addr, &plan.connect_options()).await {
             Ok(c) => c,
-            Err(e) => return Err(self.attempt_failed(link, e.to_string())),
+            Err(e) => return Err(self.attempt_failed(li, e.to_string())),
         };
         let version = match conn.version_for::<kafka_protocol::messages::ProduceRequest>((
             produce::MIN_VERSION,
@@ -105,12 +93,66 @@ impl Opener {
             Ok(v) => v,
             Err(e) => {
                 // Not a transient problem: no retry will fix the versions.
-                self.shared.fail(e.to_string());
+                self.books.fail(e.to_string());
                 return Err(e.to_string());
             }
         };
         let (sender, reader) = conn.into_pipeline();
-        let inflight = Rc::new(RefCell::new(InFlight {
+        let inflight = Rc::new(RefCell::new(self.new_inflight()));
+        let permits = Rc::new(Semaphore::new(plan.max_in_flight as u64));
+        let id = ConnId {
+            link: li,
+            serial: self.next_serial,
+        };
+        self.next_serial += 1;
+        let acked = plan.acks != Acks::None;
+        // acks=0: no response comes, so nothing is read and nothing times out.
+        let reader = acked.then(|| {
+            let peer = Peer {
+                addr: addr.clone(),
+                conn: id,
+                version,
+                books: self.books.clone(),
+            };
+            let reader = AckReader {
+                peer,
+                reader,
+                inflight: inflight.clone(),
+                permits: permits.clone(),
+            };
+            glommio::spawn_local(reader.run()).detach()
+        });
+        let watchdog = acked.then(|| {
+            let dog = Watchdog {
+                id,
+                addr,
+                inflight: inflight.clone(),
+                permits: permits.clone(),
+                events: self.events.clone(),
+                timeout: plan.request_timeout,
+            };
+            glommio::spawn_local(dog.run())
+        });
+        let link = &mut self.links[li];
+        link.conn = Some(LinkConn {
+            id,
+            sender,
+            inflight,
+            permits,
+            version,
+            broken: false,
+            throttled_until: None,
+            reader,
+            watchdog,
+        });
+        link.attempts = 0;
+        Ok(version)
+    }
+
+    /// A new connection's in-flight state, its request buffers allocated.
+    fn new_inflight(&self) -> InFlight {
+        let plan = &self.plan;
+        InFlight {
             requests: VecDeque::with_capacity(plan.max_in_flight + 1),
             batches: VecDeque::with_capacity(256),
             // One buffer per in-flight slot; the link holds one more.
@@ -123,213 +165,198 @@ impl Opener {
                     )
                 })
                 .collect(),
-        }));
-        let permits = Rc::new(Semaphore::new(plan.max_in_flight as u64));
-        let health = Rc::new(Health {
-            broken: Cell::new(false),
-            throttled_until: Cell::new(None),
-        });
-        let reader = (plan.acks != Acks::None).then(|| {
-            glommio::spawn_local(read_acks(
-                reader,
-                inflight.clone(),
-                permits.clone(),
-                health.clone(),
-                self.shared.clone(),
-                version,
-            ))
-            .detach()
-        });
-        {
-            let mut w = self.watched.borrow_mut();
-            if w.len() <= li {
-                w.resize(li + 1, None);
-            }
-            w[li] = Some((
-                link.addr.clone(),
-                inflight.clone(),
-                permits.clone(),
-                health.clone(),
-            ));
         }
-        link.conn = Some(LinkConn {
-            sender,
-            inflight,
-            permits,
-            version,
-            health,
-            reader,
-        });
-        link.attempts = 0;
-        Ok(version)
     }
 
-    fn attempt_failed(&self, link: &mut Link, why: String) -> String {
-        self.shared.count_error("CONNECT_FAILED", 1);
+    fn attempt_failed(&mut self, li: usize, why: String) -> String {
+        self.books.count_error("CONNECT_FAILED", 1);
+        let link = &mut self.links[li];
         link.attempts += 1;
         let wait = Duration::from_millis(100)
             .saturating_mul(1 << link.attempts.min(10))
             .min(MAX_RECONNECT_BACKOFF);
         link.next_try = Instant::now() + wait;
         // The broker may be gone for good: its partitions may have new leaders.
-        self.shared.metadata_stale.set(true);
+        self.metadata_stale = true;
         why
     }
-}
 
-/// Retires a failed connection: shuts the socket so its reader ends, waits
-/// for the reader to move the unanswered batches to the retry queue, moves
-/// the unsent ones there too, and schedules a reconnect.
-pub(super) async fn retire(li: usize, links: &mut [Link], parts: &mut [Part], opener: &Opener) {
-    let Some(mut conn) = links[li].conn.take() else {
-        return;
-    };
-    conn.sender.shutdown();
-    conn.permits.close();
-    if let Some(reader) = conn.reader.take() {
-        reader.await;
+    /// Retires a failed connection: shuts the socket so its reader ends,
+    /// waits for the reader to move the unanswered batches to the retry
+    /// queue, moves the unsent ones there too, and schedules a reconnect.
+    pub async fn retire(&mut self, li: usize) {
+        let Some(mut conn) = self.links[li].conn.take() else {
+            return;
+        };
+        conn.sender.shutdown();
+        conn.permits.close();
+        // acks=0 has no reader: nothing is awaited, nothing is in flight.
+        if let Some(reader) = conn.reader.take() {
+            reader.await;
+        }
+        if let Some(watchdog) = conn.watchdog.take() {
+            watchdog.cancel().await;
+        }
+        self.unqueue(li, Instant::now());
+        let link = &mut self.links[li];
+        link.attempts += 1;
+        link.next_try = Instant::now()
+            + Duration::from_millis(50)
+                .saturating_mul(1 << link.attempts.min(10))
+                .min(MAX_RECONNECT_BACKOFF);
+        self.metadata_stale = true;
+        ShardCounters::set(&self.books.counters.requests_in_flight, 0);
     }
-    // acks=0 has no reader: nothing is awaited, nothing is in flight.
-    if let Some(w) = opener.watched.borrow_mut().get_mut(li) {
-        *w = None;
-    }
-    unqueue_pending(&mut links[li], parts, &opener.shared, Instant::now());
-    let link = &mut links[li];
-    link.attempts += 1;
-    link.next_try = Instant::now()
-        + Duration::from_millis(50)
-            .saturating_mul(1 << link.attempts.min(10))
-            .min(MAX_RECONNECT_BACKOFF);
-    opener.shared.metadata_stale.set(true);
-    ShardCounters::set(&opener.shared.counters.requests_in_flight, 0);
-}
 
-/// Maintenance between chunks: retire broken connections, refresh metadata
-/// when leaders may have moved, reconnect links that are due and needed.
-pub(super) async fn maintain(
-    links: &mut Vec<Link>,
-    parts: &mut [Part],
-    knobs: &Knobs,
-    opener: &Opener,
-    next_metadata: &mut Instant,
-) {
-    let _ = knobs;
-    for li in 0..links.len() {
-        if links[li]
-            .conn
-            .as_ref()
-            .is_some_and(|c| c.health.broken.get())
-        {
-            retire(li, links, parts, opener).await;
+    /// Whether connection upkeep is due: leaders may have moved, or a link
+    /// is down.
+    pub fn needs_care(&self) -> bool {
+        self.metadata_stale
+            || self
+                .links
+                .iter()
+                .any(|l| l.conn.as_ref().is_none_or(|c| c.broken))
+    }
+
+    /// Connection upkeep between chunks: retire broken connections, refresh
+    /// metadata when leaders may have moved, reconnect links that are due
+    /// and needed.
+    pub async fn maintain(&mut self) {
+        for li in 0..self.links.len() {
+            if self.links[li].conn.as_ref().is_some_and(|c| c.broken) {
+                self.retire(li).await;
+            }
+        }
+        if self.metadata_stale && Instant::now() >= self.next_metadata {
+            let backoff = match self.refresh_leaders().await {
+                Ok(()) => {
+                    self.metadata_stale = false;
+                    Duration::ZERO
+                }
+                Err(e) => {
+                    tracing::debug!("metadata refresh failed: {e}");
+                    Duration::from_millis(250)
+                }
+            };
+            self.next_metadata = Instant::now() + backoff.max(Duration::from_millis(100));
+        }
+        let now = Instant::now();
+        for li in 0..self.links.len() {
+            let needed = self.parts.iter().any(|p| p.link == li && !p.dead);
+            let link = &self.links[li];
+            if link.conn.is_none() && needed && now >= link.next_try {
+                // A failure schedules the next attempt; nothing else to do here.
+                let _ = self.connect(li).await;
+            }
         }
     }
-    let now = Instant::now();
-    if opener.shared.metadata_stale.get() && now >= *next_metadata {
-        let backoff = match refresh_leaders(links, parts, opener).await {
-            Ok(()) => {
-                opener.shared.metadata_stale.set(false);
-                Duration::ZERO
-            }
-            Err(e) => {
-                tracing::debug!("metadata refresh failed: {e}");
-                Duration::from_millis(250)
-            }
-        };
-        *next_metadata = Instant::now() + backoff.max(Duration::from_millis(100));
-    }
-    let now = Instant::now();
-    for (li, link) in links.iter_mut().enumerate() {
-        let needed = parts.iter().any(|p| p.link == li && !p.dead);
-        if link.conn.is_none() && needed && now >= link.next_try {
-            // A failure schedules the next attempt; nothing else to do here.
-            let _ = opener.connect(li, link).await;
+
+    /// Asks the cluster for the topic's leaders and points each partition at
+    /// its leader's link (adding links for new brokers). Errors leave the
+    /// metadata stale, to be tried again.
+    async fn refresh_leaders(&mut self) -> Result<(), String> {
+        let plan = self.plan.clone();
+        // Any broker will do: the known ones first, then the bootstrap list.
+        let mut servers: Vec<String> = self.links.iter().map(|l| l.addr.clone()).collect();
+        servers.extend(plan.bootstrap.iter().cloned());
+        let mut conn = cluster::bootstrap_with(&servers, &plan.connect_options())
+            .await
+            .map_err(|e| e.to_string())?;
+        let info = cluster::metadata(&mut conn, &[&self.topic])
+            .await
+            .map_err(|e| e.to_string())?;
+        let topic = info
+            .topic(&self.topic)
+            .ok_or_else(|| format!("topic {} missing from metadata", self.topic))?;
+        let mut complete = true;
+        for pi in 0..self.parts.len() {
+            let id = self.parts[pi].id;
+            let leader = topic
+                .partitions
+                .iter()
+                .find(|p| p.id == id)
+                .filter(|p| p.error == 0 && p.leader >= 0)
+                .and_then(|p| info.broker(p.leader));
+            let Some(leader) = leader else {
+                complete = false;
+                continue;
+            };
+            self.follow_leader(pi, &leader.addr);
+        }
+        if complete {
+            Ok(())
+        } else {
+            Err("some partitions have no leader yet".into())
         }
     }
-}
 
-/// Asks the cluster for the topic's leaders and points each partition at
-/// its leader's link (adding links for new brokers). Errors leave the
-/// metadata stale, to be tried again.
-async fn refresh_leaders(
-    links: &mut Vec<Link>,
-    parts: &mut [Part],
-    opener: &Opener,
-) -> Result<(), String> {
-    let plan = &opener.plan;
-    // Any broker will do: the known ones first, then the bootstrap list.
-    let mut servers: Vec<String> = links.iter().map(|l| l.addr.clone()).collect();
-    servers.extend(plan.bootstrap.iter().cloned());
-    let mut conn = cluster::bootstrap_with(&servers, &plan.connect_options())
-        .await
-        .map_err(|e| e.to_string())?;
-    let info = cluster::metadata(&mut conn, &[&opener.topic])
-        .await
-        .map_err(|e| e.to_string())?;
-    let topic = info
-        .topic(&opener.topic)
-        .ok_or_else(|| format!("topic {} missing from metadata", opener.topic))?;
-    let mut complete = true;
-    for pi in 0..parts.len() {
-        let id = parts[pi].id;
-        let leader = topic
-            .partitions
+    /// Points part `pi` at the link to `addr` (adding it if new).
+    fn follow_leader(&mut self, pi: usize, addr: &str) {
+        let slot = self.plan.connection_slot(self.parts[pi].id);
+        let li = match self
+            .links
             .iter()
-            .find(|p| p.id == id)
-            .filter(|p| p.error == 0 && p.leader >= 0)
-            .and_then(|p| info.broker(p.leader));
-        let Some(leader) = leader else {
-            complete = false;
-            continue;
-        };
-        let slot = opener.plan.connection_slot(id);
-        let li = match links
-            .iter()
-            .position(|l| l.addr == leader.addr && l.slot == slot)
+            .position(|l| l.addr == addr && l.slot == slot)
         {
             Some(li) => li,
             None => {
-                links.push(opener.link(&leader.addr, slot));
-                links.len() - 1
+                self.links.push(self.new_link(addr, slot));
+                self.links.len() - 1
             }
         };
-        if parts[pi].link != li {
-            let old = parts[pi].link;
-            if parts[pi].queued {
+        if self.parts[pi].link != li {
+            let old = self.parts[pi].link;
+            if self.parts[pi].queued {
                 // Its batch waits in the old leader's request: resend it via
                 // the retry queue, in order, to the new leader.
-                unqueue_pending(&mut links[old], parts, &opener.shared, Instant::now());
+                self.unqueue(old, Instant::now());
             }
-            parts[pi].link = li;
+            self.parts[pi].link = li;
         }
     }
-    if complete {
-        Ok(())
-    } else {
-        Err("some partitions have no leader yet".into())
+
+    /// Moves link `li`'s unsent batches to the retry queue (its connection
+    /// is gone, or a partition changed leader), in order, and empties its
+    /// request.
+    pub fn unqueue(&mut self, li: usize, now: Instant) {
+        let link = &mut self.links[li];
+        for b in link.pending.drain(..) {
+            let range = b.start as usize..(b.start + b.len) as usize;
+            let bytes = link.request.batch(range).to_vec();
+            self.parts[b.part].queued = false;
+            // Never sent: not an attempt.
+            self.books.push_retry(b, bytes, now);
+        }
+        link.request.reset();
     }
 }
 
-/// Marks a link's connection broken when its oldest request has waited
-/// longer than the request timeout; the sender loop then retires it and
-/// resends what it carried. One timer for the stream instead of one per
-/// request keeps the send path free of allocations.
-pub(super) async fn watch_request_timeouts(
-    shared: Rc<Shared>,
-    watched: Watched,
+/// Reports a connection whose oldest request has waited longer than the
+/// request timeout, and closes its in-flight slots (waking a sender that
+/// waits for one); the stream task then retires it and resends what it
+/// carried. One timer per connection instead of one per request keeps the
+/// send path free of allocations.
+struct Watchdog {
+    id: ConnId,
+    addr: String,
+    inflight: Rc<RefCell<InFlight>>,
+    permits: Rc<Semaphore>,
+    events: Events,
     timeout: Duration,
-) {
-    loop {
-        glommio::timer::sleep(Duration::from_millis(100).min(timeout)).await;
-        let now = Instant::now();
-        for (addr, inflight, permits, health) in watched.borrow().iter().flatten() {
-            let oldest = inflight.borrow().requests.front().map(|r| r.sent_at);
-            if !health.broken.get()
-                && oldest.is_some_and(|t| now.saturating_duration_since(t) > timeout)
-            {
-                shared.count_error("REQUEST_TIMED_OUT", 1);
-                tracing::debug!("no response from {addr} within {timeout:?}");
-                health.broken.set(true);
-                permits.close();
+}
+
+impl Watchdog {
+    async fn run(self) {
+        let timeout = self.timeout;
+        loop {
+            glommio::timer::sleep(Duration::from_millis(100).min(timeout)).await;
+            let now = Instant::now();
+            let oldest = self.inflight.borrow().requests.front().map(|r| r.sent_at);
+            if oldest.is_some_and(|t| now.saturating_duration_since(t) > timeout) {
+                tracing::debug!("no response from {} within {timeout:?}", self.addr);
+                self.events.send(Event::TimedOut(self.id));
+                self.permits.close();
+                return;
             }
         }
     }

@@ -1,11 +1,10 @@
-//! The state one stream task shares between its sender loop, its ack
-//! readers and its watchdog (all on the same thread), and the per-batch and
-//! per-partition bookkeeping.
+//! The books one stream task shares with its ack readers (all on the same
+//! thread), and the per-batch, per-request and per-partition bookkeeping.
 
-use crate::pacer::Pacer;
-use crate::plan::Acks;
+use super::events::{Event, Events};
+use crate::plan::{Acks, RunPlan};
 use datastorm_engine::batch::BatchBuilder;
-use datastorm_engine::metrics::{Counters, ShardCounters};
+use datastorm_engine::metrics::{latency_histogram, Counters, ShardCounters};
 use datastorm_engine::wire::produce::ProduceRequestBuilder;
 use hdrhistogram::Histogram;
 use std::cell::{Cell, RefCell};
@@ -17,7 +16,10 @@ use std::time::{Duration, Instant};
 /// (a broker outage must not grow memory without bound).
 pub(super) const RETRY_LIMIT_BYTES: usize = 64 * 1024 * 1024;
 
-pub(super) struct Shared {
+/// A stream's books: what its sender and its ack readers (tasks on the same
+/// thread) both account into. Connection and partition events go through
+/// the stream's [`Events`] queue instead.
+pub(super) struct Books {
     pub counters: Arc<ShardCounters>,
     pub total: RefCell<Histogram<u64>>,
     pub interval: RefCell<Histogram<u64>>,
@@ -29,33 +31,46 @@ pub(super) struct Shared {
     pub warmup_end: Cell<Option<Counters>>,
     pub errors: RefCell<BTreeMap<String, u64>>,
     pub failure: RefCell<Option<String>>,
+    /// The stream is shutting its connections: a reader that ends with
+    /// nothing in flight ends quietly.
     pub closing: Cell<bool>,
     /// Batches to send again (after a retriable error or a lost connection),
     /// with their bytes, oldest first. Per partition, the order is the send
     /// order (idempotent sequences depend on it).
     pub retry: RefCell<RetryQueue>,
-    pub retry_bytes: Cell<usize>,
-    /// Partition leaders may have moved: refresh metadata before resending.
-    pub metadata_stale: Cell<bool>,
-    /// Partitions stopped by a non-retriable error (part index, reason),
-    /// applied by the sender loop.
-    pub stopped: RefCell<Vec<(usize, String)>>,
-    /// Why each stopped partition stopped, for the results.
-    pub stopped_reasons: RefCell<BTreeMap<i32, String>>,
     /// Acknowledged per-partition record numbers (the sequence header's
     /// numbers), as half-open ranges per partition.
     pub acked: RefCell<BTreeMap<i32, Vec<(u64, u64)>>>,
+    pub policy: RetryPolicy,
+    /// Idempotent producer, per part: `None` until the broker has
+    /// acknowledged one of the partition's batches (it holds no state for
+    /// our producer id there yet), then the first batch's `pseq` while
+    /// that batch is out. See [`Books::first_batch_out`].
+    pub unconfirmed: Option<RefCell<Vec<FirstBatch>>>,
+    /// Where partitions stopped by an error are announced.
+    pub events: Events,
+}
+
+/// When a failed batch is tried again, and when the run gives up.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RetryPolicy {
     /// Give up on a batch this long after its first record.
     pub delivery_timeout: Duration,
     pub max_retries: u32,
     pub retry_backoff: Duration,
     /// A non-retriable error ends the run (instead of its partition).
     pub stop_run_on_error: bool,
-    /// Idempotent producer, per part: `None` until the broker has
-    /// acknowledged one of the partition's batches (it holds no state for
-    /// our producer id there yet), then the first batch's `pseq` while
-    /// that batch is out. See [`Shared::first_batch_out`].
-    pub unconfirmed: Option<RefCell<Vec<FirstBatch>>>,
+}
+
+impl RetryPolicy {
+    pub fn of(plan: &RunPlan) -> Self {
+        RetryPolicy {
+            delivery_timeout: plan.delivery_timeout,
+            max_retries: plan.retries,
+            retry_backoff: plan.retry_backoff,
+            stop_run_on_error: plan.stop_on_error,
+        }
+    }
 }
 
 /// Where a partition stands with the broker's idempotence state.
@@ -87,9 +102,16 @@ pub(super) struct RetryQueue {
     queue: VecDeque<Retry>,
     /// By part index (grown as parts come up).
     per_part: Vec<u32>,
+    /// The copies' bytes, together.
+    bytes: usize,
 }
 
 impl RetryQueue {
+    /// The bytes of the batches in the queue.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Whether part `pi` has a batch in the queue.
     pub fn has_part(&self, pi: usize) -> bool {
         self.per_part.get(pi).is_some_and(|n| *n > 0)
@@ -111,12 +133,14 @@ impl RetryQueue {
             self.per_part.resize(pi + 1, 0);
         }
         self.per_part[pi] += 1;
+        self.bytes += r.bytes.len();
         self.queue.insert(at, r);
     }
 
     pub fn remove(&mut self, i: usize) -> Option<Retry> {
         let r = self.queue.remove(i)?;
         self.per_part[r.acct.part] -= 1;
+        self.bytes = self.bytes.saturating_sub(r.bytes.len());
         Some(r)
     }
 }
@@ -129,7 +153,33 @@ impl std::ops::Deref for RetryQueue {
     }
 }
 
-impl Shared {
+impl Books {
+    pub fn new(
+        counters: Arc<ShardCounters>,
+        measure_from: Instant,
+        policy: RetryPolicy,
+        idempotent_parts: Option<usize>,
+        events: Events,
+    ) -> Self {
+        Books {
+            counters,
+            total: RefCell::new(latency_histogram()),
+            interval: RefCell::new(latency_histogram()),
+            send_delay: RefCell::new(latency_histogram()),
+            send_delay_interval: RefCell::new(latency_histogram()),
+            measure_from,
+            warmup_end: Cell::new(None),
+            errors: RefCell::new(BTreeMap::new()),
+            failure: RefCell::new(None),
+            closing: Cell::new(false),
+            retry: RefCell::default(),
+            acked: RefCell::new(BTreeMap::new()),
+            policy,
+            unconfirmed: idempotent_parts.map(|n| RefCell::new(vec![FirstBatch::Waiting; n])),
+            events,
+        }
+    }
+
     pub fn fail(&self, why: String) {
         let mut f = self.failure.borrow_mut();
         if f.is_none() {
@@ -168,7 +218,6 @@ impl Shared {
     /// queued goes back before them.
     pub fn push_retry(&self, acct: BatchAcct, bytes: Vec<u8>, not_before: Instant) {
         self.note_returned(&acct);
-        self.retry_bytes.set(self.retry_bytes.get() + bytes.len());
         self.retry.borrow_mut().insert(Retry {
             acct,
             bytes,
@@ -178,7 +227,8 @@ impl Shared {
 
     /// The backoff before attempt `attempt` (1 = first retry).
     pub fn backoff(&self, attempt: u32) -> Duration {
-        self.retry_backoff
+        self.policy
+            .retry_backoff
             .saturating_mul(1 << attempt.saturating_sub(1).min(10))
             .min(Duration::from_secs(1))
     }
@@ -189,10 +239,11 @@ impl Shared {
         self.note_returned(b);
         self.count_error(error, 1);
         ShardCounters::add(&self.counters.records_failed, b.records);
-        if self.stop_run_on_error {
+        if self.policy.stop_run_on_error {
             self.fail(why);
         } else {
-            self.stopped.borrow_mut().push((b.part, why));
+            self.events
+                .send(Event::PartitionStopped { part: b.part, why });
         }
     }
 
@@ -326,11 +377,22 @@ pub(super) struct Knobs {
     pub batch_size: usize,
     pub linger: Duration,
     pub compression: datastorm_engine::batch::Compression,
-    /// Paced runs: when each record is due. Batches take their records'
-    /// intended times as their latency origin.
-    pub pacer: RefCell<Option<Pacer>>,
     /// Idempotent producer: (producer id, epoch).
     pub producer: Option<(i64, i16)>,
+}
+
+impl Knobs {
+    pub fn of(plan: &RunPlan) -> Self {
+        Knobs {
+            acks: plan.acks,
+            client_id: plan.client_id.clone(),
+            timeout_ms: plan.request_timeout.as_millis().min(i32::MAX as u128) as i32,
+            batch_size: plan.batch_size,
+            linger: plan.linger,
+            compression: plan.compression,
+            producer: None,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -339,13 +401,13 @@ pub(super) mod tests {
 
     #[test]
     fn acked_ranges_merge_in_and_out_of_order() {
-        let shared = test_shared();
+        let books = test_books();
         let b = |pseq, records| acct(3, pseq, records);
-        shared.note_acked(&b(0, 10));
-        shared.note_acked(&b(10, 5));
-        shared.note_acked(&b(25, 5));
-        shared.note_acked(&b(15, 10)); // a retried batch lands late
-        assert_eq!(shared.acked.borrow()[&3], vec![(0, 30)]);
+        books.note_acked(&b(0, 10));
+        books.note_acked(&b(10, 5));
+        books.note_acked(&b(25, 5));
+        books.note_acked(&b(15, 10)); // a retried batch lands late
+        assert_eq!(books.acked.borrow()[&3], vec![(0, 30)]);
     }
 
     #[test]
@@ -363,6 +425,7 @@ pub(super) mod tests {
         // A batch that failed after later ones of its partition were queued
         // goes back before them; other partitions keep their places.
         q.insert(r(2, 10));
+        assert_eq!(q.bytes(), 0);
         let order: Vec<_> = q.iter().map(|e| (e.acct.part, e.acct.pseq)).collect();
         assert_eq!(order, [(2, 10), (2, 20), (0, 10), (2, 30)]);
         assert!(q.has_part(0) && q.has_part(2) && !q.has_part(1));
@@ -377,31 +440,31 @@ pub(super) mod tests {
 
     #[test]
     fn an_unconfirmed_partition_has_one_batch_out_until_an_ack() {
-        let mut shared = test_shared();
-        shared.unconfirmed = Some(RefCell::new(vec![FirstBatch::Waiting; 2]));
+        let mut books = test_books();
+        books.unconfirmed = Some(RefCell::new(vec![FirstBatch::Waiting; 2]));
         let b = |part, pseq| acct(part, pseq, 10);
-        assert!(!shared.first_batch_out(0));
-        shared.note_sent(&b(0, 0));
-        assert!(shared.first_batch_out(0));
-        assert!(!shared.first_batch_out(1), "per partition");
+        assert!(!books.first_batch_out(0));
+        books.note_sent(&b(0, 0));
+        assert!(books.first_batch_out(0));
+        assert!(!books.first_batch_out(1), "per partition");
         // A later batch held back in the retry queue does not release it.
-        shared.push_retry(b(0, 10), vec![0; 4], Instant::now());
-        assert!(shared.first_batch_out(0));
+        books.push_retry(b(0, 10), vec![0; 4], Instant::now());
+        assert!(books.first_batch_out(0));
         // The first batch fails retriably: it goes back, the gate opens
         // for its resend (which the queue orders first).
-        shared.push_retry(b(0, 0), vec![0; 4], Instant::now());
-        assert!(!shared.first_batch_out(0));
-        assert_eq!(shared.retry.borrow()[0].acct.pseq, 0);
-        shared.note_sent(&b(0, 0));
-        assert!(shared.first_batch_out(0));
-        shared.note_acked(&b(0, 0));
-        assert!(!shared.first_batch_out(0));
+        books.push_retry(b(0, 0), vec![0; 4], Instant::now());
+        assert!(!books.first_batch_out(0));
+        assert_eq!(books.retry.borrow()[0].acct.pseq, 0);
+        books.note_sent(&b(0, 0));
+        assert!(books.first_batch_out(0));
+        books.note_acked(&b(0, 0));
+        assert!(!books.first_batch_out(0));
         // Confirmed: pipelining from now on.
-        shared.note_sent(&b(0, 10));
-        shared.note_sent(&b(0, 20));
-        assert!(!shared.first_batch_out(0));
+        books.note_sent(&b(0, 10));
+        books.note_sent(&b(0, 20));
+        assert!(!books.first_batch_out(0));
         // Without the idempotent producer there is no gate at all.
-        let plain = test_shared();
+        let plain = test_books();
         plain.note_sent(&b(0, 0));
         assert!(!plain.first_batch_out(0));
     }
@@ -424,29 +487,14 @@ pub(super) mod tests {
         }
     }
 
-    pub(crate) fn test_shared() -> Shared {
-        Shared {
-            counters: Arc::new(ShardCounters::default()),
-            total: RefCell::new(datastorm_engine::metrics::latency_histogram()),
-            interval: RefCell::new(datastorm_engine::metrics::latency_histogram()),
-            send_delay: RefCell::new(datastorm_engine::metrics::latency_histogram()),
-            send_delay_interval: RefCell::new(datastorm_engine::metrics::latency_histogram()),
-            measure_from: Instant::now(),
-            warmup_end: Cell::new(None),
-            errors: RefCell::new(BTreeMap::new()),
-            failure: RefCell::new(None),
-            closing: Cell::new(false),
-            retry: RefCell::default(),
-            retry_bytes: Cell::new(0),
-            metadata_stale: Cell::new(false),
-            stopped: RefCell::new(Vec::new()),
-            stopped_reasons: RefCell::new(BTreeMap::new()),
-            acked: RefCell::new(BTreeMap::new()),
+    pub(crate) fn test_books() -> Books {
+        let policy = RetryPolicy {
             delivery_timeout: Duration::from_secs(120),
             max_retries: 10,
             retry_backoff: Duration::from_millis(100),
             stop_run_on_error: false,
-            unconfirmed: None,
-        }
+        };
+        let counters = Arc::new(ShardCounters::default());
+        Books::new(counters, Instant::now(), policy, None, Events::default())
     }
 }
