@@ -81,10 +81,12 @@ pub struct Totals {
     /// Records the brokers answered with an error (or never answered).
     pub records_failed: u64,
     /// records_acked over elapsed_s.
+    #[schemars(range(min = 0.0))]
     pub records_per_s: f64,
     /// Key and value bytes of acknowledged records.
     pub payload_bytes_acked: u64,
     /// payload_bytes_acked over elapsed_s, in MB (10^6 bytes) per second.
+    #[schemars(range(min = 0.0))]
     pub payload_mb_per_s: f64,
     /// Error responses and connection failures.
     pub errors: u64,
@@ -97,9 +99,11 @@ pub struct Totals {
 pub struct Results {
     /// From the end of the warm-up to the last ack, in seconds (a merged
     /// report: the longest instance's).
+    #[schemars(range(min = 0.0))]
     pub elapsed_s: f64,
     /// The warm-up left out of these figures, in seconds.
     #[serde(default)]
+    #[schemars(range(min = 0.0))]
     pub warmup_s: f64,
     #[serde(flatten)]
     pub totals: Totals,
@@ -183,6 +187,7 @@ pub struct Percentiles {
     /// Values recorded.
     pub count: u64,
     pub min: u64,
+    #[schemars(range(min = 0.0))]
     pub mean: f64,
     pub p50: u64,
     pub p90: u64,
@@ -217,7 +222,9 @@ pub struct RateSearch {
 /// One rate the search tried.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct RateStep {
+    #[schemars(range(min = 0.0))]
     pub target_per_s: f64,
+    #[schemars(range(min = 0.0))]
     pub acked_per_s: f64,
     pub p99_us: u64,
     pub sustained: bool,
@@ -226,11 +233,15 @@ pub struct RateStep {
 /// CPU time of the client process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ProcessCpu {
+    #[schemars(range(min = 0.0))]
     pub user_s: f64,
+    #[schemars(range(min = 0.0))]
     pub system_s: f64,
     /// Wall-clock seconds since the run started.
+    #[schemars(range(min = 0.0))]
     pub wall_s: f64,
     /// (user_s + system_s) / wall_s.
+    #[schemars(range(min = 0.0))]
     pub cores_busy: f64,
     /// CPU seconds per million acknowledged records (null before any).
     #[serde(default)]
@@ -311,6 +322,7 @@ pub struct ShardReport {
     pub produce_version: Option<i16>,
     pub counters: Counters,
     /// Seconds it ran.
+    #[schemars(range(min = 0.0))]
     pub elapsed_s: f64,
     pub latency: Percentiles,
     #[serde(default)]
@@ -373,13 +385,16 @@ pub enum Phase {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TimelinePoint {
     /// Seconds from the start of the run to the end of this point.
+    #[schemars(range(min = 0.0))]
     pub elapsed_s: f64,
     pub phase: Phase,
     /// The target rate (paced runs): this instance's, or the sum in a merged report.
     pub target_per_s: Option<f64>,
     /// Records acknowledged in this second.
     pub records_acked: u64,
+    #[schemars(range(min = 0.0))]
     pub records_per_s: f64,
+    #[schemars(range(min = 0.0))]
     pub payload_mb_per_s: f64,
     pub requests_in_flight: u64,
     pub errors: u64,
@@ -452,6 +467,7 @@ pub struct MergedReport {
     pub instance: Option<u32>,
     #[serde(default)]
     pub started_at_unix_ms: Option<u64>,
+    #[schemars(range(min = 0.0))]
     pub elapsed_s: f64,
     pub records_acked: u64,
     #[serde(default)]

@@ -148,4 +148,17 @@ mod tests {
         assert!(r.results.latency.histogram.is_none());
         assert_eq!(r.timeline.len(), 1);
     }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_other_versions_refused() {
+        let extra = V1.replacen('{', r#"{"added_later": {"x": 1},"#, 1);
+        let extra = extra.replacen(r#""results": {"#, r#""results": {"new_figure": 5,"#, 1);
+        assert!(parse(Path::new("a.json"), &extra).is_ok());
+        let future = V1.replace(SCHEMA_V1, "datastorm.run/9");
+        let e = parse(Path::new("f.json"), &future).unwrap_err().to_string();
+        assert!(
+            e.contains("'datastorm.run/9'") && e.contains(crate::report::SCHEMA),
+            "{e}"
+        );
+    }
 }

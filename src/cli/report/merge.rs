@@ -327,7 +327,7 @@ fn merged_results(ordered: &[&Report]) -> anyhow::Result<Results> {
                 f(a).total_cmp(&f(b))
             })
             .cloned(),
-        process_cpu: merged_cpu(&results),
+        process_cpu: merged_cpu(&results, sum(|r| r.totals.records_acked)),
         compression: results[0].compression.clone().map(|mut c| {
             let (records, batches) = (sum(|r| r.record_bytes_acked), sum(|r| r.batch_bytes_sent));
             c.ratio = (batches > 0).then(|| records as f64 / batches as f64);
@@ -343,8 +343,9 @@ fn merged_results(ordered: &[&Report]) -> anyhow::Result<Results> {
     })
 }
 
-/// The instances' process CPU: times and cores added, the longest wall time.
-fn merged_cpu(results: &[&Results]) -> Option<ProcessCpu> {
+/// The instances' process CPU: times and cores added, the longest wall
+/// time, the cost per million of all `records`.
+fn merged_cpu(results: &[&Results], records: u64) -> Option<ProcessCpu> {
     let cpus: Vec<&ProcessCpu> = results
         .iter()
         .filter_map(|r| r.process_cpu.as_ref())
@@ -353,12 +354,13 @@ fn merged_cpu(results: &[&Results]) -> Option<ProcessCpu> {
         return None;
     }
     let f = |g: fn(&ProcessCpu) -> f64| cpus.iter().map(|c| g(c)).sum::<f64>();
+    let (user, system) = (f(|c| c.user_s), f(|c| c.system_s));
     Some(ProcessCpu {
-        user_s: f(|c| c.user_s),
-        system_s: f(|c| c.system_s),
+        user_s: user,
+        system_s: system,
         wall_s: cpus.iter().map(|c| c.wall_s).fold(0.0, f64::max),
         cores_busy: f(|c| c.cores_busy),
-        cpu_s_per_million_records: None,
+        cpu_s_per_million_records: (records > 0).then(|| (user + system) / (records as f64 / 1e6)),
         includes_embedded_sink: cpus.iter().any(|c| c.includes_embedded_sink),
     })
 }

@@ -245,26 +245,14 @@ fn latency_over_time<DB: DrawingBackend>(
     l: Labels,
 ) -> Result<(), String> {
     let caption = "Latency per second (intended send time to ack)";
-    let ms = 1e-3;
+    let ms = |f: fn(&TimelinePoint) -> u64| series(r, |p| Some(f(p) as f64), 1e-3);
     let lines = [
-        (
-            "p50",
-            series(r, |p| Some(p.p50_us as f64), ms),
-            GREEN.mix(0.9),
-        ),
-        (
-            "p99",
-            series(r, |p| Some(p.p99_us as f64), ms),
-            BLUE.mix(0.9),
-        ),
-        (
-            "max",
-            series(r, |p| Some(p.max_us as f64), ms),
-            RED.mix(0.9),
-        ),
+        ("p50", ms(|p| p.p50_us), GREEN.mix(0.9)),
+        ("p99", ms(|p| p.p99_us), BLUE.mix(0.9)),
+        ("max", ms(|p| p.max_us), RED.mix(0.9)),
         (
             "send delay max",
-            series(r, |p| Some(p.send_delay_max_us as f64), ms),
+            ms(|p| p.send_delay_max_us),
             MAGENTA.mix(0.6),
         ),
     ];
