@@ -26,6 +26,9 @@ pub fn json() -> String {
         format!("DataStorm run report, {SCHEMA}").into(),
     );
     let mut value = schema.to_value();
+    if let Some(d) = value.pointer_mut("/$defs/Duration") {
+        d["description"] = "A Rust Duration as serde writes it.".into();
+    }
     tidy(&mut value);
     let text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text + "\n"
