@@ -56,15 +56,27 @@ pub struct Environment {
     /// How many CPUs the shards ran on.
     pub cores_used: usize,
     /// Networking sysctls by name (whitespace collapsed); null where unreadable.
+    #[schemars(transform = require_sysctls)]
     pub sysctl: BTreeMap<String, Option<String>>,
     /// RLIMIT_MEMLOCK (io_uring needs some); null where unreadable.
     pub memlock_limit: Option<Memlock>,
     /// Transparent huge pages: the bracketed word of each setting.
     pub transparent_hugepage: TransparentHugepage,
     /// Versions of DataStorm and the crates that shape its numbers.
+    #[schemars(transform = require_datastorm)]
     pub crates: BTreeMap<String, String>,
     /// The Produce API versions the shards' connections used.
     pub produce_api_versions_used: BTreeSet<i16>,
+}
+
+/// Every report names each of [`SYSCTLS`], readable or not.
+fn require_sysctls(schema: &mut schemars::Schema) {
+    schema.insert("required".into(), SYSCTLS.to_vec().into());
+}
+
+/// Every report names its DataStorm version among the crates.
+fn require_datastorm(schema: &mut schemars::Schema) {
+    schema.insert("required".into(), vec!["datastorm"].into());
 }
 
 /// The memlock limits.
