@@ -2,7 +2,7 @@
 //! results with full latency histograms, per-second timeline.
 //!
 //! [`RunReport`] and the types under it are the format: `produce` builds
-//! one ([`build`]), `report merge` makes one from several, and every reader
+//! one ([`build()`]), `report merge` makes one from several, and every reader
 //! (`report show|compare|plot|merge`, `sweep`, `verify --report`) reads
 //! files back into it ([`read`]). docs/report.schema.json is generated from
 //! these types (see `schema`) and docs/reports.md describes them. `schema`

@@ -64,7 +64,7 @@ pub fn cpu_governor() -> Option<String> {
     }
 }
 
-/// "always [madvise] never": the bracketed word is the setting.
+/// "always \[madvise\] never": the bracketed word is the setting.
 pub fn thp(file: &str) -> Option<String> {
     let s = read(format!("/sys/kernel/mm/transparent_hugepage/{file}"))?;
     Some(
