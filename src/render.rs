@@ -1,9 +1,10 @@
-//! What a person reads: the per-second status line and the final summary.
-//! Plain text only, so it reads the same in a terminal and in a log file.
+//! What a person reads: the per-second status line, the sink's summary and
+//! the number formats they and the report summary (`report::summary`)
+//! share. Plain text only, so it reads the same in a terminal and in a log
+//! file.
 
 use datastorm_engine::sink::SinkStats;
-use datastorm_shards::plan::{KeySpec, PayloadSpec, RunPlan, StreamPlan};
-use datastorm_shards::run::{Progress, RunOutcome};
+use datastorm_shards::run::Progress;
 use hdrhistogram::Histogram;
 use std::fmt::Write;
 use std::time::Duration;
@@ -74,247 +75,69 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64().max(1e-9)
 }
 
-/// The end-of-run table.
-pub fn summary(plan: &RunPlan, o: &RunOutcome) -> String {
-    let t = &o.totals;
-    let el = secs(o.elapsed);
-    let mut s = String::new();
-    let mut cpus: Vec<usize> = o.shards.iter().map(|r| r.cpu).collect();
-    if cpus.is_empty() {
-        // A run ended for a stalled shard has no shard results: the planned CPUs.
-        cpus.clone_from(&plan.cpus);
-    }
-    cpus.dedup();
-    let cpus: Vec<String> = cpus.iter().map(usize::to_string).collect();
-    let topic = |i: usize| {
-        o.prepared.topics.get(i).map_or(String::new(), |t| {
-            format!(
-                "topic '{}' ({} partitions{})",
-                t.topic,
-                t.partitions.len(),
-                if t.created { ", created" } else { "" }
-            )
-        })
-    };
-    let what = if plan.streams.len() == 1 {
-        topic(0)
+/// A short human duration: 5ms, 1.5s, 2m30s.
+pub fn short_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if d.is_zero() {
+        "0".into()
+    } else if d < Duration::from_millis(1) {
+        format!("{}us", d.as_micros())
+    } else if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms % 60_000 == 0 {
+        format!("{}m", ms / 60_000)
+    } else if ms < 60_000 {
+        format!("{}s", trim_float(d.as_secs_f64(), 3))
     } else {
-        format!("{} streams", plan.streams.len())
-    };
-    let _ = writeln!(
-        s,
-        "\nDataStorm produce summary: {what}, {} shard(s) on CPU {}",
-        cpus.len(),
-        cpus.join(","),
-    );
-    let _ = writeln!(
-        s,
-        "  settings        acks={} compression={} batch-size={} linger={:?} max-in-flight={}{}",
-        match plan.acks {
-            datastorm_shards::plan::Acks::None => "0",
-            datastorm_shards::plan::Acks::Leader => "1",
-            datastorm_shards::plan::Acks::All => "all",
-        },
-        plan.compression,
-        plan.batch_size,
-        plan.linger,
-        plan.max_in_flight,
-        if plan.streams.len() == 1 {
-            format!(" payload={}", payload_label(plan.stream()))
-        } else {
-            String::new()
-        },
-    );
-    if plan.streams.len() > 1 {
-        let width = plan
-            .streams
-            .iter()
-            .map(|st| st.name.len())
-            .max()
-            .unwrap_or(0);
-        for (i, st) in plan.streams.iter().enumerate() {
-            let t = o.stream_totals(i);
-            let h = o.stream_latency(i);
-            let _ = writeln!(
-                s,
-                "  stream {:<width$} {}: {} records = {} records/s, {:.1} MB/s{}; payload {}{}",
-                st.name,
-                topic(i),
-                group(t.records_acked),
-                group((t.records_acked as f64 / el) as u64),
-                t.payload_bytes_acked as f64 / 1e6 / el,
-                if h.is_empty() {
-                    String::new()
-                } else {
-                    format!(", p99 {}", latency(pct(&h, 0.99)))
-                },
-                payload_label(st),
-                key_label(&st.keys),
-            );
-        }
+        format!(
+            "{}m{}s",
+            ms / 60_000,
+            trim_float((ms % 60_000) as f64 / 1e3, 3)
+        )
     }
-    let _ = writeln!(
-        s,
-        "  records acked   {:>14}  in {:.2} s  = {} records/s",
-        group(t.records_acked),
-        el,
-        group((t.records_acked as f64 / el) as u64)
-    );
-    let _ = writeln!(
-        s,
-        "  payload         {:>14.1} MB       = {:.1} MB/s (key+value bytes; MB = 10^6 bytes)",
-        t.payload_bytes_acked as f64 / 1e6,
-        t.payload_bytes_acked as f64 / 1e6 / el
-    );
-    let ratio = if t.batch_bytes_sent > 0 {
-        t.record_bytes_acked as f64 / t.batch_bytes_sent as f64
-    } else {
-        0.0
-    };
-    let _ = writeln!(
-        s,
-        "  on the wire     {:>14.1} MB sent  ({}{}, compression ratio {:.2} = record bytes / batch bytes)",
-        t.batch_bytes_sent as f64 / 1e6,
-        plan.compression,
-        plan.compression
-            .level()
-            .map_or(String::new(), |l| format!(" level {l}")),
-        ratio
-    );
-    let _ = writeln!(
-        s,
-        "  requests        {:>14}  ({:.0} records/request, {} batches)",
-        group(t.requests_acked),
-        t.records_acked as f64 / (t.requests_acked.max(1) as f64),
-        group(t.batches_acked)
-    );
-    if !o.warmup.is_zero() {
-        let _ = writeln!(
-            s,
-            "  warm-up         {:?} before these figures, left out of them",
-            o.warmup
-        );
-    }
-    let h = &o.latency;
-    if h.is_empty() {
-        let _ = writeln!(
-            s,
-            "  latency         n/a{}",
-            if plan.acks == datastorm_shards::plan::Acks::None {
-                " (acks=0: brokers send no acknowledgements)"
-            } else {
-                " (nothing acknowledged)"
-            }
-        );
-    } else {
-        let _ = writeln!(
-            s,
-            "  latency         p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
-            latency(pct(h, 0.5)),
-            latency(pct(h, 0.9)),
-            latency(pct(h, 0.99)),
-            latency(pct(h, 0.999)),
-            latency(pct(h, 0.9999)),
-            latency(if h.is_empty() { 0 } else { h.max() }),
-        );
-    }
-    let d = &o.send_delay;
-    if !d.is_empty() {
-        let _ = writeln!(
-            s,
-            "  send delay      p50 {}  p99 {}  p99.9 {}  max {}  (intended send time to generation)",
-            latency(pct(d, 0.5)),
-            latency(pct(d, 0.99)),
-            latency(pct(d, 0.999)),
-            latency(d.max()),
-        );
-    }
-    if let Some(r) = &o.rate_search {
-        let steps: Vec<String> = r
-            .steps
-            .iter()
-            .map(|st| {
-                format!(
-                    "{}{}",
-                    group(st.target_per_s as u64),
-                    if st.sustained { "" } else { "x" }
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            s,
-            "  rate max        {}{}  (tried: {}; x = not sustained)",
-            match r.found_per_s {
-                Some(f) => format!("{} records/s sustained", group(f as u64)),
-                None => "no rate tried was sustained".into(),
-            },
-            if r.converged {
-                ""
-            } else {
-                ", search not converged"
-            },
-            steps.join(", ")
-        );
-    }
-    let errors = &o.errors;
-    let err_text = if errors.is_empty() {
-        "none".to_string()
-    } else {
-        errors
-            .iter()
-            .map(|(k, v)| format!("{k} x{v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let _ = writeln!(s, "  errors          {err_text}");
-    if t.retries > 0 {
-        let _ = writeln!(s, "  retried         {:>14} batches", group(t.retries));
-    }
-    if t.records_failed > 0 {
-        let _ = writeln!(s, "  records failed  {:>14}", group(t.records_failed));
-    }
-    let lost: u64 = o.executor_sleeps.iter().map(|x| x.lost_wakeups).sum();
-    if lost > 0 {
-        let _ = writeln!(s, "{}", lost_wakeups_line(lost));
-    }
-    if o.interrupted {
-        let _ = writeln!(s, "  stopped early by a signal");
-    }
-    s
 }
 
-/// The summary's line for executor wake-ups that only the bounded sleep
-/// caught (docs/architecture.md, "How an executor sleeps and wakes").
-pub fn lost_wakeups_line(lost: u64) -> String {
+/// `x` with at most `decimals` decimals and no trailing zeros.
+pub fn trim_float(x: f64, decimals: usize) -> String {
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
+    }
+}
+
+/// A rate with a k/M suffix: 950, 12.5k, 1.25M.
+pub fn short_rate(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{}M", trim_float(x / 1e6, 2))
+    } else if x >= 1e4 {
+        format!("{}k", trim_float(x / 1e3, 1))
+    } else {
+        group(x.round() as u64)
+    }
+}
+
+/// A UTC timestamp, `2025-03-01 12:34:56 UTC`, from Unix milliseconds.
+pub fn utc(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days to civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
     format!(
-        "  lost wake-ups   {:>14} (recovered within 10 ms each by the bounded sleep)",
-        group(lost)
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
     )
-}
-
-fn payload_label(st: &StreamPlan) -> String {
-    match &st.payload {
-        PayloadSpec::Fixed { record_size, .. } => format!("{record_size} bytes"),
-        PayloadSpec::Schema(s) => format!(
-            "{} ({}{})",
-            s.path,
-            s.encoding,
-            s.pool
-                .map(|n| format!(", pool of {n}"))
-                .unwrap_or_else(|| ", live".into())
-        ),
-    }
-}
-
-fn key_label(k: &KeySpec) -> String {
-    match k {
-        KeySpec::None => String::new(),
-        KeySpec::Seq => ", key seq".into(),
-        KeySpec::Random => ", key random".into(),
-        KeySpec::Uniform { n } => format!(", key uniform:{n}"),
-        KeySpec::Zipf { exponent, n } => format!(", key zipf:{exponent}:{n}"),
-        KeySpec::Field { name } => format!(", key field:{name}"),
-    }
 }
 
 /// What the sink received.
@@ -370,5 +193,13 @@ mod tests {
         assert_eq!(latency(850), "850us");
         assert_eq!(latency(12_345), "12.3ms");
         assert_eq!(latency(1_200_000), "1.20s");
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_709_294_096_000), "2024-03-01 11:54:56 UTC");
+        assert_eq!(short_duration(Duration::from_millis(5)), "5ms");
+        assert_eq!(short_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(short_duration(Duration::from_secs(150)), "2m30s");
+        assert_eq!(short_rate(1_250_000.0), "1.25M");
+        assert_eq!(short_rate(12_500.0), "12.5k");
+        assert_eq!(short_rate(950.0), "950");
     }
 }

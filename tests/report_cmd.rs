@@ -132,6 +132,42 @@ fn show_prints_the_summary_from_the_json() {
     }
 }
 
+/// The summary's figures: its lines from `settings` to `errors`, without
+/// the host line only `report show` prints.
+fn summary_figures(text: &str) -> Vec<&str> {
+    let mut lines: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("  settings"))
+        .filter(|l| !l.starts_with("  host"))
+        .collect();
+    let end = lines
+        .iter()
+        .position(|l| l.starts_with("  errors"))
+        .map_or(0, |i| i + 1);
+    lines.truncate(end);
+    lines
+}
+
+#[test]
+fn show_prints_the_figures_the_run_ended_with() {
+    let dir = scratch("report-cmd-same-summary");
+    let path = dir.join("run.json");
+    let live = ok(&[
+        "produce",
+        "--count",
+        "20000",
+        "--cores",
+        "1",
+        "--quiet",
+        "--report",
+        s(&path),
+    ]);
+    let shown = ok(&["report", "show", s(&path)]);
+    let figures = summary_figures(&live);
+    assert!(figures.len() >= 6, "{live}");
+    assert_eq!(figures, summary_figures(&shown), "{live}\n{shown}");
+}
+
 #[test]
 fn show_refuses_an_unknown_schema_and_reads_version_1() {
     let dir = scratch("report-cmd-schemas");

@@ -331,7 +331,16 @@ fn finish(
     sink: Option<&datastorm_engine::sink::SinkStats>,
     started_at: std::time::SystemTime,
 ) -> u8 {
-    outln!("{}", render::summary(plan, outcome));
+    // The summary is the report's: the live run and `report show` print
+    // one renderer's text.
+    let mut report = match report::build(plan, outcome, sink, started_at) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("datastorm produce: {e}");
+            return exit::RUN_FAILED;
+        }
+    };
+    outln!("{}", report::summary::live(&report));
     if let Some(s) = sink {
         outln!(
             "{}",
@@ -349,20 +358,24 @@ fn finish(
         );
         code = exit::RUN_FAILED;
     }
-    let verified = if args.verify && !plan.bootstrap.is_empty() && sink.is_none() {
-        let v = verify_streams(plan, outcome);
-        if v.iter()
+    if args.verify && !plan.bootstrap.is_empty() && sink.is_none() {
+        let verified = verify_streams(plan, outcome);
+        if verified
+            .iter()
             .any(|(_, r)| r.as_ref().map_or(true, |r| !r.exact()))
         {
             code = code.max(exit::RUN_FAILED);
         }
-        v
-    } else {
-        if args.verify {
-            outln!("verify: skipped (the embedded sink keeps no records)");
+        match report::verified(&verified) {
+            Ok(v) => report.verify = v,
+            Err(e) => {
+                eprintln!("datastorm produce: {e}");
+                code = code.max(exit::RUN_FAILED);
+            }
         }
-        Vec::new()
-    };
+    } else if args.verify {
+        outln!("verify: skipped (the embedded sink keeps no records)");
+    }
     if let Some(path) = &args.timeline {
         match crate::timeline::write_csv(path, &outcome.timeline) {
             Ok(()) => outln!("timeline written to {}", path.display()),
@@ -376,23 +389,10 @@ fn finish(
         }
     }
     if let Some(path) = &args.report {
-        let mut doc = report::build(plan, outcome, sink, started_at);
-        if !verified.is_empty() {
-            doc["verify"] = serde_json::json!(verified
-                .iter()
-                .map(|(topic, r)| match r {
-                    Ok(r) => serde_json::json!(r),
-                    Err(e) => serde_json::json!({"topic": topic, "error": e}),
-                })
-                .collect::<Vec<_>>());
-        }
-        match report::write(path, &doc) {
+        match report::write(path, &report) {
             Ok(()) => outln!("report written to {}", path.display()),
             Err(e) => {
-                eprintln!(
-                    "datastorm produce: could not write the report to {}: {e}",
-                    path.display()
-                );
+                eprintln!("datastorm produce: {e}");
                 code = code.max(exit::RUN_FAILED);
             }
         }
@@ -402,13 +402,7 @@ fn finish(
 
 /// `--verify`: reads each stream's topic back and checks that every
 /// acknowledged record is there once (sequence headers).
-fn verify_streams(
-    plan: &RunPlan,
-    outcome: &RunOutcome,
-) -> Vec<(
-    String,
-    Result<datastorm_shards::verify::VerifyReport, String>,
-)> {
+fn verify_streams(plan: &RunPlan, outcome: &RunOutcome) -> report::Verification {
     use datastorm_engine::runtime::run_unpinned;
     use datastorm_shards::verify::{verify, VerifyPlan};
     let mut jobs = Vec::new();

@@ -94,29 +94,15 @@ fn acked_from_report(
     topic: &str,
     out: &mut BTreeMap<Producer, Vec<(u64, u64)>>,
 ) -> Result<(), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the report {}: {e}", path.display()))?;
-    let doc: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
-    let streams = doc["config"]["streams"].as_array().ok_or_else(|| {
-        format!(
-            "{} has no config.streams: not a datastorm.run/2 report",
-            path.display()
-        )
-    })?;
-    let Some(stream) = streams.iter().position(|s| s["topic"] == topic) else {
+    let doc = crate::report::read(path).map_err(|e| e.to_string())?;
+    let Some(stream) = doc.config.streams.iter().position(|s| s.topic == topic) else {
         return Err(format!(
             "{} produced no stream to topic {topic:?}",
             path.display()
         ));
     };
-    for s in doc["shards"].as_array().into_iter().flatten() {
-        if s["stream"].as_u64() != Some(stream as u64) {
-            continue;
-        }
-        let instance = s["instance"].as_u64().unwrap_or(0) as u32;
-        let shard = s["index"].as_u64().unwrap_or(0) as u32;
-        let Some(acked) = s["acked_sequences"].as_object() else {
+    for s in doc.shards.iter().filter(|s| s.stream == stream) {
+        let Some(acked) = &s.acked_sequences else {
             return Err(format!(
                 "{} has no acked_sequences: produce it again with this datastorm",
                 path.display()
@@ -124,12 +110,9 @@ fn acked_from_report(
         };
         for (p, ranges) in acked {
             let partition: i32 = p.parse().map_err(|_| format!("bad partition {p:?}"))?;
-            let list = out.entry((instance, shard, partition)).or_default();
-            for r in ranges.as_array().into_iter().flatten() {
-                if let (Some(a), Some(b)) = (r[0].as_u64(), r[1].as_u64()) {
-                    list.push((a, b));
-                }
-            }
+            out.entry((s.instance, s.index as u32, partition))
+                .or_default()
+                .extend(ranges.iter().copied());
         }
     }
     Ok(())

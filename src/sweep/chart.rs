@@ -3,7 +3,7 @@
 
 use super::results::{best, Summary};
 use crate::cli::report::plot::{register_font, FONT};
-use crate::cli::report::short_rate;
+use crate::render::short_rate;
 use plotters::coord::ranged1d::SegmentedCoord;
 use plotters::coord::types::RangedCoordu32;
 use plotters::coord::Shift;

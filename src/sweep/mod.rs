@@ -292,7 +292,7 @@ fn run_point(
             ))
         }
     };
-    if doc["results"]["interrupted"].as_bool() == Some(true) {
+    if doc.results.interrupted {
         // Stopped from outside (a signal to the child alone): not a result.
         let _ = std::fs::remove_file(&partial);
         return PointOutcome::Failed(

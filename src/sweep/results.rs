@@ -2,7 +2,7 @@
 //! (the median over repeats), the table, the CSV and the best points.
 
 use super::matrix::Point;
-use serde_json::Value;
+use crate::report::RunReport;
 use std::fmt::Write as _;
 
 /// One run of one point, from its `produce --report`.
@@ -21,21 +21,24 @@ pub struct Run {
 }
 
 impl Run {
-    /// The figures of a `datastorm.run/2` report.
-    pub fn from_report(doc: &Value) -> Run {
-        let r = &doc["results"];
-        let lat = |q: &str| r["latency"][q].as_u64().unwrap_or(0);
+    /// The figures of a run report.
+    pub fn from_report(doc: &RunReport) -> Run {
+        let r = &doc.results;
+        let lat = &r.latency.percentiles;
         Run {
-            records_per_s: r["records_per_s"].as_f64().unwrap_or(0.0),
-            mb_per_s: r["payload_mb_per_s"].as_f64().unwrap_or(0.0),
-            p50_us: lat("p50"),
-            p99_us: lat("p99"),
-            p999_us: lat("p99_9"),
-            max_us: lat("max"),
-            errors: r["errors"].as_u64().unwrap_or(0),
-            records_failed: r["records_failed"].as_u64().unwrap_or(0),
-            cpu_s_per_million: r["process_cpu"]["cpu_s_per_million_records"].as_f64(),
-            failure: r["failure"].as_str().map(str::to_owned),
+            records_per_s: r.totals.records_per_s,
+            mb_per_s: r.totals.payload_mb_per_s,
+            p50_us: lat.p50,
+            p99_us: lat.p99,
+            p999_us: lat.p99_9,
+            max_us: lat.max,
+            errors: r.totals.errors,
+            records_failed: r.totals.records_failed,
+            cpu_s_per_million: r
+                .process_cpu
+                .as_ref()
+                .and_then(|c| c.cpu_s_per_million_records),
+            failure: r.failure.clone(),
         }
     }
 }

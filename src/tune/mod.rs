@@ -5,9 +5,8 @@
 pub mod probe;
 pub mod profile;
 
+use crate::report::{ProfileVerdict, Tuning};
 use profile::{Profile, Setting};
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
 
 /// How a live value compares with a profile's recommendation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,23 +63,25 @@ pub fn check(profile: &Profile) -> Vec<Check> {
 /// The host's tuning as a report embeds it: the live value of every
 /// setting any built-in profile names, and per profile the settings that
 /// differ from it. Two reports' snapshots can be compared key by key.
-pub fn snapshot() -> Value {
-    let profiles = Profile::builtin();
-    let mut settings: BTreeMap<String, Option<String>> = BTreeMap::new();
-    let mut verdicts = serde_json::Map::new();
-    for p in &profiles {
-        let checks = check(p);
+pub fn snapshot() -> Tuning {
+    let mut tuning = Tuning::default();
+    for p in Profile::builtin() {
+        let checks = check(&p);
         for c in &checks {
-            settings.insert(c.setting.name.clone(), c.current.clone());
+            tuning
+                .settings
+                .insert(c.setting.name.clone(), c.current.clone());
         }
-        let differs: Vec<&str> = checks
+        let differs = checks
             .iter()
             .filter(|c| c.status == Status::Differs)
-            .map(|c| c.setting.name.as_str())
+            .map(|c| c.setting.name.clone())
             .collect();
-        verdicts.insert(p.name.clone(), json!({ "differs": differs }));
+        tuning
+            .profiles
+            .insert(p.name.clone(), ProfileVerdict { differs });
     }
-    json!({ "settings": settings, "profiles": verdicts })
+    tuning
 }
 
 #[cfg(test)]
@@ -90,13 +91,12 @@ mod tests {
     #[test]
     fn snapshot_holds_every_profile_setting() {
         let snap = snapshot();
-        let settings = snap["settings"].as_object().expect("settings");
         for p in Profile::builtin() {
             for s in &p.settings {
-                assert!(settings.contains_key(&s.name), "{}", s.name);
+                assert!(snap.settings.contains_key(&s.name), "{}", s.name);
             }
-            assert!(snap["profiles"][&p.name]["differs"].is_array());
+            assert!(snap.profiles.contains_key(&p.name));
         }
-        assert!(settings["net.core.somaxconn"].is_string());
+        assert!(snap.settings["net.core.somaxconn"].is_some());
     }
 }

@@ -91,6 +91,12 @@ pub fn smt() -> Option<String> {
 
 /// The soft RLIMIT_MEMLOCK in bytes; `Some(None)` is unlimited.
 pub fn memlock_soft() -> Option<Option<u64>> {
+    memlock().map(|(soft, _)| soft)
+}
+
+/// The soft and hard RLIMIT_MEMLOCK in bytes (`None`: unlimited); io_uring
+/// needs some.
+pub fn memlock() -> Option<(Option<u64>, Option<u64>)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -99,8 +105,17 @@ pub fn memlock_soft() -> Option<Option<u64>> {
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
         return None;
     }
-    let cur: u64 = lim.rlim_cur;
-    Some((cur != libc::RLIM_INFINITY).then_some(cur))
+    let bytes = |x: libc::rlim_t| (x != libc::RLIM_INFINITY).then_some(x);
+    Some((bytes(lim.rlim_cur), bytes(lim.rlim_max)))
+}
+
+/// The CPU's model name, from /proc/cpuinfo.
+pub fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
 }
 
 /// Whether this process can create an io_uring: "available", or why not.

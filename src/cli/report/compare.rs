@@ -4,10 +4,10 @@
 //! followed by its ratio to the first column's. Settings and host details
 //! are listed only where the reports differ.
 
-use super::{acks_label, payload_label, rate_label, short_duration, Report};
-use crate::render::{group, latency};
+use super::Report;
+use crate::render::{group, latency, short_duration};
+use crate::report::{Percentiles, RunReport};
 use clap::Args;
-use serde_json::Value;
 use std::fmt::Write;
 use std::path::PathBuf;
 
@@ -18,7 +18,7 @@ pub struct CompareArgs {
     pub reports: Vec<PathBuf>,
 }
 
-pub fn main(args: CompareArgs) -> Result<(), String> {
+pub fn main(args: CompareArgs) -> anyhow::Result<()> {
     let reports = args
         .reports
         .iter()
@@ -39,7 +39,7 @@ fn figure_row(
     label: &str,
     reports: &[Report],
     value: impl Fn(&Report) -> Option<f64>,
-    show: impl Fn(f64) -> String,
+    show: fn(f64) -> String,
 ) -> Row {
     Row {
         label: label.to_owned(),
@@ -69,235 +69,244 @@ fn count(v: f64) -> String {
 
 /// The settings a tuning experiment varies, as (name, value) per report.
 fn settings(r: &Report) -> Vec<(String, String)> {
-    let c = &r.doc["config"];
+    let c = &r.doc.config;
     let mut out = vec![
-        ("acks".to_owned(), acks_label(&c["acks"])),
-        (
-            "compression".to_owned(),
-            c["compression"].as_str().unwrap_or("?").to_owned(),
-        ),
-        ("batch-size".to_owned(), c["batch_size"].to_string()),
-        (
-            "linger".to_owned(),
-            super::duration(&c["linger"]).map_or("?".into(), short_duration),
-        ),
-        ("max-in-flight".to_owned(), c["max_in_flight"].to_string()),
-        (
-            "cores".to_owned(),
-            c["cpus"].as_array().map_or(0, Vec::len).to_string(),
-        ),
-        ("rate".to_owned(), rate_label(&c["rate"])),
-        (
-            "warmup".to_owned(),
-            super::duration(&c["warmup"]).map_or("?".into(), short_duration),
-        ),
-        ("instances".to_owned(), c["instances"].to_string()),
+        ("acks".to_owned(), c.acks_label().to_owned()),
+        ("compression".to_owned(), c.compression.clone()),
+        ("batch-size".to_owned(), c.batch_size.to_string()),
+        ("linger".to_owned(), short_duration(c.linger)),
+        ("max-in-flight".to_owned(), c.max_in_flight.to_string()),
+        ("cores".to_owned(), c.cpus.len().to_string()),
+        ("rate".to_owned(), c.rate.label()),
+        ("warmup".to_owned(), short_duration(c.warmup)),
+        ("instances".to_owned(), c.instances.to_string()),
     ];
-    if let Some(streams) = c["streams"].as_array() {
-        for st in streams {
-            let prefix = if streams.len() == 1 {
-                String::new()
-            } else {
-                format!("{} ", st["name"].as_str().unwrap_or("?"))
-            };
-            out.push((
-                format!("{prefix}topic"),
-                st["topic"].as_str().unwrap_or("?").to_owned(),
-            ));
-            out.push((format!("{prefix}payload"), payload_label(&st["payload"])));
-            out.push((
-                format!("{prefix}keys"),
-                st["keys"]["kind"].as_str().unwrap_or("?").to_owned(),
-            ));
-        }
+    for st in &c.streams {
+        let prefix = if c.streams.len() == 1 {
+            String::new()
+        } else {
+            format!("{} ", st.name)
+        };
+        out.push((format!("{prefix}topic"), st.topic.clone()));
+        out.push((format!("{prefix}payload"), st.payload.label()));
+        out.push((format!("{prefix}keys"), st.keys.kind().to_owned()));
     }
-    if let Some(topics) = r.doc["cluster"]["topics"].as_array() {
-        for t in topics {
-            out.push((
-                format!("partitions ({})", t["topic"].as_str().unwrap_or("?")),
-                t["partitions"].as_array().map_or(0, Vec::len).to_string(),
-            ));
-        }
+    for t in &r.doc.cluster.topics {
+        out.push((
+            format!("partitions ({})", t.topic),
+            t.partitions.len().to_string(),
+        ));
     }
-    let env = &r.doc["environment"];
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
-    };
-    out.push(("host".to_owned(), text(&env["hostname"])));
-    out.push(("kernel".to_owned(), text(&env["kernel"])));
-    out.push(("cpu model".to_owned(), text(&env["cpu_model"])));
+    host_settings(r, &mut out);
+    knob_settings(r, &mut out);
+    out
+}
+
+/// A probed value; "-" where the host had none.
+fn text(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| "-".into())
+}
+
+/// The host's details and sysctls.
+fn host_settings(r: &Report, out: &mut Vec<(String, String)>) {
+    let env = &r.doc.environment;
+    out.push(("host".to_owned(), text(&env.hostname)));
+    out.push(("kernel".to_owned(), text(&env.kernel)));
+    out.push(("cpu model".to_owned(), text(&env.cpu_model)));
     out.push((
         "transparent hugepages".to_owned(),
-        text(&env["transparent_hugepage"]["enabled"]),
+        text(&env.transparent_hugepage.enabled),
     ));
     out.push((
         "memlock limit".to_owned(),
-        text(&env["memlock_limit"]["soft_bytes"]),
+        env.memlock_limit
+            .map_or("-".into(), |m| m.soft_bytes.text()),
     ));
-    if let Some(m) = env["sysctl"].as_object() {
-        for (k, v) in m {
-            out.push((k.clone(), text(v)));
-        }
+    for (k, v) in &env.sysctl {
+        out.push((k.clone(), text(v)));
     }
-    // Engine knobs and the tuning snapshot: absent from reports written
-    // before the tuning lab, which then show "-".
-    let dur = |v: &Value| super::duration(v).map_or("-".into(), short_duration);
-    let ex = &c["executor"];
-    if ex.is_object() {
-        out.push(("ring-depth".to_owned(), text(&ex["ring_depth"])));
-        out.push(("spin-before-park".to_owned(), dur(&ex["spin_before_park"])));
-        out.push(("preempt-timer".to_owned(), dur(&ex["preempt_timer"])));
+}
+
+/// Engine knobs and the tuning snapshot: absent from reports written
+/// before the tuning lab, which then show "-".
+fn knob_settings(r: &Report, out: &mut Vec<(String, String)>) {
+    let c = &r.doc.config;
+    if let Some(ex) = &c.executor {
+        out.push(("ring-depth".to_owned(), ex.ring_depth.to_string()));
+        out.push((
+            "spin-before-park".to_owned(),
+            short_duration(ex.spin_before_park),
+        ));
+        out.push(("preempt-timer".to_owned(), short_duration(ex.preempt_timer)));
     }
-    let sock = &c["socket"];
-    if sock.is_object() {
-        let auto = |v: &Value| if v.is_null() { "auto".into() } else { text(v) };
-        out.push(("nodelay".to_owned(), text(&sock["nodelay"])));
-        out.push(("socket-send-buffer".to_owned(), auto(&sock["send_buffer"])));
+    if let Some(sock) = &c.socket {
+        let auto = |v: Option<usize>| v.map_or("auto".into(), |b| b.to_string());
+        out.push(("nodelay".to_owned(), sock.nodelay.to_string()));
+        out.push(("socket-send-buffer".to_owned(), auto(sock.send_buffer)));
         out.push((
             "socket-receive-buffer".to_owned(),
-            auto(&sock["receive_buffer"]),
+            auto(sock.receive_buffer),
         ));
-        let busy = &sock["busy_poll_us"];
         out.push((
             "busy-poll us".to_owned(),
-            if busy.is_null() {
-                "off".into()
-            } else {
-                text(busy)
-            },
+            sock.busy_poll_us.map_or("off".into(), |us| us.to_string()),
         ));
     }
-    if let Some(m) = r.doc["tuning"]["settings"].as_object() {
-        for (k, v) in m {
+    if let Some(t) = &r.doc.tuning {
+        for (k, v) in &t.settings {
             if !out.iter().any(|(name, _)| name == k) {
                 out.push((k.clone(), text(v)));
             }
         }
     }
-    out
 }
 
-pub fn table(reports: &[Report]) -> String {
-    let mut rows = vec![
-        figure_row(
-            "records acked",
-            reports,
-            |r| r.f64("/results/records_acked"),
-            count,
-        ),
-        figure_row(
-            "elapsed s",
-            reports,
-            |r| r.f64("/results/elapsed_s"),
-            |v| format!("{v:.2}"),
-        ),
-        figure_row(
-            "records/s",
-            reports,
-            |r| r.f64("/results/records_per_s"),
-            count,
-        ),
-        figure_row(
-            "MB/s",
-            reports,
-            |r| r.f64("/results/payload_mb_per_s"),
-            |v| format!("{v:.1}"),
-        ),
-        figure_row(
-            "latency p50",
-            reports,
-            |r| r.f64("/results/latency/p50"),
-            us,
-        ),
-        figure_row(
-            "latency p99",
-            reports,
-            |r| r.f64("/results/latency/p99"),
-            us,
-        ),
-        figure_row(
-            "latency p99.9",
-            reports,
-            |r| r.f64("/results/latency/p99_9"),
-            us,
-        ),
-        figure_row(
-            "latency max",
-            reports,
-            |r| r.f64("/results/latency/max"),
-            us,
-        ),
-    ];
-    let any = |p: &str| reports.iter().any(|r| r.f64(p).is_some_and(|v| v > 0.0));
-    if any("/results/send_delay/count") {
-        rows.push(figure_row(
-            "send delay p99",
-            reports,
-            |r| r.f64("/results/send_delay/p99"),
-            us,
-        ));
-    }
-    rows.push(figure_row(
-        "errors",
-        reports,
-        |r| r.f64("/results/errors"),
-        count,
-    ));
-    rows.push(figure_row(
-        "retries",
-        reports,
-        |r| r.f64("/results/retries"),
-        count,
-    ));
-    if any("/results/records_failed") {
-        rows.push(figure_row(
-            "records failed",
-            reports,
-            |r| r.f64("/results/records_failed"),
-            count,
-        ));
-    }
-    if any("/results/throttle_ms") {
-        rows.push(figure_row(
-            "throttle ms",
-            reports,
-            |r| r.f64("/results/throttle_ms"),
-            count,
-        ));
-    }
-    if any("/results/process_cpu/cores_busy") {
-        rows.push(figure_row(
-            "client CPU cores",
-            reports,
-            |r| r.f64("/results/process_cpu/cores_busy"),
-            |v| format!("{v:.2}"),
-        ));
-        rows.push(figure_row(
-            "records/CPU-s",
-            reports,
-            |r| {
-                let cpu = r.f64("/results/process_cpu/user_s")?
-                    + r.f64("/results/process_cpu/system_s")?;
-                Some(r.f64("/results/records_acked")? / cpu.max(1e-9))
-            },
-            count,
-        ));
-    }
-    if reports
-        .iter()
-        .any(|r| r.get("/results/rate_search").is_some())
-    {
-        rows.push(figure_row(
-            "rate max found",
-            reports,
-            |r| r.f64("/results/rate_search/found_per_s"),
-            count,
-        ));
-    }
+/// A figure the table can show: its label, its value in a report, how it
+/// is written, and when its row is shown (`None`: always).
+struct Figure {
+    label: &'static str,
+    value: fn(&RunReport) -> Option<f64>,
+    show: fn(f64) -> String,
+    when: Option<fn(&RunReport) -> bool>,
+}
 
-    // Settings: rows where the reports differ; the rest on one line.
+fn two_decimals(v: f64) -> String {
+    format!("{v:.2}")
+}
+
+fn one_decimal(v: f64) -> String {
+    format!("{v:.1}")
+}
+
+/// The table's figures, in order.
+const FIGURES: &[Figure] = &[
+    Figure {
+        label: "records acked",
+        value: |r| Some(r.results.totals.records_acked as f64),
+        show: count,
+        when: None,
+    },
+    Figure {
+        label: "elapsed s",
+        value: |r| Some(r.results.elapsed_s),
+        show: two_decimals,
+        when: None,
+    },
+    Figure {
+        label: "records/s",
+        value: |r| Some(r.results.totals.records_per_s),
+        show: count,
+        when: None,
+    },
+    Figure {
+        label: "MB/s",
+        value: |r| Some(r.results.totals.payload_mb_per_s),
+        show: one_decimal,
+        when: None,
+    },
+    Figure {
+        label: "latency p50",
+        value: |r| Some(r.results.latency.percentiles.p50 as f64),
+        show: us,
+        when: None,
+    },
+    Figure {
+        label: "latency p99",
+        value: |r| Some(r.results.latency.percentiles.p99 as f64),
+        show: us,
+        when: None,
+    },
+    Figure {
+        label: "latency p99.9",
+        value: |r| Some(r.results.latency.percentiles.p99_9 as f64),
+        show: us,
+        when: None,
+    },
+    Figure {
+        label: "latency max",
+        value: |r| Some(r.results.latency.percentiles.max as f64),
+        show: us,
+        when: None,
+    },
+    Figure {
+        label: "send delay p99",
+        value: |r| Some(send_delay(r)?.p99 as f64),
+        show: us,
+        when: Some(|r| send_delay(r).is_some_and(|d| d.count > 0)),
+    },
+    Figure {
+        label: "errors",
+        value: |r| Some(r.results.totals.errors as f64),
+        show: count,
+        when: None,
+    },
+    Figure {
+        label: "retries",
+        value: |r| Some(r.results.totals.retries as f64),
+        show: count,
+        when: None,
+    },
+    Figure {
+        label: "records failed",
+        value: |r| Some(r.results.totals.records_failed as f64),
+        show: count,
+        when: Some(|r| r.results.totals.records_failed > 0),
+    },
+    Figure {
+        label: "throttle ms",
+        value: |r| Some(r.results.throttle_ms as f64),
+        show: count,
+        when: Some(|r| r.results.throttle_ms > 0),
+    },
+    Figure {
+        label: "client CPU cores",
+        value: |r| Some(r.results.process_cpu.as_ref()?.cores_busy),
+        show: two_decimals,
+        when: Some(client_cpu_known),
+    },
+    Figure {
+        label: "records/CPU-s",
+        value: |r| {
+            let c = r.results.process_cpu.as_ref()?;
+            Some(r.results.totals.records_acked as f64 / (c.user_s + c.system_s).max(1e-9))
+        },
+        show: count,
+        when: Some(client_cpu_known),
+    },
+    Figure {
+        label: "rate max found",
+        value: |r| r.results.rate_search.as_ref()?.found_per_s,
+        show: count,
+        when: Some(|r| r.results.rate_search.is_some()),
+    },
+];
+
+fn send_delay(r: &RunReport) -> Option<&Percentiles> {
+    r.results.send_delay.as_ref().map(|d| &d.percentiles)
+}
+
+fn client_cpu_known(r: &RunReport) -> bool {
+    r.results
+        .process_cpu
+        .as_ref()
+        .is_some_and(|c| c.cores_busy > 0.0)
+}
+
+/// The rows of the figures that any report has.
+fn figures(reports: &[Report]) -> Vec<Row> {
+    FIGURES
+        .iter()
+        .filter(|f| {
+            f.when
+                .is_none_or(|when| reports.iter().any(|r| when(&r.doc)))
+        })
+        .map(|f| figure_row(f.label, reports, |r| (f.value)(&r.doc), f.show))
+        .collect()
+}
+
+/// The settings as rows where the reports differ, and as (name, value)
+/// where they agree.
+fn split_settings(reports: &[Report]) -> (Vec<Row>, Vec<(String, String)>) {
     let all: Vec<Vec<(String, String)>> = reports.iter().map(settings).collect();
     let mut names: Vec<String> = Vec::new();
     for s in &all {
@@ -324,7 +333,60 @@ pub fn table(reports: &[Report]) -> String {
             differ.push(text_row(name, values));
         }
     }
+    (differ, same)
+}
 
+/// A row's cells as text; the second and later figures with their ratio to the first.
+fn cell_texts(row: &Row) -> Vec<String> {
+    let first = row.cells[0].as_ref().map(|c| c.1);
+    row.cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match c {
+            None => "-".to_owned(),
+            Some((text, v)) if i > 0 && row.ratio => match first {
+                Some(f) if f > 0.0 => format!("{text} {:>6}", format!("{:.2}x", v / f)),
+                _ => format!("{text} {:>6}", "-"),
+            },
+            Some((text, _)) => text.clone(),
+        })
+        .collect()
+}
+
+/// Rows as an aligned table under the column headers.
+fn render(rows: &[Row], headers: &[String], out: &mut String) {
+    let cells: Vec<Vec<String>> = rows.iter().map(cell_texts).collect();
+    let label_w = rows
+        .iter()
+        .map(|r| r.label.len())
+        .max()
+        .unwrap_or(0)
+        .max(16);
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|c| c[i].chars().count())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let _ = write!(out, "  {:<label_w$}", "");
+    for (h, w) in headers.iter().zip(&widths) {
+        let _ = write!(out, "  {h:>w$}");
+    }
+    let _ = writeln!(out);
+    for (row, cells) in rows.iter().zip(&cells) {
+        let _ = write!(out, "  {:<label_w$}", row.label);
+        for (c, w) in cells.iter().zip(&widths) {
+            let _ = write!(out, "  {c:>w$}");
+        }
+        let _ = writeln!(out);
+    }
+}
+
+pub fn table(reports: &[Report]) -> String {
     let headers: Vec<String> = (1..=reports.len()).map(|i| format!("[{i}]")).collect();
     let mut out = String::new();
     let _ = writeln!(
@@ -337,64 +399,19 @@ pub fn table(reports: &[Report]) -> String {
             out,
             "  {h} {}{}",
             r.path.display(),
-            r.u64("/started_at_unix_ms")
-                .map(|ms| format!("  (started {})", super::utc(ms)))
+            r.doc
+                .started_at_unix_ms
+                .map(|ms| format!("  (started {})", crate::render::utc(ms)))
                 .unwrap_or_default()
         );
     }
     let _ = writeln!(out);
-    let render = |rows: &[Row], out: &mut String| {
-        let cells: Vec<Vec<String>> = rows
-            .iter()
-            .map(|row| {
-                let first = row.cells[0].as_ref().map(|c| c.1);
-                row.cells
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| match c {
-                        None => "-".to_owned(),
-                        Some((text, v)) if i > 0 && row.ratio => match first {
-                            Some(f) if f > 0.0 => format!("{text} {:>6}", format!("{:.2}x", v / f)),
-                            _ => format!("{text} {:>6}", "-"),
-                        },
-                        Some((text, _)) => text.clone(),
-                    })
-                    .collect()
-            })
-            .collect();
-        let label_w = rows
-            .iter()
-            .map(|r| r.label.len())
-            .max()
-            .unwrap_or(0)
-            .max(16);
-        let widths: Vec<usize> = (0..reports.len())
-            .map(|i| {
-                cells
-                    .iter()
-                    .map(|c| c[i].chars().count())
-                    .chain([headers[i].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        let _ = write!(out, "  {:<label_w$}", "");
-        for (h, w) in headers.iter().zip(&widths) {
-            let _ = write!(out, "  {h:>w$}");
-        }
-        let _ = writeln!(out);
-        for (row, cells) in rows.iter().zip(&cells) {
-            let _ = write!(out, "  {:<label_w$}", row.label);
-            for (c, w) in cells.iter().zip(&widths) {
-                let _ = write!(out, "  {c:>w$}");
-            }
-            let _ = writeln!(out);
-        }
-    };
-    render(&rows, &mut out);
+    render(&figures(reports), &headers, &mut out);
+    // Settings: rows where the reports differ; the rest on one line.
+    let (differ, same) = split_settings(reports);
     if !differ.is_empty() {
         let _ = writeln!(out, "\n  settings that differ");
-        render(&differ, &mut out);
+        render(&differ, &headers, &mut out);
     }
     let shown: Vec<String> = same
         .iter()

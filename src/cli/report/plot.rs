@@ -10,8 +10,10 @@
 //! the `epaint_default_fonts` crate, through plotters' `ab_glyph`), so a
 //! machine without fonts draws the same picture.
 
-use super::{short_rate, Report};
+use super::Report;
 use crate::render::latency;
+use crate::render::short_rate;
+use crate::report::{Distribution, Phase, TimelinePoint};
 use clap::Args;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -73,7 +75,7 @@ fn err(e: impl std::fmt::Display) -> String {
 }
 
 pub fn main(args: PlotArgs) -> Result<(), String> {
-    let r = Report::load(&args.report)?;
+    let r = Report::load(&args.report).map_err(|e| e.to_string())?;
     let ext = args
         .output
         .extension()
@@ -102,12 +104,15 @@ pub fn main(args: PlotArgs) -> Result<(), String> {
 }
 
 /// A timeline point's field as (elapsed seconds, value) pairs.
-fn series(r: &Report, field: &str, scale: f64) -> Vec<(f64, f64)> {
-    r.doc["timeline"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|p| Some((p["elapsed_s"].as_f64()?, p[field].as_f64()? * scale)))
+fn series(
+    r: &Report,
+    field: impl Fn(&TimelinePoint) -> Option<f64>,
+    scale: f64,
+) -> Vec<(f64, f64)> {
+    r.doc
+        .timeline
+        .iter()
+        .filter_map(|p| Some((p.elapsed_s, field(p)? * scale)))
         .collect()
 }
 
@@ -120,9 +125,9 @@ fn draw<DB: DrawingBackend>(
     let title = format!(
         "{}: {} records/s, {:.1} MB/s, p99 {}",
         r.name(),
-        short_rate(r.f64("/results/records_per_s").unwrap_or(0.0)),
-        r.f64("/results/payload_mb_per_s").unwrap_or(0.0),
-        latency(r.u64("/results/latency/p99").unwrap_or(0)),
+        short_rate(r.doc.results.totals.records_per_s),
+        r.doc.results.totals.payload_mb_per_s,
+        latency(r.doc.results.latency.percentiles.p99),
     );
     let body = root.titled(&l.t(&title), (FONT, 24)).map_err(err)?;
     let panels = body.split_evenly((3, 1));
@@ -160,11 +165,11 @@ fn empty_panel<DB: DrawingBackend>(
 }
 
 fn end_of_warmup(r: &Report) -> Option<f64> {
-    r.doc["timeline"]
-        .as_array()?
+    r.doc
+        .timeline
         .iter()
-        .filter(|p| p["phase"] == "warmup")
-        .filter_map(|p| p["elapsed_s"].as_f64())
+        .filter(|p| p.phase == Phase::Warmup)
+        .map(|p| p.elapsed_s)
         .reduce(f64::max)
 }
 
@@ -174,11 +179,11 @@ fn throughput<DB: DrawingBackend>(
     l: Labels,
 ) -> Result<(), String> {
     let caption = "Throughput: acknowledged records per second";
-    let acked = series(r, "records_per_s", 1.0);
+    let acked = series(r, |p| Some(p.records_per_s), 1.0);
     if acked.is_empty() {
         return empty_panel(area, caption, "no per-second timeline in this report", l);
     }
-    let target = series(r, "target_per_s", 1.0);
+    let target = series(r, |p| p.target_per_s, 1.0);
     let x_max = acked.iter().map(|p| p.0).fold(1.0, f64::max);
     let y_max = acked.iter().chain(&target).map(|p| p.1).fold(1.0, f64::max) * 1.15;
     let mut chart = ChartBuilder::on(area)
@@ -240,14 +245,14 @@ fn latency_over_time<DB: DrawingBackend>(
     l: Labels,
 ) -> Result<(), String> {
     let caption = "Latency per second (intended send time to ack)";
-    let ms = 1e-3;
+    let ms = |f: fn(&TimelinePoint) -> u64| series(r, |p| Some(f(p) as f64), 1e-3);
     let lines = [
-        ("p50", series(r, "p50_us", ms), GREEN.mix(0.9)),
-        ("p99", series(r, "p99_us", ms), BLUE.mix(0.9)),
-        ("max", series(r, "max_us", ms), RED.mix(0.9)),
+        ("p50", ms(|p| p.p50_us), GREEN.mix(0.9)),
+        ("p99", ms(|p| p.p99_us), BLUE.mix(0.9)),
+        ("max", ms(|p| p.max_us), RED.mix(0.9)),
         (
             "send delay max",
-            series(r, "send_delay_max_us", ms),
+            ms(|p| p.send_delay_max_us),
             MAGENTA.mix(0.6),
         ),
     ];
@@ -356,17 +361,19 @@ fn curve(h: &hdrhistogram::Histogram<u64>, max_nines: f64) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// A distribution's stored histogram, when it has one that decodes.
+fn stored(d: &Distribution) -> Option<hdrhistogram::Histogram<u64>> {
+    d.decoded().and_then(Result::ok)
+}
+
 fn percentile_curve<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     r: &Report,
     l: Labels,
 ) -> Result<(), String> {
     let caption = "Latency by percentile (whole run after the warm-up)";
-    let Some(lat) = r
-        .histogram("/results/latency/histogram")
-        .filter(|h| !h.is_empty())
-    else {
-        let why = if r.is_v1() {
+    let Some(lat) = stored(&r.doc.results.latency).filter(|h| !h.is_empty()) else {
+        let why = if r.doc.is_v1() {
             "a datastorm.run/1 report keeps no histogram"
         } else {
             "no latency measured (acks=0, or nothing acknowledged)"
@@ -377,7 +384,11 @@ fn percentile_curve<DB: DrawingBackend>(
     let max_nines = (lat.len() as f64).log10().ceil().clamp(2.0, 7.0);
     let mut lines = vec![("latency", curve(&lat, max_nines), BLUE)];
     if let Some(d) = r
-        .histogram("/results/send_delay/histogram")
+        .doc
+        .results
+        .send_delay
+        .as_ref()
+        .and_then(stored)
         .filter(|h| !h.is_empty())
     {
         lines.push(("send delay", curve(&d, max_nines), MAGENTA));
