@@ -210,6 +210,7 @@ fn executor_sleeps(plan: &RunPlan, o: &RunOutcome) -> ExecutorSleeps {
 fn process_cpu(started_at: SystemTime, includes_sink: bool, records: u64) -> Option<ProcessCpu> {
     // SAFETY: getrusage writes into the zeroed struct we pass it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
     if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
         return None;
     }

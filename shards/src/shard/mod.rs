@@ -2,7 +2,7 @@
 //! batches, pipeline Produce requests to the partition leaders, and account
 //! for the acks.
 //!
-//! Each of a shard's streams runs as one [`task::StreamTask`], a state
+//! Each of a shard's streams runs as one `task::StreamTask`, a state
 //! machine that owns its partitions, links and books. The per-record loop
 //! is `StreamTask::chunk` (in `generate`): pick a partition, copy key and
 //! value into its open batch. It neither allocates nor locks; sealing and
