@@ -189,6 +189,7 @@ impl StreamTask {
 
     /// The partition of a record with `key`: its key's, or (unkeyed) the
     /// one records stick to, skipping stopped partitions.
+    #[inline]
     fn target(&self, key: Option<&[u8]>, keyed: bool, at: &mut Cursor) -> Target {
         let n_parts = self.parts.len();
         let pi = match key {
@@ -215,6 +216,7 @@ impl StreamTask {
     }
 
     /// Appends one record to part `pi`'s open batch.
+    #[inline]
     fn append(&mut self, pi: usize, record: Record<'_>, form: &RecordForm<'_>, at: &mut Cursor) {
         let Record { key, value } = record;
         let need = value.len() + key.map_or(0, <[u8]>::len) + 24;
