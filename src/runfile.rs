@@ -24,6 +24,7 @@
 //! run file; `--create-topic`, `--partitions` and `--replication-factor` are
 //! defaults for its streams.
 
+use datastorm_shards::plan::SchemaEncoding;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -56,7 +57,8 @@ pub struct StreamEntry {
     pub topic: String,
     /// Avro schema with generation hints (relative to the run file).
     pub schema: Option<PathBuf>,
-    pub encoding: Option<String>,
+    #[serde(default, deserialize_with = "choice")]
+    pub encoding: Option<SchemaEncoding>,
     pub schema_id: Option<u32>,
     pub pool: Option<usize>,
     /// Fixed-size values of this many bytes (when there is no schema).
@@ -73,6 +75,27 @@ pub struct StreamEntry {
     pub create_topic: Option<bool>,
     pub partitions: Option<i32>,
     pub replication_factor: Option<i16>,
+}
+
+/// A closed choice by one of its names; an unknown name is an error that
+/// lists them.
+fn choice<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: clap::ValueEnum,
+{
+    let name = String::deserialize(d)?;
+    T::from_str(&name, false).map(Some).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|v| v.get_name().to_owned())
+            .collect();
+        serde::de::Error::custom(format!(
+            "invalid value '{name}': possible values: {}",
+            names.join(", ")
+        ))
+    })
 }
 
 /// Flags that describe one stream; a run file describes its streams itself.

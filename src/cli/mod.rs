@@ -1,5 +1,6 @@
 //! Subcommands.
 
+pub mod codec;
 pub mod knobs;
 pub mod produce;
 pub mod report;

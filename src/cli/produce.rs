@@ -4,7 +4,6 @@ use crate::metrics::MetricsServer;
 use crate::runfile::{self, RunFile};
 use crate::{exit, render, report, units};
 use clap::Args;
-use datastorm_engine::batch::Compression;
 use datastorm_engine::cluster::TopicSpec;
 use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec};
 use datastorm_engine::sink::{SinkConfig, SinkHandle};
@@ -12,7 +11,8 @@ use datastorm_shards::pacer::Profile;
 use datastorm_shards::payload::check_keys;
 use datastorm_shards::payload::{avro, registry};
 use datastorm_shards::plan::{
-    Acks, Header, KeySpec, PayloadSpec, RateSpec, RunPlan, SchemaPayload, StopAt, StreamPlan,
+    Acks, Header, KeySpec, OnError, PayloadSpec, RateSpec, RunPlan, SchemaEncoding, SchemaPayload,
+    StopAt, StreamPlan,
 };
 use datastorm_shards::run::{run, RunOutcome};
 use std::ffi::OsString;
@@ -63,12 +63,12 @@ pub struct ProduceArgs {
     #[command(flatten)]
     pub workload: super::workload::WorkloadArgs,
     /// Acknowledgements to wait for: 0, 1 or all.
-    #[arg(long, default_value = "all")]
+    #[arg(long, value_enum, default_value = "all")]
     pub acks: Acks,
     /// Batch compression: none, gzip, snappy, lz4 or zstd (Kafka's codecs,
     /// written as Kafka's Java producer writes them).
-    #[arg(long, default_value = "lz4")]
-    pub compression: Compression,
+    #[arg(long, value_enum, ignore_case = true, default_value = "lz4")]
+    pub compression: super::codec::Codec,
     /// Level for codecs that have levels: gzip 1-9 (default 6), zstd 1-22 or
     /// negative for its fast modes (default 3). lz4 and snappy have none.
     #[arg(long, allow_negative_numbers = true)]
@@ -95,8 +95,8 @@ pub struct ProduceArgs {
     pub schema: Option<PathBuf>,
     /// How schema records are written: avro (binary), confluent (magic byte
     /// and schema id, then Avro binary) or json.
-    #[arg(long, default_value = "avro", value_parser = ["avro", "confluent", "json"], requires = "schema")]
-    pub encoding: String,
+    #[arg(long, value_enum, default_value = "avro", requires = "schema")]
+    pub encoding: SchemaEncoding,
     /// Schema id for --encoding confluent.
     #[arg(long, requires = "schema", conflicts_with = "schema_registry")]
     pub schema_id: Option<u32>,
@@ -150,8 +150,8 @@ pub struct ProduceArgs {
     pub no_idempotent: bool,
     /// What a non-retriable error (or an exhausted batch) stops: its
     /// partition (the others go on), or the whole run.
-    #[arg(long, default_value = "partition", value_parser = ["partition", "run"])]
-    pub on_error: String,
+    #[arg(long, value_enum, default_value = "partition")]
+    pub on_error: OnError,
     /// After generation ends, how long to wait for outstanding acks.
     #[arg(long, default_value = "30s", value_parser = units::parse_duration)]
     pub drain_timeout: Duration,
@@ -498,11 +498,15 @@ fn with_run_file(first: &ProduceArgs, path: &Path) -> Result<(ProduceArgs, RunFi
     argv.extend(raw[after..].iter().cloned());
     let parsed = WithRunFile::try_parse_from(argv).map_err(|e| {
         let text = e.to_string();
-        let first_line = text.lines().next().unwrap_or_default();
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+            .collect();
         format!(
             "{} [run]: {}",
             path.display(),
-            first_line.trim_start_matches("error: ")
+            lines.join(" ").trim_start_matches("error: ")
         )
     })?;
     Ok((parsed.args, file))
@@ -528,7 +532,7 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
                     a,
                     path,
                     compiled,
-                    &a.encoding,
+                    a.encoding,
                     a.schema_id,
                     a.pool,
                     &a.topic,
@@ -593,7 +597,7 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
                         a,
                         &file.dir.join(path),
                         c,
-                        e.encoding.as_deref().unwrap_or("avro"),
+                        e.encoding.unwrap_or(SchemaEncoding::Avro),
                         e.schema_id,
                         e.pool,
                         &e.topic,
@@ -642,28 +646,23 @@ fn schema_payload(
     a: &ProduceArgs,
     path: &Path,
     compiled: avro::CompiledSchema,
-    encoding: &str,
+    encoding: SchemaEncoding,
     schema_id: Option<u32>,
     pool: Option<usize>,
     topic: &str,
 ) -> Result<SchemaPayload, String> {
-    if !["avro", "confluent", "json"].contains(&encoding) {
-        return Err(format!(
-            "encoding takes avro, confluent or json, not {encoding:?}"
-        ));
-    }
-    let mut encoding = encoding.to_owned();
+    let mut encoding = encoding;
     let mut schema_id = schema_id;
     if let Some(url) = &a.schema_registry {
-        if encoding != "json" && schema_id.is_none() {
+        if encoding != SchemaEncoding::Json && schema_id.is_none() {
             let subject = registry::value_subject(topic);
             let id = registry::register(url, &subject, compiled.source(), Duration::from_secs(10))
                 .map_err(|e| e.to_string())?;
-            encoding = "confluent".into();
+            encoding = SchemaEncoding::Confluent;
             schema_id = Some(id);
         }
     }
-    if encoding == "confluent" && schema_id.is_none() {
+    if encoding == SchemaEncoding::Confluent && schema_id.is_none() {
         return Err("--encoding confluent needs --schema-id N or --schema-registry URL".into());
     }
     Ok(SchemaPayload {
@@ -761,7 +760,7 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> Result<
     } else {
         a.idempotent || a.acks == Acks::All
     };
-    plan.stop_on_error = a.on_error == "run";
+    plan.on_error = a.on_error;
     plan.seed = a.seed;
     plan.client_id = a.client_id.clone();
     plan.security = a.security.to_config()?;

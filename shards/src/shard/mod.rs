@@ -210,7 +210,7 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
         delivery_timeout: plan.delivery_timeout,
         max_retries: plan.retries,
         retry_backoff: plan.retry_backoff,
-        stop_run_on_error: plan.stop_on_error,
+        stop_run_on_error: plan.on_error == crate::plan::OnError::Run,
         unconfirmed: plan.idempotent.then(|| {
             RefCell::new(vec![
                 state::FirstBatch::Waiting;
