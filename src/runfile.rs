@@ -1,7 +1,7 @@
 //! Run files: one or more streams in one run, written in TOML.
 //!
 //! ```toml
-//! [run]                      # optional: any `produce` flag by its long name
+//! [run]                      # optional: `produce` flags by their long names
 //! duration = "30s"
 //! rate = "200k"
 //!
@@ -19,22 +19,30 @@
 //! headers = { source = "datastorm" }
 //! ```
 //!
-//! Flags on the command line override `[run]`. Flags that describe a single
+//! `[run]` is read into the same settings as the flags, with the flags'
+//! own value parsers; flags on the command line override it. Flags that describe a single
 //! stream (`--topic`, `--schema`, `--key`, ...) cannot be combined with a
 //! run file; `--create-topic`, `--partitions` and `--replication-factor` are
 //! defaults for its streams.
 
+use crate::cli::knobs::KnobArgs;
+use crate::cli::produce::ProduceArgs;
+use crate::cli::security::SecurityArgs;
+use crate::cli::settings::{arg_ids, from_table};
+use crate::cli::workload::WorkloadArgs;
 use datastorm_shards::plan::SchemaEncoding;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 /// A parsed run file.
 #[derive(Debug)]
 pub struct RunFile {
-    /// `[run]` as `--flag value` arguments, sorted by flag name.
-    pub run_args: Vec<OsString>,
+    /// `[run]`, keyed by flag name (`batch_size` and `batch-size` alike
+    /// become `batch_size`).
+    pub run: toml::Table,
+    /// The file as shown in messages.
+    shown: String,
     pub streams: Vec<StreamEntry>,
     /// The file's folder: schema paths are relative to it.
     pub dir: PathBuf,
@@ -175,15 +183,23 @@ pub fn read(path: &Path) -> Result<RunFile, String> {
         }
     }
     Ok(RunFile {
-        run_args: run_args(&doc.run, &shown.to_string())?,
+        run: run_table(doc.run, &shown.to_string())?,
+        shown: shown.to_string(),
         streams: doc.stream,
         dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
     })
 }
 
-/// `[run]` entries as command-line arguments.
-fn run_args(run: &toml::Table, shown: &str) -> Result<Vec<OsString>, String> {
-    let mut out = Vec::new();
+/// `[run]` with keys as flag ids; refuses keys that are not `[run]`'s.
+fn run_table(run: toml::Table, shown: &str) -> Result<toml::Table, String> {
+    let known = [
+        arg_ids::<ProduceArgs>(),
+        arg_ids::<WorkloadArgs>(),
+        arg_ids::<KnobArgs>(),
+        arg_ids::<SecurityArgs>(),
+    ]
+    .concat();
+    let mut out = toml::Table::new();
     for (key, value) in run {
         let flag = key.replace('_', "-");
         if STREAM_FLAGS.contains(&flag.as_str()) {
@@ -194,42 +210,48 @@ fn run_args(run: &toml::Table, shown: &str) -> Result<Vec<OsString>, String> {
         if flag == "run-file" {
             return Err(format!("{shown}: [run] cannot name another run file"));
         }
-        let text = match value {
-            toml::Value::Boolean(true) => {
-                out.push(format!("--{flag}").into());
-                continue;
-            }
-            toml::Value::Boolean(false) => continue,
-            toml::Value::String(s) => s.clone(),
-            toml::Value::Integer(n) => n.to_string(),
-            toml::Value::Float(x) => x.to_string(),
-            toml::Value::Array(items) => {
-                let mut parts = Vec::with_capacity(items.len());
-                for item in items {
-                    match item {
-                        toml::Value::String(s) => parts.push(s.clone()),
-                        toml::Value::Integer(n) => parts.push(n.to_string()),
-                        other => {
-                            return Err(format!(
-                                "{shown}: [run] {key}: list items are strings or numbers, not {}",
-                                other.type_str()
-                            ))
-                        }
-                    }
-                }
-                parts.join(",")
-            }
-            other => {
-                return Err(format!(
-                    "{shown}: [run] {key} is a {}; give a string, number, boolean or list",
-                    other.type_str()
-                ))
-            }
-        };
-        out.push(format!("--{flag}").into());
-        out.push(text.into());
+        let id = key.replace('-', "_");
+        if !known.contains(&id) {
+            return Err(format!(
+                "{shown}: [run] {key} is not a `datastorm produce` flag"
+            ));
+        }
+        out.insert(id, value);
     }
     Ok(out)
+}
+
+impl RunFile {
+    /// The settings of a run: `[run]` read as the flags are, then every
+    /// flag the command line gave (`given`) over it.
+    pub fn settings(
+        &self,
+        cli: ProduceArgs,
+        given: &dyn Fn(&str) -> bool,
+    ) -> Result<ProduceArgs, String> {
+        let mut parts: [toml::Table; 4] = Default::default();
+        let groups = [
+            arg_ids::<WorkloadArgs>(),
+            arg_ids::<KnobArgs>(),
+            arg_ids::<SecurityArgs>(),
+        ];
+        for (key, value) in &self.run {
+            let group = groups
+                .iter()
+                .position(|g| g.contains(key))
+                .map_or(0, |i| i + 1);
+            parts[group].insert(key.clone(), value.clone());
+        }
+        let at = |e: String| format!("{} [run]: {e}", self.shown);
+        let [own, workload, knobs, security] = parts;
+        let mut file: ProduceArgs = from_table(own).map_err(at)?;
+        file.workload = from_table(workload).map_err(at)?;
+        file.knobs = from_table(knobs).map_err(at)?;
+        file.security = from_table(security).map_err(at)?;
+        let mut merged = cli;
+        merged.overlay(file, given);
+        Ok(merged)
+    }
 }
 
 #[cfg(test)]
@@ -270,27 +292,61 @@ mod tests {
             "#,
         )
         .unwrap();
-        let args: Vec<String> = f
-            .run_args
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let args = f.settings(ProduceArgs::default(), &|_| false).unwrap();
+        assert_eq!(args.duration, Some(std::time::Duration::from_secs(5)));
         assert_eq!(
-            args,
-            [
-                "--bootstrap",
-                "a:9092,b:9092",
-                "--create-topic",
-                "--duration",
-                "5s",
-                "--rate",
-                "1000"
-            ]
+            args.workload.rate,
+            Some(crate::cli::workload::RateFlag::PerS(1000.0))
         );
+        assert!(args.create_topic);
+        assert_eq!(args.bootstrap, ["a:9092", "b:9092"]);
+        let flags_win = f
+            .settings(
+                ProduceArgs {
+                    duration: Some(std::time::Duration::from_secs(9)),
+                    ..ProduceArgs::default()
+                },
+                &|id| id == "duration",
+            )
+            .unwrap();
+        assert_eq!(flags_win.duration, Some(std::time::Duration::from_secs(9)));
+        assert_eq!(flags_win.bootstrap, ["a:9092", "b:9092"]);
         assert_eq!(f.streams.len(), 2);
         assert_eq!(f.streams[0].name(), "users");
         assert_eq!(f.streams[1].share, Some(3.0));
         assert_eq!(f.streams[1].headers["env"], "lab");
+    }
+
+    /// Every `produce` flag but the single-stream ones can be set in `[run]`
+    /// and is overlaid by the command line.
+    #[test]
+    fn every_run_flag_is_read_and_overlaid() {
+        let overlaid = [
+            ProduceArgs::OVERLAID,
+            WorkloadArgs::OVERLAID,
+            KnobArgs::OVERLAID,
+            SecurityArgs::OVERLAID,
+        ]
+        .concat();
+        let groups = [
+            arg_ids::<ProduceArgs>(),
+            arg_ids::<WorkloadArgs>(),
+            arg_ids::<KnobArgs>(),
+            arg_ids::<SecurityArgs>(),
+        ];
+        for id in groups.concat() {
+            let flag = id.replace('_', "-");
+            if id == "run_file" || id == "headers" || STREAM_FLAGS.contains(&flag.as_str()) {
+                continue;
+            }
+            assert!(overlaid.contains(&id.as_str()), "{id} is not overlaid");
+            let err = parse(&format!("[run]\n{id} = [[1]]\n[[stream]]\ntopic = \"a\"\n"))
+                .unwrap()
+                .settings(ProduceArgs::default(), &|_| false)
+                .map(|_| ())
+                .unwrap_err();
+            assert!(!err.contains("unknown field"), "{id}: {err}");
+        }
     }
 
     #[test]
@@ -323,6 +379,25 @@ mod tests {
             .unwrap_err(),
             "FILE: streams a and b both produce to topic \"a\" with sequence headers; \
              their sequence numbers would collide. Give each its own topic"
+        );
+        assert_eq!(
+            parse("[run]\nbatchsize = 5\n[[stream]]\ntopic = \"a\"\n").unwrap_err(),
+            "FILE: [run] batchsize is not a `datastorm produce` flag"
+        );
+        let settings = |run: &str| {
+            parse(&format!("[run]\n{run}\n[[stream]]\ntopic = \"a\"\n"))
+                .unwrap()
+                .settings(ProduceArgs::default(), &|_| false)
+                .map(|_| ())
+                .map_err(|e| e.replace(|c: char| c.is_ascii_digit(), "N"))
+        };
+        assert!(settings("batch-size = \"1MiB\"\nacks = 1\nring_depth = 64").is_ok());
+        let bad_bytes = settings("batch_size = \"lots\"").unwrap_err();
+        assert!(bad_bytes.contains("[run]: batch_size: "), "{bad_bytes}");
+        let bad_knob = settings("ring-depth = 0").unwrap_err();
+        assert!(
+            bad_knob.contains("[run]: ring_depth: N is not in"),
+            "{bad_knob}"
         );
         let unknown = parse("[[stream]]\ntopic = \"a\"\nrecordsize = 5\n").unwrap_err();
         assert!(

@@ -6,6 +6,7 @@ pub mod produce;
 pub mod report;
 pub mod sample;
 pub mod security;
+pub mod settings;
 pub mod sink;
 pub mod sweep;
 pub mod tune;

@@ -1,5 +1,6 @@
 //! `datastorm produce`: flags to a run plan, the run, the output.
 
+use super::settings;
 use crate::metrics::MetricsServer;
 use crate::runfile::{self, RunFile};
 use crate::{exit, render, report, units};
@@ -15,19 +16,24 @@ use datastorm_shards::plan::{
     StopAt, StreamPlan,
 };
 use datastorm_shards::run::{run, RunOutcome};
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(Args)]
+/// `produce`'s settings, from flags or from a run file's `[run]` table
+/// (keys are the flags' long names; single-stream flags are skipped here
+/// because a run file's `[[stream]]` tables hold them).
+#[derive(Args, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProduceArgs {
     /// Produce the streams of this run file (TOML; see docs/run-files.md).
     /// Its `[run]` table sets flags; flags given here win.
     #[arg(long, short = 'f', value_name = "FILE")]
+    #[serde(skip)]
     pub run_file: Option<PathBuf>,
     /// Brokers to bootstrap from (host:port, comma-separated). Without it, an
     /// embedded sink broker is started on loopback and used.
     #[arg(long, short = 'b', value_delimiter = ',', value_name = "HOST:PORT,...")]
+    #[serde(deserialize_with = "settings::strings")]
     pub bootstrap: Vec<String>,
     /// Topic to produce to.
     #[arg(
@@ -36,6 +42,7 @@ pub struct ProduceArgs {
         default_value = "datastorm",
         conflicts_with = "run_file"
     )]
+    #[serde(skip)]
     pub topic: String,
     /// Create the topic if it does not exist (with --partitions and --replication-factor).
     #[arg(long)]
@@ -51,23 +58,29 @@ pub struct ProduceArgs {
     pub cores: Option<usize>,
     /// Exact CPUs to use, e.g. `0-3,8` (intersected with the process's allowed CPUs).
     #[arg(long, value_name = "LIST")]
+    #[serde(deserialize_with = "settings::some_text")]
     pub cpus: Option<String>,
     /// Stop after this many records (split across shards), e.g. 1000000 or 1M.
     #[arg(long, short = 'n', value_parser = units::parse_count)]
+    #[serde(deserialize_with = "settings::some_count")]
     pub count: Option<f64>,
     /// Stop after this long (after --warmup), e.g. 30s or 5m. Without
     /// --count or --duration: the length of --ramp or --steps, the end of a
     /// --rate max search, or else 10s.
     #[arg(long, short = 'd', value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::some_duration")]
     pub duration: Option<Duration>,
     #[command(flatten)]
+    #[serde(skip)]
     pub workload: super::workload::WorkloadArgs,
     /// Acknowledgements to wait for: 0, 1 or all.
     #[arg(long, value_enum, default_value = "all")]
+    #[serde(deserialize_with = "settings::choice")]
     pub acks: Acks,
     /// Batch compression: none, gzip, snappy, lz4 or zstd (Kafka's codecs,
     /// written as Kafka's Java producer writes them).
     #[arg(long, value_enum, ignore_case = true, default_value = "lz4")]
+    #[serde(deserialize_with = "settings::choice")]
     pub compression: super::codec::Codec,
     /// Level for codecs that have levels: gzip 1-9 (default 6), zstd 1-22 or
     /// negative for its fast modes (default 3). lz4 and snappy have none.
@@ -75,30 +88,37 @@ pub struct ProduceArgs {
     pub compression_level: Option<i32>,
     /// Seal a partition's batch when it would exceed this size, e.g. 16384 or 64KiB.
     #[arg(long, default_value = "64KiB", value_parser = units::parse_bytes)]
+    #[serde(deserialize_with = "settings::bytes")]
     pub batch_size: usize,
     /// ...or when its first record has waited this long.
     #[arg(long, default_value = "5ms", value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::duration")]
     pub linger: Duration,
     /// Produce requests in flight per broker connection.
     #[arg(long, default_value_t = 5)]
     pub max_in_flight: usize,
     /// Value size of each record in bytes.
     #[arg(long, default_value_t = 100, conflicts_with = "run_file")]
+    #[serde(skip)]
     pub record_size: usize,
     /// Distinct pre-generated values per shard (cycled), for --record-size.
     #[arg(long, default_value_t = 1000, conflicts_with = "run_file")]
+    #[serde(skip)]
     pub payload_pool: usize,
     /// Generate records from this Avro schema (.avsc with generation hints,
     /// see docs/schema-hints.md) instead of fixed-size values. Schemas its
     /// `ref` hints name are loaded from the same folder.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["record_size", "payload_pool", "run_file"])]
+    #[serde(skip)]
     pub schema: Option<PathBuf>,
     /// How schema records are written: avro (binary), confluent (magic byte
     /// and schema id, then Avro binary) or json.
     #[arg(long, value_enum, default_value = "avro", requires = "schema")]
+    #[serde(skip)]
     pub encoding: SchemaEncoding,
     /// Schema id for --encoding confluent.
     #[arg(long, requires = "schema", conflicts_with = "schema_registry")]
+    #[serde(skip)]
     pub schema_id: Option<u32>,
     /// Register the schema with this Confluent-compatible schema registry
     /// (subject TOPIC-value) and use the id it returns; implies --encoding
@@ -108,6 +128,7 @@ pub struct ProduceArgs {
     /// Pre-generate this many schema records per shard and cycle them (the
     /// fastest path); without it, records are generated live.
     #[arg(long, value_name = "N", requires = "schema")]
+    #[serde(skip)]
     pub pool: Option<usize>,
     /// Record keys: none, seq (unique sequence numbers), random,
     /// uniform:N (N distinct keys), zipf:EXPONENT:N (N keys, skewed) or
@@ -118,19 +139,23 @@ pub struct ProduceArgs {
         default_value = "none",
         conflicts_with = "run_file"
     )]
+    #[serde(skip)]
     pub key: KeySpec,
     /// A header on every record, KEY=VALUE (repeatable).
     #[arg(long = "header", value_name = "KEY=VALUE", conflicts_with = "run_file")]
+    #[serde(skip)]
     pub headers: Vec<Header>,
     /// Add a `ds-seq` header to every record: shard, partition and sequence
     /// number, so a consumer can prove nothing was lost or duplicated.
     #[arg(long, conflicts_with = "run_file")]
+    #[serde(skip)]
     pub sequence_header: bool,
     /// Seed for generated data; the same seed gives the same records.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Broker-side timeout for acks, and how long to wait for a response.
     #[arg(long, default_value = "30s", value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::duration")]
     pub request_timeout: Duration,
     /// Times a batch is sent again after a retriable error (a lost
     /// connection, NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS, ...), with a
@@ -140,6 +165,7 @@ pub struct ProduceArgs {
     pub retries: u32,
     /// Give up on a batch not acknowledged this long after its first record.
     #[arg(long, default_value = "120s", value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::duration")]
     pub delivery_timeout: Duration,
     /// Idempotent producer (a producer id per shard, sequence numbers per
     /// partition): retries never duplicate. Default: on with --acks all.
@@ -151,19 +177,24 @@ pub struct ProduceArgs {
     /// What a non-retriable error (or an exhausted batch) stops: its
     /// partition (the others go on), or the whole run.
     #[arg(long, value_enum, default_value = "partition")]
+    #[serde(deserialize_with = "settings::choice")]
     pub on_error: OnError,
     /// After generation ends, how long to wait for outstanding acks.
     #[arg(long, default_value = "30s", value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::duration")]
     pub drain_timeout: Duration,
     /// How long to keep trying to reach the bootstrap servers.
     #[arg(long, default_value = "10s", value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::duration")]
     pub connect_timeout: Duration,
     /// Client id sent to the brokers.
     #[arg(long, default_value = datastorm_engine::DEFAULT_CLIENT_ID)]
     pub client_id: String,
     #[command(flatten)]
+    #[serde(skip)]
     pub security: super::security::SecurityArgs,
     #[command(flatten)]
+    #[serde(skip)]
     pub knobs: super::knobs::KnobArgs,
     /// Write a JSON report (configuration, environment, results) to this file.
     #[arg(long, value_name = "FILE")]
@@ -185,19 +216,29 @@ pub struct ProduceArgs {
     pub quiet: bool,
 }
 
-/// `produce` parsed again with a run file's `[run]` flags in front of the
-/// command line's, the later winning.
-#[derive(clap::Parser)]
-#[command(name = "datastorm produce", args_override_self = true)]
-struct WithRunFile {
-    #[command(flatten)]
-    args: ProduceArgs,
+impl Default for ProduceArgs {
+    fn default() -> Self {
+        settings::clap_defaults()
+    }
 }
 
-pub fn main(args: ProduceArgs) -> u8 {
+impl ProduceArgs {
+    settings::overlay_fields!(
+        fields: bootstrap, create_topic, partitions, replication_factor, cores, cpus, count,
+        duration, acks, compression, compression_level, batch_size, linger, max_in_flight,
+        schema_registry, seed, request_timeout, retries, delivery_timeout, idempotent,
+        no_idempotent, on_error, drain_timeout, connect_timeout, client_id, report, timeline,
+        metrics_addr, verify, quiet;
+        nested: workload, security, knobs
+    );
+}
+
+/// `given` says which flags the command line gave: they win over a run
+/// file's `[run]` table.
+pub fn main(args: ProduceArgs, given: &dyn Fn(&str) -> bool) -> u8 {
     let (args, file) = match &args.run_file {
         None => (args, None),
-        Some(path) => match with_run_file(&args, path) {
+        Some(path) => match runfile::read(path).and_then(|f| Ok((f.settings(args, given)?, f))) {
             Ok((a, f)) => (a, Some(f)),
             Err(e) => {
                 eprintln!("datastorm produce: {e}");
@@ -476,40 +517,6 @@ fn verify_streams(
         out.push((vp.topic, result));
     }
     out
-}
-
-/// Reads the run file and parses the flags again with its `[run]` table.
-fn with_run_file(first: &ProduceArgs, path: &Path) -> Result<(ProduceArgs, RunFile), String> {
-    use clap::Parser;
-    let mut file = runfile::read(path)?;
-    if !first.bootstrap.is_empty() {
-        // A list flag would add up; the command line's list replaces the file's.
-        if let Some(i) = file.run_args.iter().position(|a| a == "--bootstrap") {
-            file.run_args.drain(i..i + 2);
-        }
-    }
-    let raw: Vec<OsString> = std::env::args_os().collect();
-    let after = raw
-        .iter()
-        .position(|a| a == "produce")
-        .map_or(raw.len(), |i| i + 1);
-    let mut argv: Vec<OsString> = vec!["datastorm produce".into()];
-    argv.extend(file.run_args.iter().cloned());
-    argv.extend(raw[after..].iter().cloned());
-    let parsed = WithRunFile::try_parse_from(argv).map_err(|e| {
-        let text = e.to_string();
-        let lines: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
-            .collect();
-        format!(
-            "{} [run]: {}",
-            path.display(),
-            lines.join(" ").trim_start_matches("error: ")
-        )
-    })?;
-    Ok((parsed.args, file))
 }
 
 /// The run's streams: one from flags, or those of the run file.

@@ -1,6 +1,7 @@
 //! Flags for talking to secured Kafka listeners: TLS and SASL
 //! (see docs/security.md).
 
+use super::settings;
 use clap::{Args, ValueEnum};
 use datastorm_engine::security::{
     SaslConfig, SaslMechanism, Secret, SecurityConfig, SecurityProtocol, TlsConfig, TlsOptions,
@@ -31,13 +32,15 @@ pub enum MechanismArg {
 
 /// How to reach secured listeners. Secrets given here never appear in
 /// reports, logs or messages.
-#[derive(Args, Clone, Default)]
+#[derive(Args, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SecurityArgs {
     /// How the brokers' listener expects clients to connect, as Kafka's
     /// security.protocol: plaintext, ssl (TLS), sasl_plaintext (SASL
     /// without TLS: PLAIN sends the password in the clear) or sasl_ssl
     /// (SASL inside TLS). Default: plaintext.
     #[arg(long, value_enum, value_name = "PROTOCOL", help_heading = "Security")]
+    #[serde(deserialize_with = "settings::some_choice")]
     pub security_protocol: Option<ProtocolArg>,
     /// PEM file with the CA certificate(s) that signed the brokers'
     /// certificates (ssl, sasl_ssl). Without it, the system's root
@@ -68,6 +71,7 @@ pub struct SecurityArgs {
     /// SASL mechanism (sasl_plaintext, sasl_ssl): plain, scram-sha-256 or
     /// scram-sha-512.
     #[arg(long, value_enum, value_name = "MECHANISM", help_heading = "Security")]
+    #[serde(deserialize_with = "settings::some_choice")]
     pub sasl_mechanism: Option<MechanismArg>,
     /// SASL username.
     #[arg(long, value_name = "USER", help_heading = "Security")]
@@ -107,6 +111,12 @@ impl std::fmt::Debug for SecurityArgs {
 }
 
 impl SecurityArgs {
+    settings::overlay_fields!(
+        fields: security_protocol, tls_ca, tls_cert, tls_key, tls_insecure, sasl_mechanism,
+        sasl_username, sasl_password, sasl_password_file;
+        nested:
+    );
+
     /// Resolves the flags into the engine's configuration: checks that they
     /// fit together, reads the certificate, key and password files, and
     /// builds the TLS client configuration. Errors are one line for people.

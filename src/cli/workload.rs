@@ -1,5 +1,6 @@
 //! Workload flags of `produce`: rate profiles, warm-up, instances.
 
+use super::settings;
 use crate::units;
 use clap::Args;
 use datastorm_shards::plan::RateSpec;
@@ -55,32 +56,40 @@ fn parse_stall(s: &str) -> Result<(Duration, Duration), String> {
     Ok((units::parse_duration(at)?, units::parse_duration(d)?))
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct WorkloadArgs {
     /// Target records per second for the whole run (all shards and
     /// instances), e.g. 500k; or `max` to search for the highest rate the
     /// cluster sustains (see --max-p99). Default: as fast as acknowledged.
     #[arg(long, value_parser = parse_rate, value_name = "RATE|max")]
+    #[serde(deserialize_with = "de_rate")]
     pub rate: Option<RateFlag>,
     /// A linear ramp, FROM:TO:DURATION (e.g. 100k:1M:60s), then TO.
     #[arg(long, value_parser = parse_ramp, conflicts_with_all = ["rate", "steps"], value_name = "FROM:TO:DURATION")]
+    #[serde(deserialize_with = "de_ramp")]
     pub ramp: Option<Ramp>,
     /// Rate steps, e.g. 100k,200k,400k, each held for --step-duration.
     #[arg(long, value_delimiter = ',', value_parser = units::parse_count, conflicts_with = "rate", value_name = "RATE,...")]
+    #[serde(deserialize_with = "settings::counts")]
     pub steps: Vec<f64>,
     /// How long each of --steps (default 30s) or each --rate max trial
     /// (default 5s) lasts.
     #[arg(long, value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::some_duration")]
     pub step_duration: Option<Duration>,
     /// --rate max: a rate whose p99 latency passes this bound is not sustained.
     #[arg(long, value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::some_duration")]
     pub max_p99: Option<Duration>,
     /// --rate max: the first rate tried.
     #[arg(long, value_parser = units::parse_count, default_value = "10k")]
+    #[serde(deserialize_with = "settings::count")]
     pub search_start: f64,
     /// Run this long first, at the first rate, and leave it out of the
     /// results (it is in the timeline, marked warmup).
     #[arg(long, value_parser = units::parse_duration, default_value = "0s")]
+    #[serde(deserialize_with = "settings::duration")]
     pub warmup: Duration,
     /// This instance's index (0-based) among --instances. Default: the
     /// JOB_COMPLETION_INDEX environment variable (a Kubernetes Indexed Job), else 0.
@@ -92,10 +101,37 @@ pub struct WorkloadArgs {
     pub instances: u32,
     /// Testing aid: block shard 0 for DURATION at AT into the run (AT:DURATION).
     #[arg(long, value_parser = parse_stall, hide = true)]
+    #[serde(deserialize_with = "de_stall")]
     pub inject_stall: Option<(Duration, Duration)>,
 }
 
+fn de_rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<RateFlag>, D::Error> {
+    settings::parsed(d, parse_rate).map(Some)
+}
+
+fn de_ramp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Ramp>, D::Error> {
+    settings::parsed(d, parse_ramp).map(Some)
+}
+
+fn de_stall<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<(Duration, Duration)>, D::Error> {
+    settings::parsed(d, parse_stall).map(Some)
+}
+
+impl Default for WorkloadArgs {
+    fn default() -> Self {
+        settings::clap_defaults()
+    }
+}
+
 impl WorkloadArgs {
+    settings::overlay_fields!(
+        fields: rate, ramp, steps, step_duration, max_p99, search_start, warmup, instance,
+        instances, inject_stall;
+        nested:
+    );
+
     /// The rate profile the flags ask for.
     pub fn rate_spec(&self) -> Result<RateSpec, String> {
         if self.max_p99.is_some() && self.rate != Some(RateFlag::Max) {
