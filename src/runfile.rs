@@ -127,71 +127,127 @@ impl StreamEntry {
     }
 }
 
+/// Why a run file cannot be used. Each names the file (and the stream or
+/// `[run]` key) and says what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFileError {
+    #[error("cannot read the run file {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file} is not a valid run file: {reason}")]
+    Toml { file: String, reason: String },
+    #[error("{0} has no [[stream]] table; a run file describes one or more streams")]
+    NoStreams(String),
+    #[error("{file}: stream {number} ({name}): {mistake}")]
+    Stream {
+        file: String,
+        number: usize,
+        name: String,
+        mistake: StreamMistake,
+    },
+    #[error(
+        "{file}: streams {a} and {b} both produce to topic {topic:?} with sequence headers; \
+         their sequence numbers would collide. Give each its own topic"
+    )]
+    SequenceCollision {
+        file: String,
+        a: String,
+        b: String,
+        topic: String,
+    },
+    #[error("{file}: [run] {key} describes a stream; put it in the [[stream]] tables")]
+    StreamFlag { file: String, key: String },
+    #[error("{0}: [run] cannot name another run file")]
+    NestedRunFile(String),
+    #[error("{file}: [run] {key} is not a `datastorm produce` flag")]
+    UnknownKey { file: String, key: String },
+    /// A `[run]` value its flag would refuse: `key: reason`.
+    #[error("{file} [run]: {reason}")]
+    Setting { file: String, reason: String },
+}
+
+/// What is wrong with one `[[stream]]` table on its own.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StreamMistake {
+    #[error("another stream has the same name; give each stream its own `name`")]
+    SameName,
+    #[error("share must be a number above 0, not {0}")]
+    Share(f64),
+    #[error("a stream has either `schema` or `record_size`/`payload_pool`, not both")]
+    SchemaAndFixed,
+    #[error("`encoding`, `schema_id` and `pool` need a `schema`")]
+    NeedsSchema,
+}
+
 /// Reads and checks a run file. Errors name the file and what is wrong.
-pub fn read(path: &Path) -> Result<RunFile, String> {
-    let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read the run file {shown}: {e}"))?;
-    let doc: Document = toml::from_str(&text).map_err(|e| {
-        format!(
-            "{shown} is not a valid run file: {}",
-            e.to_string().trim_end()
-        )
+pub fn read(path: &Path) -> Result<RunFile, RunFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| RunFileError::Read {
+        file: shown.clone(),
+        source,
+    })?;
+    let doc: Document = toml::from_str(&text).map_err(|e| RunFileError::Toml {
+        file: shown.clone(),
+        reason: e.to_string().trim_end().to_owned(),
     })?;
     if doc.stream.is_empty() {
-        return Err(format!(
-            "{shown} has no [[stream]] table; a run file describes one or more streams"
-        ));
+        return Err(RunFileError::NoStreams(shown));
     }
-    let mut names: Vec<&str> = Vec::new();
-    for (i, s) in doc.stream.iter().enumerate() {
-        let at = format!("{shown}: stream {} ({})", i + 1, s.name());
-        if names.contains(&s.name()) {
-            return Err(format!(
-                "{at}: another stream has the same name; give each stream its own `name`"
-            ));
-        }
-        names.push(s.name());
-        if let Some(share) = s.share {
-            if !(share.is_finite() && share > 0.0) {
-                return Err(format!("{at}: share must be a number above 0, not {share}"));
-            }
-        }
-        if s.schema.is_some() && (s.record_size.is_some() || s.payload_pool.is_some()) {
-            return Err(format!(
-                "{at}: a stream has either `schema` or `record_size`/`payload_pool`, not both"
-            ));
-        }
-        if s.schema.is_none() && (s.encoding.is_some() || s.schema_id.is_some() || s.pool.is_some())
-        {
-            return Err(format!(
-                "{at}: `encoding`, `schema_id` and `pool` need a `schema`"
-            ));
-        }
-    }
-    for (i, a) in doc.stream.iter().enumerate() {
-        for b in &doc.stream[i + 1..] {
-            if a.topic == b.topic && (a.sequence_header || b.sequence_header) {
-                return Err(format!(
-                    "{shown}: streams {} and {} both produce to topic {:?} with sequence \
-                     headers; their sequence numbers would collide. Give each its own topic",
-                    a.name(),
-                    b.name(),
-                    a.topic
-                ));
-            }
-        }
-    }
+    check_streams(&doc.stream, &shown)?;
     Ok(RunFile {
-        run: run_table(doc.run, &shown.to_string())?,
-        shown: shown.to_string(),
+        run: run_table(doc.run, &shown)?,
+        shown,
         streams: doc.stream,
         dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
     })
 }
 
+/// Each stream on its own, then streams that would collide.
+fn check_streams(streams: &[StreamEntry], shown: &str) -> Result<(), RunFileError> {
+    let mut names: Vec<&str> = Vec::new();
+    for (i, s) in streams.iter().enumerate() {
+        let mistake = if names.contains(&s.name()) {
+            Some(StreamMistake::SameName)
+        } else if let Some(share) = s.share.filter(|x| !(x.is_finite() && *x > 0.0)) {
+            Some(StreamMistake::Share(share))
+        } else if s.schema.is_some() && (s.record_size.is_some() || s.payload_pool.is_some()) {
+            Some(StreamMistake::SchemaAndFixed)
+        } else if s.schema.is_none()
+            && (s.encoding.is_some() || s.schema_id.is_some() || s.pool.is_some())
+        {
+            Some(StreamMistake::NeedsSchema)
+        } else {
+            None
+        };
+        if let Some(mistake) = mistake {
+            return Err(RunFileError::Stream {
+                file: shown.to_owned(),
+                number: i + 1,
+                name: s.name().to_owned(),
+                mistake,
+            });
+        }
+        names.push(s.name());
+    }
+    for (i, a) in streams.iter().enumerate() {
+        for b in &streams[i + 1..] {
+            if a.topic == b.topic && (a.sequence_header || b.sequence_header) {
+                return Err(RunFileError::SequenceCollision {
+                    file: shown.to_owned(),
+                    a: a.name().to_owned(),
+                    b: b.name().to_owned(),
+                    topic: a.topic.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `[run]` with keys as flag ids; refuses keys that are not `[run]`'s.
-fn run_table(run: toml::Table, shown: &str) -> Result<toml::Table, String> {
+fn run_table(run: toml::Table, shown: &str) -> Result<toml::Table, RunFileError> {
     let known = [
         arg_ids::<ProduceArgs>(),
         arg_ids::<WorkloadArgs>(),
@@ -203,18 +259,20 @@ fn run_table(run: toml::Table, shown: &str) -> Result<toml::Table, String> {
     for (key, value) in run {
         let flag = key.replace('_', "-");
         if STREAM_FLAGS.contains(&flag.as_str()) {
-            return Err(format!(
-                "{shown}: [run] {key} describes a stream; put it in the [[stream]] tables"
-            ));
+            return Err(RunFileError::StreamFlag {
+                file: shown.to_owned(),
+                key,
+            });
         }
         if flag == "run-file" {
-            return Err(format!("{shown}: [run] cannot name another run file"));
+            return Err(RunFileError::NestedRunFile(shown.to_owned()));
         }
         let id = key.replace('-', "_");
         if !known.contains(&id) {
-            return Err(format!(
-                "{shown}: [run] {key} is not a `datastorm produce` flag"
-            ));
+            return Err(RunFileError::UnknownKey {
+                file: shown.to_owned(),
+                key,
+            });
         }
         out.insert(id, value);
     }
@@ -228,7 +286,7 @@ impl RunFile {
         &self,
         cli: ProduceArgs,
         given: &dyn Fn(&str) -> bool,
-    ) -> Result<ProduceArgs, String> {
+    ) -> Result<ProduceArgs, RunFileError> {
         let mut parts: [toml::Table; 4] = Default::default();
         let groups = [
             arg_ids::<WorkloadArgs>(),
@@ -242,7 +300,10 @@ impl RunFile {
                 .map_or(0, |i| i + 1);
             parts[group].insert(key.clone(), value.clone());
         }
-        let at = |e: String| format!("{} [run]: {e}", self.shown);
+        let at = |reason: String| RunFileError::Setting {
+            file: self.shown.clone(),
+            reason,
+        };
         let [own, workload, knobs, security] = parts;
         let mut file: ProduceArgs = from_table(own).map_err(at)?;
         file.workload = from_table(workload).map_err(at)?;
@@ -263,7 +324,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("t{}.toml", text.len()));
         std::fs::write(&path, text).unwrap();
-        let r = read(&path).map_err(|e| e.replace(&path.display().to_string(), "FILE"));
+        let r = read(&path).map_err(|e| e.to_string().replace(&path.display().to_string(), "FILE"));
         let _ = std::fs::remove_file(&path);
         r
     }
@@ -344,7 +405,8 @@ mod tests {
                 .unwrap()
                 .settings(ProduceArgs::default(), &|_| false)
                 .map(|_| ())
-                .unwrap_err();
+                .unwrap_err()
+                .to_string();
             assert!(!err.contains("unknown field"), "{id}: {err}");
         }
     }
@@ -389,7 +451,7 @@ mod tests {
                 .unwrap()
                 .settings(ProduceArgs::default(), &|_| false)
                 .map(|_| ())
-                .map_err(|e| e.replace(|c: char| c.is_ascii_digit(), "N"))
+                .map_err(|e| e.to_string().replace(|c: char| c.is_ascii_digit(), "N"))
         };
         assert!(settings("batch-size = \"1MiB\"\nacks = 1\nring_depth = 64").is_ok());
         let bad_bytes = settings("batch_size = \"lots\"").unwrap_err();

@@ -109,19 +109,30 @@ impl KeySpec {
     }
 }
 
+/// A `--key` or `--header` that cannot be parsed, with the text as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("--key takes none, seq, random, uniform:N, zipf:EXPONENT:N or field:NAME, not '{0}'")]
+    KeyForm(String),
+    #[error("'{count}' in --key {key} must be a whole number of keys, at least 1")]
+    KeyCount { count: String, key: String },
+    #[error("the zipf exponent in --key {0} must be a number above 0")]
+    ZipfExponent(String),
+    #[error("--header takes KEY=VALUE with a non-empty key, not '{0}'")]
+    HeaderForm(String),
+}
+
 impl std::str::FromStr for KeySpec {
-    type Err = String;
+    type Err = PlanError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let usage = || {
-            format!("--key takes none, seq, random, uniform:N, zipf:EXPONENT:N or field:NAME, not '{s}'")
-        };
         let parts: Vec<&str> = s.split(':').collect();
-        let count = |t: &str| -> Result<u64, String> {
+        let count = |t: &str| -> Result<u64, PlanError> {
             match t.replace('_', "").parse::<u64>() {
                 Ok(n) if n >= 1 => Ok(n),
-                _ => Err(format!(
-                    "'{t}' in --key {s} must be a whole number of keys, at least 1"
-                )),
+                _ => Err(PlanError::KeyCount {
+                    count: t.into(),
+                    key: s.into(),
+                }),
             }
         };
         match parts.as_slice() {
@@ -137,15 +148,13 @@ impl std::str::FromStr for KeySpec {
                     .parse()
                     .ok()
                     .filter(|x: &f64| x.is_finite() && *x > 0.0)
-                    .ok_or_else(|| {
-                        format!("the zipf exponent in --key {s} must be a number above 0")
-                    })?;
+                    .ok_or_else(|| PlanError::ZipfExponent(s.into()))?;
                 Ok(KeySpec::Zipf {
                     exponent,
                     n: count(n)?,
                 })
             }
-            _ => Err(usage()),
+            _ => Err(PlanError::KeyForm(s.into())),
         }
     }
 }
@@ -158,16 +167,14 @@ pub struct Header {
 }
 
 impl std::str::FromStr for Header {
-    type Err = String;
+    type Err = PlanError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok(Header {
                 key: k.to_owned(),
                 value: v.to_owned(),
             }),
-            _ => Err(format!(
-                "--header takes KEY=VALUE with a non-empty key, not '{s}'"
-            )),
+            _ => Err(PlanError::HeaderForm(s.into())),
         }
     }
 }
@@ -514,7 +521,7 @@ mod tests {
             assert!(bad.parse::<KeySpec>().is_err(), "{bad}");
         }
         assert_eq!(
-            "zipf:-1:10".parse::<KeySpec>().unwrap_err(),
+            "zipf:-1:10".parse::<KeySpec>().unwrap_err().to_string(),
             "the zipf exponent in --key zipf:-1:10 must be a number above 0"
         );
     }

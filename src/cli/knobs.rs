@@ -58,29 +58,44 @@ pub struct KnobArgs {
     pub connections_per_broker: u32,
 }
 
-fn parse_preempt(s: &str) -> Result<Duration, String> {
+/// A knob value out of its range, with the text as given.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum KnobError {
+    #[error(transparent)]
+    Unit(#[from] units::UnitError),
+    #[error("'{0}': the preemption timer takes 10us to 1s")]
+    Preempt(String),
+    #[error("'{0}': busy polling takes at most 1s (it is usually 50us)")]
+    BusyPoll(String),
+    #[error("{text} is not in {min}..={max}")]
+    OutOfRange { text: String, min: u32, max: u32 },
+}
+
+fn parse_preempt(s: &str) -> Result<Duration, KnobError> {
     let d = units::parse_duration(s)?;
     if d < Duration::from_micros(10) || d > Duration::from_secs(1) {
-        return Err(format!("'{s}': the preemption timer takes 10us to 1s"));
+        return Err(KnobError::Preempt(s.into()));
     }
     Ok(d)
 }
 
-fn parse_busy_poll(s: &str) -> Result<Duration, String> {
+fn parse_busy_poll(s: &str) -> Result<Duration, KnobError> {
     let d = units::parse_duration(s)?;
     if d > Duration::from_secs(1) {
-        return Err(format!(
-            "'{s}': busy polling takes at most 1s (it is usually 50us)"
-        ));
+        return Err(KnobError::BusyPoll(s.into()));
     }
     Ok(d)
 }
 
 /// A whole number in `range`, as clap's ranged parsers check it.
-fn in_range(s: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32, String> {
+fn in_range(s: &str, range: std::ops::RangeInclusive<u32>) -> Result<u32, KnobError> {
     match s.trim().parse::<u32>() {
         Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(format!("{s} is not in {}..={}", range.start(), range.end())),
+        _ => Err(KnobError::OutOfRange {
+            text: s.into(),
+            min: *range.start(),
+            max: *range.end(),
+        }),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod codec;
 pub mod knobs;
 pub mod produce;
+pub mod produce_error;
 pub mod report;
 pub mod sample;
 pub mod security;

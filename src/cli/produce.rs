@@ -1,5 +1,6 @@
 //! `datastorm produce`: flags to a run plan, the run, the output.
 
+use super::produce_error::ProduceError;
 use super::settings;
 use crate::metrics::MetricsServer;
 use crate::runfile::{self, RunFile};
@@ -12,8 +13,8 @@ use datastorm_shards::pacer::Profile;
 use datastorm_shards::payload::check_keys;
 use datastorm_shards::payload::{avro, registry};
 use datastorm_shards::plan::{
-    Acks, Header, KeySpec, OnError, PayloadSpec, RateSpec, RunPlan, SchemaEncoding, SchemaPayload,
-    StopAt, StreamPlan,
+    Acks, Header, KeySpec, OnError, PayloadSpec, PlanError, RateSpec, RunPlan, SchemaEncoding,
+    SchemaPayload, StopAt, StreamPlan,
 };
 use datastorm_shards::run::{run, RunOutcome};
 use std::path::{Path, PathBuf};
@@ -520,11 +521,11 @@ fn verify_streams(
 }
 
 /// The run's streams: one from flags, or those of the run file.
-fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, String> {
+fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, ProduceError> {
     let Some(file) = file else {
         validate_topic(&a.topic)?;
         if a.schema_registry.is_some() && a.schema.is_none() {
-            return Err("--schema-registry registers the --schema; give one".into());
+            return Err(ProduceError::RegistryWithoutSchema);
         }
         let mut s = StreamPlan::new(a.topic.clone());
         s.create_topic = a.create_topic.then(|| TopicSpec {
@@ -534,7 +535,7 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
         });
         s.payload = match &a.schema {
             Some(path) => {
-                let compiled = avro::load_with_references(path).map_err(|e| e.to_string())?;
+                let compiled = avro::load_with_references(path)?;
                 PayloadSpec::Schema(schema_payload(
                     a,
                     path,
@@ -559,9 +560,7 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
 
     let shown = file_label(a);
     if a.schema_registry.is_some() && file.streams.iter().all(|e| e.schema.is_none()) {
-        return Err(format!(
-            "--schema-registry registers the streams' schemas, but no stream of {shown} has a schema"
-        ));
+        return Err(ProduceError::RegistryWithoutSchemaStreams(shown));
     }
     // Every schema of the run is compiled together: `ref` hints name streams.
     let schema_streams: Vec<(String, PathBuf)> = file
@@ -573,21 +572,22 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
                 .map(|p| (e.name().to_owned(), file.dir.join(p)))
         })
         .collect();
-    let mut compiled = avro::load_streams(&schema_streams)
-        .map_err(|e| e.to_string())?
-        .into_iter();
+    let mut compiled = avro::load_streams(&schema_streams)?.into_iter();
     let mut out = Vec::with_capacity(file.streams.len());
     for (i, e) in file.streams.iter().enumerate() {
-        let at = |why: String| format!("{shown}: stream {} ({}): {why}", i + 1, e.name());
+        let at = |source: ProduceError| ProduceError::Stream {
+            file: shown.clone(),
+            number: i + 1,
+            name: e.name().to_owned(),
+            source: Box::new(source),
+        };
         validate_topic(&e.topic).map_err(at)?;
         let mut s = StreamPlan::new(e.topic.clone());
         s.name = e.name().to_owned();
         let partitions = e.partitions.unwrap_or(a.partitions);
         let replication_factor = e.replication_factor.unwrap_or(a.replication_factor);
         if partitions < 1 || replication_factor < 1 {
-            return Err(at(
-                "partitions and replication_factor must be at least 1".into()
-            ));
+            return Err(at(ProduceError::StreamTopicSpec));
         }
         s.create_topic = e.create_topic.unwrap_or(a.create_topic).then(|| TopicSpec {
             name: e.topic.clone(),
@@ -615,7 +615,7 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
             None => {
                 let record_size = e.record_size.unwrap_or(100);
                 if record_size > 16 * 1024 * 1024 {
-                    return Err(at("record_size must be at most 16MiB".into()));
+                    return Err(at(ProduceError::StreamRecordSize));
                 }
                 PayloadSpec::Fixed {
                     record_size,
@@ -624,17 +624,17 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
             }
         };
         if let Some(k) = &e.key {
-            s.keys = k.parse().map_err(at)?;
+            s.keys = k.parse().map_err(|e: PlanError| at(e.into()))?;
         }
         s.headers = e
             .headers
             .iter()
             .map(|(k, v)| format!("{k}={v}").parse::<Header>())
             .collect::<Result<_, _>>()
-            .map_err(at)?;
+            .map_err(|e: PlanError| at(e.into()))?;
         s.sequence_header = e.sequence_header || a.verify;
         s.share = e.share.unwrap_or(1.0);
-        check_keys(&s.payload, &s.keys).map_err(at)?;
+        check_keys(&s.payload, &s.keys).map_err(|e| at(e.into()))?;
         out.push(s);
     }
     Ok(out)
@@ -657,20 +657,19 @@ fn schema_payload(
     schema_id: Option<u32>,
     pool: Option<usize>,
     topic: &str,
-) -> Result<SchemaPayload, String> {
+) -> Result<SchemaPayload, ProduceError> {
     let mut encoding = encoding;
     let mut schema_id = schema_id;
     if let Some(url) = &a.schema_registry {
         if encoding != SchemaEncoding::Json && schema_id.is_none() {
             let subject = registry::value_subject(topic);
-            let id = registry::register(url, &subject, compiled.source(), Duration::from_secs(10))
-                .map_err(|e| e.to_string())?;
+            let id = registry::register(url, &subject, compiled.source(), Duration::from_secs(10))?;
             encoding = SchemaEncoding::Confluent;
             schema_id = Some(id);
         }
     }
     if encoding == SchemaEncoding::Confluent && schema_id.is_none() {
-        return Err("--encoding confluent needs --schema-id N or --schema-registry URL".into());
+        return Err(ProduceError::ConfluentWithoutId);
     }
     Ok(SchemaPayload {
         path: path.display().to_string(),
@@ -681,59 +680,56 @@ fn schema_payload(
     })
 }
 
-fn validate_topic(topic: &str) -> Result<(), String> {
+fn validate_topic(topic: &str) -> Result<(), ProduceError> {
     if topic.is_empty()
         || topic.len() > 249
         || !topic
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
     {
-        return Err(format!(
-            "invalid topic name '{topic}': use letters, digits, '.', '_' and '-', at most 249 characters"
-        ));
+        return Err(ProduceError::Topic(topic.to_owned()));
     }
     Ok(())
 }
 
-fn validate(a: &ProduceArgs) -> Result<(), String> {
+fn validate(a: &ProduceArgs) -> Result<(), ProduceError> {
     a.workload.rate_spec()?;
-    a.compression.with_level(a.compression_level)?;
+    a.compression
+        .with_level(a.compression_level)
+        .map_err(ProduceError::Compression)?;
     a.workload.instance()?;
     if a.idempotent && a.acks != Acks::All {
-        return Err(
-            "--idempotent needs --acks all (Kafka only deduplicates fully replicated writes)"
-                .into(),
-        );
+        return Err(ProduceError::IdempotentWithoutAcksAll);
     }
     if (a.idempotent || (a.acks == Acks::All && !a.no_idempotent)) && a.max_in_flight > 5 {
-        return Err(format!(
-            "the idempotent producer keeps order with at most 5 requests in flight per connection \
-             (--max-in-flight {}); lower it or add --no-idempotent",
-            a.max_in_flight
-        ));
+        return Err(ProduceError::IdempotentInFlight(a.max_in_flight));
     }
     if a.partitions < 1 {
-        return Err("--partitions must be at least 1".into());
+        return Err(ProduceError::Partitions);
     }
     if a.replication_factor < 1 {
-        return Err("--replication-factor must be at least 1".into());
+        return Err(ProduceError::ReplicationFactor);
     }
     if a.max_in_flight == 0 {
-        return Err("--max-in-flight must be at least 1".into());
+        return Err(ProduceError::MaxInFlight);
     }
     if a.batch_size < 1024 || a.batch_size > 64 * 1024 * 1024 {
-        return Err("--batch-size must be between 1KiB and 64MiB".into());
+        return Err(ProduceError::BatchSize);
     }
     if a.record_size > 16 * 1024 * 1024 {
-        return Err("--record-size must be at most 16MiB".into());
+        return Err(ProduceError::RecordSize);
     }
     if a.count.is_some_and(|c| c < 1.0 || c.fract() != 0.0) {
-        return Err("--count must be a whole number of records, at least 1".into());
+        return Err(ProduceError::Count);
     }
     Ok(())
 }
 
-fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> Result<RunPlan, String> {
+fn to_plan(
+    a: &ProduceArgs,
+    bootstrap: Vec<String>,
+    cpus: Vec<usize>,
+) -> Result<RunPlan, ProduceError> {
     let mut plan = RunPlan::new(bootstrap, a.topic.clone());
     plan.cpus = cpus;
     plan.rate = a.workload.rate_spec()?;
@@ -752,7 +748,10 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> Result<
         }),
     };
     plan.acks = a.acks;
-    plan.compression = a.compression.with_level(a.compression_level)?;
+    plan.compression = a
+        .compression
+        .with_level(a.compression_level)
+        .map_err(ProduceError::Compression)?;
     plan.compression_level = a.compression_level;
     plan.batch_size = a.batch_size;
     plan.linger = a.linger;
@@ -770,7 +769,7 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> Result<
     plan.on_error = a.on_error;
     plan.seed = a.seed;
     plan.client_id = a.client_id.clone();
-    plan.security = a.security.to_config()?;
+    plan.security = a.security.to_config().map_err(ProduceError::Security)?;
     plan.executor = a.knobs.executor();
     plan.socket = a.knobs.socket();
     plan.connections_per_broker = a.knobs.connections_per_broker as usize;

@@ -249,7 +249,7 @@ async fn run_stream(setup: StreamTask) -> ShardResult {
     ) {
         Ok(v) => v,
         Err(e) => {
-            shared.fail(e);
+            shared.fail(e.to_string());
             return finish(result, &shared, start);
         }
     };

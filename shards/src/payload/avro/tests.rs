@@ -1228,7 +1228,7 @@ fn pooled_keys_match_live_keys() {
 fn key_field_errors_name_the_field_and_the_fix() {
     let all = all_schemas();
     let orders = all.iter().find(|c| c.name() == "orders.avsc").unwrap();
-    let err = |c: &CompiledSchema, f: &str| c.key_field(f).unwrap_err();
+    let err = |c: &CompiledSchema, f: &str| c.key_field(f).unwrap_err().to_string();
     const NEEDS: &str = "a key needs a string, enum, number, boolean, bytes or fixed field";
     assert_eq!(
         err(orders, "foo"),
