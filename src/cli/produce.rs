@@ -769,7 +769,7 @@ fn to_plan(
     plan.on_error = a.on_error;
     plan.seed = a.seed;
     plan.client_id = a.client_id.clone();
-    plan.security = a.security.to_config().map_err(ProduceError::Security)?;
+    plan.security = a.security.to_config()?;
     plan.executor = a.knobs.executor();
     plan.socket = a.knobs.socket();
     plan.connections_per_broker = a.knobs.connections_per_broker as usize;

@@ -21,9 +21,8 @@ pub enum ProduceError {
     /// `--compression-level` that the codec does not take (the engine's words).
     #[error("{0}")]
     Compression(String),
-    /// TLS and SASL flags that do not fit (see `SecurityArgs::to_config`).
-    #[error("{0}")]
-    Security(String),
+    #[error(transparent)]
+    Security(#[from] super::security::SecurityFlagError),
     #[error(
         "invalid topic name '{0}': use letters, digits, '.', '_' and '-', at most 249 characters"
     )]

@@ -30,6 +30,55 @@ pub enum MechanismArg {
     ScramSha512,
 }
 
+/// Security flags that do not fit together, or files they name that
+/// cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityFlagError {
+    #[error(
+        "TLS or SASL flags were given without --security-protocol: add \
+         --security-protocol {0}"
+    )]
+    NoProtocol(&'static str),
+    #[error(
+        "--tls-ca, --tls-cert and --tls-insecure need --security-protocol ssl or \
+         sasl_ssl, not {0}"
+    )]
+    TlsWithoutTls(SecurityProtocol),
+    #[error(
+        "--sasl-mechanism, --sasl-username and the SASL password need \
+         --security-protocol sasl_plaintext or sasl_ssl, not {0}"
+    )]
+    SaslWithoutSasl(SecurityProtocol),
+    #[error(
+        "--security-protocol {0} needs --sasl-mechanism (plain, \
+         scram-sha-256 or scram-sha-512: the one the brokers enable)"
+    )]
+    NoMechanism(SecurityProtocol),
+    #[error("--security-protocol {0} needs --sasl-username")]
+    NoUsername(SecurityProtocol),
+    #[error(
+        "--security-protocol {0} needs a password: --sasl-password-file \
+         FILE, the {PASSWORD_ENV} environment variable, or --sasl-password"
+    )]
+    NoPassword(SecurityProtocol),
+    #[error("cannot read the SASL password file {}: {source}", path.display())]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the SASL password file {} is empty (its first line is the password)",
+        .0.display()
+    )]
+    EmptyPasswordFile(PathBuf),
+    #[error(transparent)]
+    Tls(#[from] datastorm_engine::security::TlsSetupError),
+    #[error(transparent)]
+    Sasl(#[from] datastorm_engine::security::sasl::SaslSetupError),
+    #[error(transparent)]
+    Config(#[from] datastorm_engine::security::SecurityError),
+}
+
 /// How to reach secured listeners. Secrets given here never appear in
 /// reports, logs or messages.
 #[derive(Args, Clone, Default, serde::Deserialize)]
@@ -120,14 +169,14 @@ impl SecurityArgs {
     /// Resolves the flags into the engine's configuration: checks that they
     /// fit together, reads the certificate, key and password files, and
     /// builds the TLS client configuration. Errors are one line for people.
-    pub fn to_config(&self) -> Result<SecurityConfig, String> {
+    pub fn to_config(&self) -> Result<SecurityConfig, SecurityFlagError> {
         self.resolve(|| std::env::var(PASSWORD_ENV).ok())
     }
 
     fn resolve(
         &self,
         env_password: impl FnOnce() -> Option<String>,
-    ) -> Result<SecurityConfig, String> {
+    ) -> Result<SecurityConfig, SecurityFlagError> {
         let tls_flags = self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_insecure;
         let sasl_flags = self.sasl_mechanism.is_some()
             || self.sasl_username.is_some()
@@ -143,24 +192,15 @@ impl SecurityArgs {
                 } else {
                     "ssl (or sasl_ssl)"
                 };
-                return Err(format!(
-                    "TLS or SASL flags were given without --security-protocol: add \
-                     --security-protocol {which}"
-                ));
+                return Err(SecurityFlagError::NoProtocol(which));
             }
             None => SecurityProtocol::Plaintext,
         };
         if tls_flags && !protocol.uses_tls() {
-            return Err(format!(
-                "--tls-ca, --tls-cert and --tls-insecure need --security-protocol ssl or \
-                 sasl_ssl, not {protocol}"
-            ));
+            return Err(SecurityFlagError::TlsWithoutTls(protocol));
         }
         if sasl_flags && !protocol.uses_sasl() {
-            return Err(format!(
-                "--sasl-mechanism, --sasl-username and the SASL password need \
-                 --security-protocol sasl_plaintext or sasl_ssl, not {protocol}"
-            ));
+            return Err(SecurityFlagError::SaslWithoutSasl(protocol));
         }
         let tls = if protocol.uses_tls() {
             let opts = TlsOptions {
@@ -180,54 +220,46 @@ impl SecurityArgs {
                     }
                 );
             }
-            Some(TlsConfig::load(&opts).map_err(|e| e.to_string())?)
+            Some(TlsConfig::load(&opts)?)
         } else {
             None
         };
         let sasl = if protocol.uses_sasl() {
             let mechanism = match self.sasl_mechanism {
                 Some(m) => mechanism(m),
-                None => {
-                    return Err(format!(
-                        "--security-protocol {protocol} needs --sasl-mechanism (plain, \
-                         scram-sha-256 or scram-sha-512: the one the brokers enable)"
-                    ))
-                }
+                None => return Err(SecurityFlagError::NoMechanism(protocol)),
             };
             let username = self
                 .sasl_username
                 .clone()
-                .ok_or_else(|| format!("--security-protocol {protocol} needs --sasl-username"))?;
-            let password = self.password(env_password)?.ok_or_else(|| {
-                format!(
-                    "--security-protocol {protocol} needs a password: --sasl-password-file \
-                     FILE, the {PASSWORD_ENV} environment variable, or --sasl-password"
-                )
-            })?;
-            Some(SaslConfig::new(mechanism, username, password).map_err(|e| e.to_string())?)
+                .ok_or(SecurityFlagError::NoUsername(protocol))?;
+            let password = self
+                .password(env_password)?
+                .ok_or(SecurityFlagError::NoPassword(protocol))?;
+            Some(SaslConfig::new(mechanism, username, password)?)
         } else {
             None
         };
-        SecurityConfig::new(protocol, tls, sasl).map_err(|e| e.to_string())
+        Ok(SecurityConfig::new(protocol, tls, sasl)?)
     }
 
     fn password(
         &self,
         env_password: impl FnOnce() -> Option<String>,
-    ) -> Result<Option<Secret>, String> {
+    ) -> Result<Option<Secret>, SecurityFlagError> {
         if let Some(p) = &self.sasl_password {
             return Ok(Some(Secret::new(p.as_str())));
         }
         if let Some(path) = &self.sasl_password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                format!("cannot read the SASL password file {}: {e}", path.display())
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                SecurityFlagError::PasswordFile {
+                    path: path.clone(),
+                    source,
+                }
             })?;
             let first = text.lines().next().unwrap_or("");
             if first.is_empty() {
-                return Err(format!(
-                    "the SASL password file {} is empty (its first line is the password)",
-                    path.display()
-                ));
+                return Err(SecurityFlagError::EmptyPasswordFile(path.clone()));
             }
             return Ok(Some(Secret::new(first)));
         }
@@ -272,7 +304,7 @@ mod tests {
     }
 
     fn resolve(flags: &[&str]) -> Result<SecurityConfig, String> {
-        args(flags).resolve(|| None)
+        args(flags).resolve(|| None).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -325,7 +357,7 @@ mod tests {
         assert_eq!(cfg.sasl().unwrap().password().expose(), "from-file");
         let cfg = args(&base).resolve(|| Some("from-env".into())).unwrap();
         assert_eq!(cfg.sasl().unwrap().password().expose(), "from-env");
-        let err = args(&base).resolve(|| None).unwrap_err();
+        let err = args(&base).resolve(|| None).unwrap_err().to_string();
         assert!(err.contains(PASSWORD_ENV), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
