@@ -30,6 +30,7 @@ use crate::cli::produce::ProduceArgs;
 use crate::cli::security::SecurityArgs;
 use crate::cli::settings::{arg_ids, from_table};
 use crate::cli::workload::WorkloadArgs;
+use clap::Args as _;
 use datastorm_shards::plan::SchemaEncoding;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -161,6 +162,8 @@ pub enum RunFileError {
     StreamFlag { file: String, key: String },
     #[error("{0}: [run] cannot name another run file")]
     NestedRunFile(String),
+    #[error("{file}: [run] {a} and {b} cannot be used together")]
+    Conflict { file: String, a: String, b: String },
     #[error("{file}: [run] {key} is not a `datastorm produce` flag")]
     UnknownKey { file: String, key: String },
     /// A `[run]` value its flag would refuse: `key: reason`.
@@ -309,9 +312,52 @@ impl RunFile {
         file.workload = from_table(workload).map_err(at)?;
         file.knobs = from_table(knobs).map_err(at)?;
         file.security = from_table(security).map_err(at)?;
+        let pushed_out = self.conflicts(given)?;
         let mut merged = cli;
         merged.overlay(file, given);
+        // A flag pushes out the file's settings it cannot be used with.
+        merged.overlay(ProduceArgs::default(), &|id| {
+            !pushed_out.iter().any(|p| p == id)
+        });
         Ok(merged)
+    }
+
+    /// The `[run]` keys that a flag on the command line conflicts with (the
+    /// flag wins); an error when two of the file's own settings conflict,
+    /// as the two flags would.
+    fn conflicts(&self, given: &dyn Fn(&str) -> bool) -> Result<Vec<String>, RunFileError> {
+        let cmd = ProduceArgs::augment_args(clap::Command::new("produce"));
+        let conflict = |a: &str, b: &str| {
+            let one_way = |x: &str, y: &str| {
+                cmd.get_arguments()
+                    .find(|arg| arg.get_id() == x)
+                    .is_some_and(|arg| {
+                        cmd.get_arg_conflicts_with(arg)
+                            .iter()
+                            .any(|c| c.get_id() == y)
+                    })
+            };
+            one_way(a, b) || one_way(b, a)
+        };
+        let flags: Vec<String> = arg_ids::<ProduceArgs>()
+            .into_iter()
+            .filter(|id| given(id))
+            .collect();
+        let (pushed_out, kept): (Vec<&String>, Vec<&String>) = self
+            .run
+            .keys()
+            .filter(|k| !given(k))
+            .partition(|k| flags.iter().any(|f| conflict(k, f)));
+        for (i, a) in kept.iter().enumerate() {
+            if let Some(b) = kept[i + 1..].iter().find(|b| conflict(a, b)) {
+                return Err(RunFileError::Conflict {
+                    file: self.shown.clone(),
+                    a: (*a).clone(),
+                    b: (*b).clone(),
+                });
+            }
+        }
+        Ok(pushed_out.into_iter().cloned().collect())
     }
 }
 
@@ -372,6 +418,26 @@ mod tests {
             .unwrap();
         assert_eq!(flags_win.duration, Some(std::time::Duration::from_secs(9)));
         assert_eq!(flags_win.bootstrap, ["a:9092", "b:9092"]);
+        let ramp_wins = f
+            .settings(
+                ProduceArgs {
+                    workload: WorkloadArgs {
+                        ramp: Some(crate::cli::workload::Ramp {
+                            from: 1.0,
+                            to: 2.0,
+                            over: std::time::Duration::from_secs(1),
+                        }),
+                        ..WorkloadArgs::default()
+                    },
+                    ..ProduceArgs::default()
+                },
+                &|id| id == "ramp",
+            )
+            .unwrap();
+        assert_eq!(
+            ramp_wins.workload.rate, None,
+            "--ramp pushes out the file's rate"
+        );
         assert_eq!(f.streams.len(), 2);
         assert_eq!(f.streams[0].name(), "users");
         assert_eq!(f.streams[1].share, Some(3.0));
@@ -454,6 +520,11 @@ mod tests {
                 .map_err(|e| e.to_string().replace(|c: char| c.is_ascii_digit(), "N"))
         };
         assert!(settings("batch-size = \"1MiB\"\nacks = 1\nring_depth = 64").is_ok());
+        let both = settings("rate = \"1k\"\nramp = \"1:2:1s\"").unwrap_err();
+        assert!(
+            both.ends_with(": [run] ramp and rate cannot be used together"),
+            "{both}"
+        );
         let bad_bytes = settings("batch_size = \"lots\"").unwrap_err();
         assert!(bad_bytes.contains("[run]: batch_size: "), "{bad_bytes}");
         let bad_knob = settings("ring-depth = 0").unwrap_err();
