@@ -211,6 +211,20 @@ impl HintError {
     }
 }
 
+/// A reason about the hint object as a whole (the checks after parsing
+/// name the keys in the reason).
+impl From<String> for HintError {
+    fn from(reason: String) -> Self {
+        HintError::new(reason)
+    }
+}
+
+impl From<&str> for HintError {
+    fn from(reason: &str) -> Self {
+        HintError::new(reason)
+    }
+}
+
 /// Reads the `"datastorm"` attribute of a field or type object, if any.
 pub fn hints_of(obj: &Map<String, Value>) -> Result<Hints, HintError> {
     match obj.get(HINT_ATTRIBUTE) {
@@ -238,7 +252,7 @@ pub fn parse(v: &Value) -> Result<Hints, HintError> {
         }
         HintError { path, reason }
     })?;
-    written.check().map_err(HintError::new)
+    written.check()
 }
 
 /// The hint object as written: every key optional, no other keys.
@@ -349,18 +363,19 @@ impl<'de> serde::de::Visitor<'de> for LengthVisitor {
 
 impl HintObject {
     /// The hints, once the values make sense together.
-    fn check(self) -> Result<Hints, String> {
+    fn check(self) -> Result<Hints, HintError> {
         if let Some(r) = &self.range {
             if r.min.as_f64() > r.max.as_f64() {
                 return Err(format!(
                     "range.min ({}) is greater than range.max ({})",
                     r.min, r.max
-                ));
+                )
+                .into());
             }
         }
         for (name, v) in [("stddev", self.stddev), ("exponent", self.exponent)] {
             if let Some(v) = v.filter(|v| *v < 0.0) {
-                return Err(format!("`{name}` must not be negative, got {v}"));
+                return Err(format!("`{name}` must not be negative, got {v}").into());
             }
         }
         if let Some(re) = &self.regex {
@@ -372,7 +387,7 @@ impl HintObject {
             ("probability", self.probability),
         ] {
             if let Some(p) = p.filter(|p| !(0.0..=1.0).contains(p)) {
-                return Err(format!("`{name}` must be between 0 and 1, got {p}"));
+                return Err(format!("`{name}` must be between 0 and 1, got {p}").into());
             }
         }
         if let Some(ws) = &self.weights {
@@ -383,7 +398,7 @@ impl HintObject {
         }
         if let Some(r) = &self.reference {
             if !r.contains('.') || r.starts_with('.') || r.ends_with('.') {
-                return Err(format!("`ref` must look like \"stream.field\", got {r:?}"));
+                return Err(format!("`ref` must look like \"stream.field\", got {r:?}").into());
             }
         }
         Ok(Hints {
@@ -413,22 +428,20 @@ impl HintObject {
 }
 
 impl Length {
-    fn bounds(self) -> Result<(u64, u64), String> {
+    fn bounds(self) -> Result<(u64, u64), HintError> {
         let (min, max) = match self {
             Length::Exact(n) => (n.0, n.0),
             Length::Between(m) => (m.min.0, m.max.0),
         };
         if min > max {
-            return Err(format!(
-                "length.min ({min}) is greater than length.max ({max})"
-            ));
+            return Err(format!("length.min ({min}) is greater than length.max ({max})").into());
         }
         Ok((min, max))
     }
 }
 
 impl IterationObject {
-    fn check(self) -> Result<Iteration, String> {
+    fn check(self) -> Result<Iteration, HintError> {
         let start = self.start.unwrap_or_else(|| 0.into());
         let step = self.step.unwrap_or_else(|| 1.into());
         if step.as_f64() == Some(0.0) {
@@ -443,7 +456,8 @@ impl IterationObject {
             if (st > 0.0 && r <= s) || (st < 0.0 && r >= s) {
                 return Err(format!(
                     "iteration.restart ({r}) is never reached from start {s} by step {st}"
-                ));
+                )
+                .into());
             }
         }
         Ok(Iteration {
@@ -456,7 +470,7 @@ impl IterationObject {
 
 /// `options`: plain values, or `{"value", "weight"}` objects when every
 /// element is one (a weight defaults to 1).
-fn options(arr: Vec<Value>) -> Result<Vec<Weighted>, String> {
+fn options(arr: Vec<Value>) -> Result<Vec<Weighted>, HintError> {
     if arr.is_empty() {
         return Err("`options` must not be empty".into());
     }
@@ -489,12 +503,12 @@ fn options(arr: Vec<Value>) -> Result<Vec<Weighted>, String> {
     Ok(opts)
 }
 
-fn check_weights(ws: &[f64], what: &str) -> Result<(), String> {
+fn check_weights(ws: &[f64], what: &str) -> Result<(), HintError> {
     if let Some(w) = ws.iter().find(|w| !(**w >= 0.0 && w.is_finite())) {
-        return Err(format!("{what} must be >= 0, got {w}"));
+        return Err(format!("{what} must be >= 0, got {w}").into());
     }
     if ws.iter().all(|w| *w == 0.0) {
-        return Err(format!("{what} must not all be 0"));
+        return Err(format!("{what} must not all be 0").into());
     }
     Ok(())
 }
