@@ -21,7 +21,7 @@ mod timeline;
 mod tune;
 mod units;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Subcommand};
 use std::process::ExitCode;
 
 /// Exit codes, also listed in `--help`.
@@ -35,7 +35,7 @@ pub mod exit {
     pub const USAGE: u8 = 2;
 }
 
-#[derive(Parser)]
+#[derive(clap::Parser)]
 #[command(
     name = "datastorm",
     version,
@@ -81,9 +81,15 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let code = match cli.command {
-        Command::Produce(args) => cli::produce::main(*args),
+        Command::Produce(args) => {
+            let flags = matches
+                .subcommand_matches("produce")
+                .expect("produce was parsed");
+            cli::produce::main(*args, &cli::settings::given_on_command_line(flags))
+        }
         Command::Sink(args) => cli::sink::main(args),
         Command::Sample(args) => cli::sample::main(args),
         Command::Report(args) => cli::report::main(args),

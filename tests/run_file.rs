@@ -121,8 +121,7 @@ fn run_file_mistakes_stop_before_anything_starts() {
             "rf-bad-acks",
             "[run]\nacks = \"2\"\n[[stream]]\ntopic = \"a\"\n"
         ),
-        "datastorm produce: RUN [run]: invalid value '2' for '--acks <ACKS>': \
-         --acks takes 0, 1 or all, not '2'"
+        "datastorm produce: RUN [run]: acks: invalid value '2' [possible values: 0, 1, all]"
     );
     assert_eq!(
         run_file_error(

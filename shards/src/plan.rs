@@ -5,14 +5,18 @@ use datastorm_engine::cluster::TopicSpec;
 use serde::Serialize;
 use std::time::Duration;
 
-/// Which acknowledgement the producer waits for.
+/// Which acknowledgement the producer waits for (`--acks 0|1|all`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Acks {
     /// Fire and forget: no response; records count as acked when written.
+    #[cfg_attr(feature = "clap", value(name = "0"))]
     None,
     /// The partition leader wrote the batch.
+    #[cfg_attr(feature = "clap", value(name = "1"))]
     Leader,
     /// Every in-sync replica has the batch.
+    #[cfg_attr(feature = "clap", value(name = "all", alias = "-1"))]
     All,
 }
 
@@ -26,15 +30,43 @@ impl Acks {
     }
 }
 
-impl std::str::FromStr for Acks {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "0" => Ok(Acks::None),
-            "1" => Ok(Acks::Leader),
-            "all" | "-1" => Ok(Acks::All),
-            _ => Err(format!("--acks takes 0, 1 or all, not '{s}'")),
+/// What a non-retriable error (or an exhausted batch) stops (`--on-error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Its partition; the others go on.
+    Partition,
+    /// The whole run.
+    Run,
+}
+
+/// How schema records are written (`--encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum SchemaEncoding {
+    /// Avro binary, nothing else.
+    Avro,
+    /// Confluent's framing (magic byte, schema id), then Avro binary.
+    Confluent,
+    /// The record as JSON.
+    Json,
+}
+
+impl SchemaEncoding {
+    pub fn name(self) -> &'static str {
+        match self {
+            SchemaEncoding::Avro => "avro",
+            SchemaEncoding::Confluent => "confluent",
+            SchemaEncoding::Json => "json",
         }
+    }
+}
+
+impl std::fmt::Display for SchemaEncoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -77,19 +109,30 @@ impl KeySpec {
     }
 }
 
+/// A `--key` or `--header` that cannot be parsed, with the text as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("--key takes none, seq, random, uniform:N, zipf:EXPONENT:N or field:NAME, not '{0}'")]
+    KeyForm(String),
+    #[error("'{count}' in --key {key} must be a whole number of keys, at least 1")]
+    KeyCount { count: String, key: String },
+    #[error("the zipf exponent in --key {0} must be a number above 0")]
+    ZipfExponent(String),
+    #[error("--header takes KEY=VALUE with a non-empty key, not '{0}'")]
+    HeaderForm(String),
+}
+
 impl std::str::FromStr for KeySpec {
-    type Err = String;
+    type Err = PlanError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let usage = || {
-            format!("--key takes none, seq, random, uniform:N, zipf:EXPONENT:N or field:NAME, not '{s}'")
-        };
         let parts: Vec<&str> = s.split(':').collect();
-        let count = |t: &str| -> Result<u64, String> {
+        let count = |t: &str| -> Result<u64, PlanError> {
             match t.replace('_', "").parse::<u64>() {
                 Ok(n) if n >= 1 => Ok(n),
-                _ => Err(format!(
-                    "'{t}' in --key {s} must be a whole number of keys, at least 1"
-                )),
+                _ => Err(PlanError::KeyCount {
+                    count: t.into(),
+                    key: s.into(),
+                }),
             }
         };
         match parts.as_slice() {
@@ -105,15 +148,13 @@ impl std::str::FromStr for KeySpec {
                     .parse()
                     .ok()
                     .filter(|x: &f64| x.is_finite() && *x > 0.0)
-                    .ok_or_else(|| {
-                        format!("the zipf exponent in --key {s} must be a number above 0")
-                    })?;
+                    .ok_or_else(|| PlanError::ZipfExponent(s.into()))?;
                 Ok(KeySpec::Zipf {
                     exponent,
                     n: count(n)?,
                 })
             }
-            _ => Err(usage()),
+            _ => Err(PlanError::KeyForm(s.into())),
         }
     }
 }
@@ -126,16 +167,14 @@ pub struct Header {
 }
 
 impl std::str::FromStr for Header {
-    type Err = String;
+    type Err = PlanError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok(Header {
                 key: k.to_owned(),
                 value: v.to_owned(),
             }),
-            _ => Err(format!(
-                "--header takes KEY=VALUE with a non-empty key, not '{s}'"
-            )),
+            _ => Err(PlanError::HeaderForm(s.into())),
         }
     }
 }
@@ -161,9 +200,8 @@ pub enum PayloadSpec {
 pub struct SchemaPayload {
     /// The schema file, as given.
     pub path: String,
-    /// avro, confluent or json.
-    pub encoding: String,
-    /// Confluent schema id, when the encoding is confluent.
+    pub encoding: SchemaEncoding,
+    /// Confluent schema id: set when the encoding is confluent.
     pub schema_id: Option<u32>,
     /// Pre-generated records per shard (cycled); `None` generates live.
     pub pool: Option<usize>,
@@ -183,12 +221,18 @@ impl std::fmt::Debug for SchemaPayload {
 }
 
 impl SchemaPayload {
+    /// The generator's encoding. The CLI refuses confluent without a schema
+    /// id before a plan is built, so a plan without one is a bug.
     pub fn encoding(&self) -> crate::payload::avro::Encoding {
         use crate::payload::avro::Encoding;
-        match (self.encoding.as_str(), self.schema_id) {
-            ("json", _) => Encoding::Json,
-            ("confluent", Some(schema_id)) => Encoding::Confluent { schema_id },
-            _ => Encoding::Avro,
+        match self.encoding {
+            SchemaEncoding::Avro => Encoding::Avro,
+            SchemaEncoding::Json => Encoding::Json,
+            SchemaEncoding::Confluent => Encoding::Confluent {
+                schema_id: self
+                    .schema_id
+                    .expect("a confluent schema payload has a schema id"),
+            },
         }
     }
 }
@@ -269,8 +313,10 @@ pub struct RunPlan {
     /// Idempotent producer: a producer id per shard and stream, sequence
     /// numbers per partition, so resends never duplicate.
     pub idempotent: bool,
-    /// A non-retriable error stops the run (instead of only its partition).
-    pub stop_on_error: bool,
+    /// What a non-retriable error stops: its partition or the run. Reports
+    /// keep it as `stop_on_error` (true for the run).
+    #[serde(rename = "stop_on_error", serialize_with = "stops_run")]
+    pub on_error: OnError,
     pub seed: u64,
     pub client_id: String,
     /// How long to wait for in-flight acks after generation stops.
@@ -286,6 +332,10 @@ pub struct RunPlan {
     /// Connections per shard to each leader; partition `p` uses connection
     /// `p % connections_per_broker`.
     pub connections_per_broker: usize,
+}
+
+fn stops_run<S: serde::Serializer>(on_error: &OnError, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(*on_error == OnError::Run)
 }
 
 /// One stream of records: a topic, what its records carry, and its share of
@@ -370,7 +420,7 @@ impl RunPlan {
             retry_backoff: Duration::from_millis(100),
             delivery_timeout: Duration::from_secs(120),
             idempotent: false,
-            stop_on_error: false,
+            on_error: OnError::Partition,
             seed: 1,
             client_id: datastorm_engine::DEFAULT_CLIENT_ID.to_owned(),
             drain_timeout: Duration::from_secs(30),
@@ -471,7 +521,7 @@ mod tests {
             assert!(bad.parse::<KeySpec>().is_err(), "{bad}");
         }
         assert_eq!(
-            "zipf:-1:10".parse::<KeySpec>().unwrap_err(),
+            "zipf:-1:10".parse::<KeySpec>().unwrap_err().to_string(),
             "the zipf exponent in --key zipf:-1:10 must be a number above 0"
         );
     }
@@ -512,10 +562,13 @@ mod tests {
         assert!("novalue".parse::<Header>().is_err());
     }
 
+    #[cfg(feature = "clap")]
     #[test]
     fn acks_parse() {
-        assert_eq!("all".parse::<Acks>().unwrap().wire(), -1);
-        assert_eq!("1".parse::<Acks>().unwrap().wire(), 1);
-        assert!("2".parse::<Acks>().is_err());
+        use clap::ValueEnum;
+        assert_eq!(Acks::from_str("all", false).unwrap().wire(), -1);
+        assert_eq!(Acks::from_str("-1", false).unwrap().wire(), -1);
+        assert_eq!(Acks::from_str("1", false).unwrap().wire(), 1);
+        assert!(Acks::from_str("2", false).is_err());
     }
 }

@@ -1,10 +1,13 @@
 //! Subcommands.
 
+pub mod codec;
 pub mod knobs;
 pub mod produce;
+pub mod produce_error;
 pub mod report;
 pub mod sample;
 pub mod security;
+pub mod settings;
 pub mod sink;
 pub mod sweep;
 pub mod tune;

@@ -1,10 +1,11 @@
 //! `datastorm produce`: flags to a run plan, the run, the output.
 
+use super::produce_error::ProduceError;
+use super::settings;
 use crate::metrics::MetricsServer;
 use crate::runfile::{self, RunFile};
 use crate::{exit, render, report, units};
 use clap::Args;
-use datastorm_engine::batch::Compression;
 use datastorm_engine::cluster::TopicSpec;
 use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec};
 use datastorm_engine::sink::{SinkConfig, SinkHandle};
@@ -12,22 +13,28 @@ use datastorm_shards::pacer::Profile;
 use datastorm_shards::payload::check_keys;
 use datastorm_shards::payload::{avro, registry};
 use datastorm_shards::plan::{
-    Acks, Header, KeySpec, PayloadSpec, RateSpec, RunPlan, SchemaPayload, StopAt, StreamPlan,
+    Acks, Header, KeySpec, OnError, PayloadSpec, PlanError, RateSpec, RunPlan, SchemaEncoding,
+    SchemaPayload, StopAt, StreamPlan,
 };
 use datastorm_shards::run::{run, RunOutcome};
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-#[derive(Args)]
+/// `produce`'s settings, from flags or from a run file's `[run]` table
+/// (keys are the flags' long names; single-stream flags are skipped here
+/// because a run file's `[[stream]]` tables hold them).
+#[derive(Args, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ProduceArgs {
     /// Produce the streams of this run file (TOML; see docs/run-files.md).
     /// Its `[run]` table sets flags; flags given here win.
     #[arg(long, short = 'f', value_name = "FILE")]
+    #[serde(skip)]
     pub run_file: Option<PathBuf>,
     /// Brokers to bootstrap from (host:port, comma-separated). Without it, an
     /// embedded sink broker is started on loopback and used.
     #[arg(long, short = 'b', value_delimiter = ',', value_name = "HOST:PORT,...")]
+    #[serde(deserialize_with = "settings::strings")]
     pub bootstrap: Vec<String>,
     /// Topic to produce to.
     #[arg(
@@ -36,6 +43,7 @@ pub struct ProduceArgs {
         default_value = "datastorm",
         conflicts_with = "run_file"
     )]
+    #[serde(skip)]
     pub topic: String,
     /// Create the topic if it does not exist (with --partitions and --replication-factor).
     #[arg(long)]
@@ -51,54 +59,67 @@ pub struct ProduceArgs {
     pub cores: Option<usize>,
     /// Exact CPUs to use, e.g. `0-3,8` (intersected with the process's allowed CPUs).
     #[arg(long, value_name = "LIST")]
+    #[serde(deserialize_with = "settings::some_text")]
     pub cpus: Option<String>,
     /// Stop after this many records (split across shards), e.g. 1000000 or 1M.
     #[arg(long, short = 'n', value_parser = units::parse_count)]
+    #[serde(deserialize_with = "settings::some_count")]
     pub count: Option<f64>,
     /// Stop after this long (after --warmup), e.g. 30s or 5m. Without
     /// --count or --duration: the length of --ramp or --steps, the end of a
     /// --rate max search, or else 10s.
     #[arg(long, short = 'd', value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::some_duration")]
     pub duration: Option<Duration>,
     #[command(flatten)]
+    #[serde(skip)]
     pub workload: super::workload::WorkloadArgs,
     /// Acknowledgements to wait for: 0, 1 or all.
-    #[arg(long, default_value = "all")]
+    #[arg(long, value_enum, default_value = "all")]
+    #[serde(deserialize_with = "settings::choice")]
     pub acks: Acks,
     /// Batch compression: none, gzip, snappy, lz4 or zstd (Kafka's codecs,
     /// written as Kafka's Java producer writes them).
-    #[arg(long, default_value = "lz4")]
-    pub compression: Compression,
+    #[arg(long, value_enum, ignore_case = true, default_value = "lz4")]
+    #[serde(deserialize_with = "settings::choice")]
+    pub compression: super::codec::Codec,
     /// Level for codecs that have levels: gzip 1-9 (default 6), zstd 1-22 or
     /// negative for its fast modes (default 3). lz4 and snappy have none.
     #[arg(long, allow_negative_numbers = true)]
     pub compression_level: Option<i32>,
     /// Seal a partition's batch when it would exceed this size, e.g. 16384 or 64KiB.
     #[arg(long, default_value = "64KiB", value_parser = units::parse_bytes)]
+    #[serde(deserialize_with = "settings::bytes")]
     pub batch_size: usize,
     /// ...or when its first record has waited this long.
     #[arg(long, default_value = "5ms", value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::duration")]
     pub linger: Duration,
     /// Produce requests in flight per broker connection.
     #[arg(long, default_value_t = 5)]
     pub max_in_flight: usize,
     /// Value size of each record in bytes.
     #[arg(long, default_value_t = 100, conflicts_with = "run_file")]
+    #[serde(skip)]
     pub record_size: usize,
     /// Distinct pre-generated values per shard (cycled), for --record-size.
     #[arg(long, default_value_t = 1000, conflicts_with = "run_file")]
+    #[serde(skip)]
     pub payload_pool: usize,
     /// Generate records from this Avro schema (.avsc with generation hints,
     /// see docs/schema-hints.md) instead of fixed-size values. Schemas its
     /// `ref` hints name are loaded from the same folder.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["record_size", "payload_pool", "run_file"])]
+    #[serde(skip)]
     pub schema: Option<PathBuf>,
     /// How schema records are written: avro (binary), confluent (magic byte
     /// and schema id, then Avro binary) or json.
-    #[arg(long, default_value = "avro", value_parser = ["avro", "confluent", "json"], requires = "schema")]
-    pub encoding: String,
+    #[arg(long, value_enum, default_value = "avro", requires = "schema")]
+    #[serde(skip)]
+    pub encoding: SchemaEncoding,
     /// Schema id for --encoding confluent.
     #[arg(long, requires = "schema", conflicts_with = "schema_registry")]
+    #[serde(skip)]
     pub schema_id: Option<u32>,
     /// Register the schema with this Confluent-compatible schema registry
     /// (subject TOPIC-value) and use the id it returns; implies --encoding
@@ -108,6 +129,7 @@ pub struct ProduceArgs {
     /// Pre-generate this many schema records per shard and cycle them (the
     /// fastest path); without it, records are generated live.
     #[arg(long, value_name = "N", requires = "schema")]
+    #[serde(skip)]
     pub pool: Option<usize>,
     /// Record keys: none, seq (unique sequence numbers), random,
     /// uniform:N (N distinct keys), zipf:EXPONENT:N (N keys, skewed) or
@@ -118,19 +140,23 @@ pub struct ProduceArgs {
         default_value = "none",
         conflicts_with = "run_file"
     )]
+    #[serde(skip)]
     pub key: KeySpec,
     /// A header on every record, KEY=VALUE (repeatable).
     #[arg(long = "header", value_name = "KEY=VALUE", conflicts_with = "run_file")]
+    #[serde(skip)]
     pub headers: Vec<Header>,
     /// Add a `ds-seq` header to every record: shard, partition and sequence
     /// number, so a consumer can prove nothing was lost or duplicated.
     #[arg(long, conflicts_with = "run_file")]
+    #[serde(skip)]
     pub sequence_header: bool,
     /// Seed for generated data; the same seed gives the same records.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Broker-side timeout for acks, and how long to wait for a response.
     #[arg(long, default_value = "30s", value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::duration")]
     pub request_timeout: Duration,
     /// Times a batch is sent again after a retriable error (a lost
     /// connection, NOT_LEADER_OR_FOLLOWER, NOT_ENOUGH_REPLICAS, ...), with a
@@ -140,6 +166,7 @@ pub struct ProduceArgs {
     pub retries: u32,
     /// Give up on a batch not acknowledged this long after its first record.
     #[arg(long, default_value = "120s", value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::duration")]
     pub delivery_timeout: Duration,
     /// Idempotent producer (a producer id per shard, sequence numbers per
     /// partition): retries never duplicate. Default: on with --acks all.
@@ -150,20 +177,25 @@ pub struct ProduceArgs {
     pub no_idempotent: bool,
     /// What a non-retriable error (or an exhausted batch) stops: its
     /// partition (the others go on), or the whole run.
-    #[arg(long, default_value = "partition", value_parser = ["partition", "run"])]
-    pub on_error: String,
+    #[arg(long, value_enum, default_value = "partition")]
+    #[serde(deserialize_with = "settings::choice")]
+    pub on_error: OnError,
     /// After generation ends, how long to wait for outstanding acks.
     #[arg(long, default_value = "30s", value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::duration")]
     pub drain_timeout: Duration,
     /// How long to keep trying to reach the bootstrap servers.
     #[arg(long, default_value = "10s", value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::duration")]
     pub connect_timeout: Duration,
     /// Client id sent to the brokers.
     #[arg(long, default_value = datastorm_engine::DEFAULT_CLIENT_ID)]
     pub client_id: String,
     #[command(flatten)]
+    #[serde(skip)]
     pub security: super::security::SecurityArgs,
     #[command(flatten)]
+    #[serde(skip)]
     pub knobs: super::knobs::KnobArgs,
     /// Write a JSON report (configuration, environment, results) to this file.
     #[arg(long, value_name = "FILE")]
@@ -185,19 +217,29 @@ pub struct ProduceArgs {
     pub quiet: bool,
 }
 
-/// `produce` parsed again with a run file's `[run]` flags in front of the
-/// command line's, the later winning.
-#[derive(clap::Parser)]
-#[command(name = "datastorm produce", args_override_self = true)]
-struct WithRunFile {
-    #[command(flatten)]
-    args: ProduceArgs,
+impl Default for ProduceArgs {
+    fn default() -> Self {
+        settings::clap_defaults()
+    }
 }
 
-pub fn main(args: ProduceArgs) -> u8 {
+impl ProduceArgs {
+    settings::overlay_fields!(
+        fields: bootstrap, create_topic, partitions, replication_factor, cores, cpus, count,
+        duration, acks, compression, compression_level, batch_size, linger, max_in_flight,
+        schema_registry, seed, request_timeout, retries, delivery_timeout, idempotent,
+        no_idempotent, on_error, drain_timeout, connect_timeout, client_id, report, timeline,
+        metrics_addr, verify, quiet;
+        nested: workload, security, knobs
+    );
+}
+
+/// `given` says which flags the command line gave: they win over a run
+/// file's `[run]` table.
+pub fn main(args: ProduceArgs, given: &dyn Fn(&str) -> bool) -> u8 {
     let (args, file) = match &args.run_file {
         None => (args, None),
-        Some(path) => match with_run_file(&args, path) {
+        Some(path) => match runfile::read(path).and_then(|f| Ok((f.settings(args, given)?, f))) {
             Ok((a, f)) => (a, Some(f)),
             Err(e) => {
                 eprintln!("datastorm produce: {e}");
@@ -472,42 +514,12 @@ fn verify_streams(plan: &RunPlan, outcome: &RunOutcome) -> report::Verification 
     out
 }
 
-/// Reads the run file and parses the flags again with its `[run]` table.
-fn with_run_file(first: &ProduceArgs, path: &Path) -> Result<(ProduceArgs, RunFile), String> {
-    use clap::Parser;
-    let mut file = runfile::read(path)?;
-    if !first.bootstrap.is_empty() {
-        // A list flag would add up; the command line's list replaces the file's.
-        if let Some(i) = file.run_args.iter().position(|a| a == "--bootstrap") {
-            file.run_args.drain(i..i + 2);
-        }
-    }
-    let raw: Vec<OsString> = std::env::args_os().collect();
-    let after = raw
-        .iter()
-        .position(|a| a == "produce")
-        .map_or(raw.len(), |i| i + 1);
-    let mut argv: Vec<OsString> = vec!["datastorm produce".into()];
-    argv.extend(file.run_args.iter().cloned());
-    argv.extend(raw[after..].iter().cloned());
-    let parsed = WithRunFile::try_parse_from(argv).map_err(|e| {
-        let text = e.to_string();
-        let first_line = text.lines().next().unwrap_or_default();
-        format!(
-            "{} [run]: {}",
-            path.display(),
-            first_line.trim_start_matches("error: ")
-        )
-    })?;
-    Ok((parsed.args, file))
-}
-
 /// The run's streams: one from flags, or those of the run file.
-fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, String> {
+fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, ProduceError> {
     let Some(file) = file else {
         validate_topic(&a.topic)?;
         if a.schema_registry.is_some() && a.schema.is_none() {
-            return Err("--schema-registry registers the --schema; give one".into());
+            return Err(ProduceError::RegistryWithoutSchema);
         }
         let mut s = StreamPlan::new(a.topic.clone());
         s.create_topic = a.create_topic.then(|| TopicSpec {
@@ -517,12 +529,12 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
         });
         s.payload = match &a.schema {
             Some(path) => {
-                let compiled = avro::load_with_references(path).map_err(|e| e.to_string())?;
+                let compiled = avro::load_with_references(path)?;
                 PayloadSpec::Schema(schema_payload(
                     a,
                     path,
                     compiled,
-                    &a.encoding,
+                    a.encoding,
                     a.schema_id,
                     a.pool,
                     &a.topic,
@@ -542,9 +554,7 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
 
     let shown = file_label(a);
     if a.schema_registry.is_some() && file.streams.iter().all(|e| e.schema.is_none()) {
-        return Err(format!(
-            "--schema-registry registers the streams' schemas, but no stream of {shown} has a schema"
-        ));
+        return Err(ProduceError::RegistryWithoutSchemaStreams(shown));
     }
     // Every schema of the run is compiled together: `ref` hints name streams.
     let schema_streams: Vec<(String, PathBuf)> = file
@@ -556,21 +566,22 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
                 .map(|p| (e.name().to_owned(), file.dir.join(p)))
         })
         .collect();
-    let mut compiled = avro::load_streams(&schema_streams)
-        .map_err(|e| e.to_string())?
-        .into_iter();
+    let mut compiled = avro::load_streams(&schema_streams)?.into_iter();
     let mut out = Vec::with_capacity(file.streams.len());
     for (i, e) in file.streams.iter().enumerate() {
-        let at = |why: String| format!("{shown}: stream {} ({}): {why}", i + 1, e.name());
+        let at = |source: ProduceError| ProduceError::Stream {
+            file: shown.clone(),
+            number: i + 1,
+            name: e.name().to_owned(),
+            source: Box::new(source),
+        };
         validate_topic(&e.topic).map_err(at)?;
         let mut s = StreamPlan::new(e.topic.clone());
         s.name = e.name().to_owned();
         let partitions = e.partitions.unwrap_or(a.partitions);
         let replication_factor = e.replication_factor.unwrap_or(a.replication_factor);
         if partitions < 1 || replication_factor < 1 {
-            return Err(at(
-                "partitions and replication_factor must be at least 1".into()
-            ));
+            return Err(at(ProduceError::StreamTopicSpec));
         }
         s.create_topic = e.create_topic.unwrap_or(a.create_topic).then(|| TopicSpec {
             name: e.topic.clone(),
@@ -587,7 +598,7 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
                         a,
                         &file.dir.join(path),
                         c,
-                        e.encoding.as_deref().unwrap_or("avro"),
+                        e.encoding.unwrap_or(SchemaEncoding::Avro),
                         e.schema_id,
                         e.pool,
                         &e.topic,
@@ -598,7 +609,7 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
             None => {
                 let record_size = e.record_size.unwrap_or(100);
                 if record_size > 16 * 1024 * 1024 {
-                    return Err(at("record_size must be at most 16MiB".into()));
+                    return Err(at(ProduceError::StreamRecordSize));
                 }
                 PayloadSpec::Fixed {
                     record_size,
@@ -607,17 +618,17 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, S
             }
         };
         if let Some(k) = &e.key {
-            s.keys = k.parse().map_err(at)?;
+            s.keys = k.parse().map_err(|e: PlanError| at(e.into()))?;
         }
         s.headers = e
             .headers
             .iter()
             .map(|(k, v)| format!("{k}={v}").parse::<Header>())
             .collect::<Result<_, _>>()
-            .map_err(at)?;
+            .map_err(|e: PlanError| at(e.into()))?;
         s.sequence_header = e.sequence_header || a.verify;
         s.share = e.share.unwrap_or(1.0);
-        check_keys(&s.payload, &s.keys).map_err(at)?;
+        check_keys(&s.payload, &s.keys).map_err(|e| at(e.into()))?;
         out.push(s);
     }
     Ok(out)
@@ -636,29 +647,23 @@ fn schema_payload(
     a: &ProduceArgs,
     path: &Path,
     compiled: avro::CompiledSchema,
-    encoding: &str,
+    encoding: SchemaEncoding,
     schema_id: Option<u32>,
     pool: Option<usize>,
     topic: &str,
-) -> Result<SchemaPayload, String> {
-    if !["avro", "confluent", "json"].contains(&encoding) {
-        return Err(format!(
-            "encoding takes avro, confluent or json, not {encoding:?}"
-        ));
-    }
-    let mut encoding = encoding.to_owned();
+) -> Result<SchemaPayload, ProduceError> {
+    let mut encoding = encoding;
     let mut schema_id = schema_id;
     if let Some(url) = &a.schema_registry {
-        if encoding != "json" && schema_id.is_none() {
+        if encoding != SchemaEncoding::Json && schema_id.is_none() {
             let subject = registry::value_subject(topic);
-            let id = registry::register(url, &subject, compiled.source(), Duration::from_secs(10))
-                .map_err(|e| e.to_string())?;
-            encoding = "confluent".into();
+            let id = registry::register(url, &subject, compiled.source(), Duration::from_secs(10))?;
+            encoding = SchemaEncoding::Confluent;
             schema_id = Some(id);
         }
     }
-    if encoding == "confluent" && schema_id.is_none() {
-        return Err("--encoding confluent needs --schema-id N or --schema-registry URL".into());
+    if encoding == SchemaEncoding::Confluent && schema_id.is_none() {
+        return Err(ProduceError::ConfluentWithoutId);
     }
     Ok(SchemaPayload {
         path: path.display().to_string(),
@@ -669,59 +674,56 @@ fn schema_payload(
     })
 }
 
-fn validate_topic(topic: &str) -> Result<(), String> {
+fn validate_topic(topic: &str) -> Result<(), ProduceError> {
     if topic.is_empty()
         || topic.len() > 249
         || !topic
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
     {
-        return Err(format!(
-            "invalid topic name '{topic}': use letters, digits, '.', '_' and '-', at most 249 characters"
-        ));
+        return Err(ProduceError::Topic(topic.to_owned()));
     }
     Ok(())
 }
 
-fn validate(a: &ProduceArgs) -> Result<(), String> {
+fn validate(a: &ProduceArgs) -> Result<(), ProduceError> {
     a.workload.rate_spec()?;
-    a.compression.with_level(a.compression_level)?;
+    a.compression
+        .with_level(a.compression_level)
+        .map_err(ProduceError::Compression)?;
     a.workload.instance()?;
     if a.idempotent && a.acks != Acks::All {
-        return Err(
-            "--idempotent needs --acks all (Kafka only deduplicates fully replicated writes)"
-                .into(),
-        );
+        return Err(ProduceError::IdempotentWithoutAcksAll);
     }
     if (a.idempotent || (a.acks == Acks::All && !a.no_idempotent)) && a.max_in_flight > 5 {
-        return Err(format!(
-            "the idempotent producer keeps order with at most 5 requests in flight per connection \
-             (--max-in-flight {}); lower it or add --no-idempotent",
-            a.max_in_flight
-        ));
+        return Err(ProduceError::IdempotentInFlight(a.max_in_flight));
     }
     if a.partitions < 1 {
-        return Err("--partitions must be at least 1".into());
+        return Err(ProduceError::Partitions);
     }
     if a.replication_factor < 1 {
-        return Err("--replication-factor must be at least 1".into());
+        return Err(ProduceError::ReplicationFactor);
     }
     if a.max_in_flight == 0 {
-        return Err("--max-in-flight must be at least 1".into());
+        return Err(ProduceError::MaxInFlight);
     }
     if a.batch_size < 1024 || a.batch_size > 64 * 1024 * 1024 {
-        return Err("--batch-size must be between 1KiB and 64MiB".into());
+        return Err(ProduceError::BatchSize);
     }
     if a.record_size > 16 * 1024 * 1024 {
-        return Err("--record-size must be at most 16MiB".into());
+        return Err(ProduceError::RecordSize);
     }
     if a.count.is_some_and(|c| c < 1.0 || c.fract() != 0.0) {
-        return Err("--count must be a whole number of records, at least 1".into());
+        return Err(ProduceError::Count);
     }
     Ok(())
 }
 
-fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> Result<RunPlan, String> {
+fn to_plan(
+    a: &ProduceArgs,
+    bootstrap: Vec<String>,
+    cpus: Vec<usize>,
+) -> Result<RunPlan, ProduceError> {
     let mut plan = RunPlan::new(bootstrap, a.topic.clone());
     plan.cpus = cpus;
     plan.rate = a.workload.rate_spec()?;
@@ -740,7 +742,10 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> Result<
         }),
     };
     plan.acks = a.acks;
-    plan.compression = a.compression.with_level(a.compression_level)?;
+    plan.compression = a
+        .compression
+        .with_level(a.compression_level)
+        .map_err(ProduceError::Compression)?;
     plan.compression_level = a.compression_level;
     plan.batch_size = a.batch_size;
     plan.linger = a.linger;
@@ -755,7 +760,7 @@ fn to_plan(a: &ProduceArgs, bootstrap: Vec<String>, cpus: Vec<usize>) -> Result<
     } else {
         a.idempotent || a.acks == Acks::All
     };
-    plan.stop_on_error = a.on_error == "run";
+    plan.on_error = a.on_error;
     plan.seed = a.seed;
     plan.client_id = a.client_id.clone();
     plan.security = a.security.to_config()?;

@@ -1,6 +1,7 @@
 //! Flags for talking to secured Kafka listeners: TLS and SASL
 //! (see docs/security.md).
 
+use super::settings;
 use clap::{Args, ValueEnum};
 use datastorm_engine::security::{
     SaslConfig, SaslMechanism, Secret, SecurityConfig, SecurityProtocol, TlsConfig, TlsOptions,
@@ -29,15 +30,66 @@ pub enum MechanismArg {
     ScramSha512,
 }
 
+/// Security flags that do not fit together, or files they name that
+/// cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityFlagError {
+    #[error(
+        "TLS or SASL flags were given without --security-protocol: add \
+         --security-protocol {0}"
+    )]
+    NoProtocol(&'static str),
+    #[error(
+        "--tls-ca, --tls-cert and --tls-insecure need --security-protocol ssl or \
+         sasl_ssl, not {0}"
+    )]
+    TlsWithoutTls(SecurityProtocol),
+    #[error(
+        "--sasl-mechanism, --sasl-username and the SASL password need \
+         --security-protocol sasl_plaintext or sasl_ssl, not {0}"
+    )]
+    SaslWithoutSasl(SecurityProtocol),
+    #[error(
+        "--security-protocol {0} needs --sasl-mechanism (plain, \
+         scram-sha-256 or scram-sha-512: the one the brokers enable)"
+    )]
+    NoMechanism(SecurityProtocol),
+    #[error("--security-protocol {0} needs --sasl-username")]
+    NoUsername(SecurityProtocol),
+    #[error(
+        "--security-protocol {0} needs a password: --sasl-password-file \
+         FILE, the {PASSWORD_ENV} environment variable, or --sasl-password"
+    )]
+    NoPassword(SecurityProtocol),
+    #[error("cannot read the SASL password file {}: {source}", path.display())]
+    PasswordFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the SASL password file {} is empty (its first line is the password)",
+        .0.display()
+    )]
+    EmptyPasswordFile(PathBuf),
+    #[error(transparent)]
+    Tls(#[from] datastorm_engine::security::TlsSetupError),
+    #[error(transparent)]
+    Sasl(#[from] datastorm_engine::security::sasl::SaslSetupError),
+    #[error(transparent)]
+    Config(#[from] datastorm_engine::security::SecurityError),
+}
+
 /// How to reach secured listeners. Secrets given here never appear in
 /// reports, logs or messages.
-#[derive(Args, Clone, Default)]
+#[derive(Args, Clone, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SecurityArgs {
     /// How the brokers' listener expects clients to connect, as Kafka's
     /// security.protocol: plaintext, ssl (TLS), sasl_plaintext (SASL
     /// without TLS: PLAIN sends the password in the clear) or sasl_ssl
     /// (SASL inside TLS). Default: plaintext.
     #[arg(long, value_enum, value_name = "PROTOCOL", help_heading = "Security")]
+    #[serde(deserialize_with = "settings::some_choice")]
     pub security_protocol: Option<ProtocolArg>,
     /// PEM file with the CA certificate(s) that signed the brokers'
     /// certificates (ssl, sasl_ssl). Without it, the system's root
@@ -68,6 +120,7 @@ pub struct SecurityArgs {
     /// SASL mechanism (sasl_plaintext, sasl_ssl): plain, scram-sha-256 or
     /// scram-sha-512.
     #[arg(long, value_enum, value_name = "MECHANISM", help_heading = "Security")]
+    #[serde(deserialize_with = "settings::some_choice")]
     pub sasl_mechanism: Option<MechanismArg>,
     /// SASL username.
     #[arg(long, value_name = "USER", help_heading = "Security")]
@@ -107,17 +160,23 @@ impl std::fmt::Debug for SecurityArgs {
 }
 
 impl SecurityArgs {
+    settings::overlay_fields!(
+        fields: security_protocol, tls_ca, tls_cert, tls_key, tls_insecure, sasl_mechanism,
+        sasl_username, sasl_password, sasl_password_file;
+        nested:
+    );
+
     /// Resolves the flags into the engine's configuration: checks that they
     /// fit together, reads the certificate, key and password files, and
     /// builds the TLS client configuration. Errors are one line for people.
-    pub fn to_config(&self) -> Result<SecurityConfig, String> {
+    pub fn to_config(&self) -> Result<SecurityConfig, SecurityFlagError> {
         self.resolve(|| std::env::var(PASSWORD_ENV).ok())
     }
 
     fn resolve(
         &self,
         env_password: impl FnOnce() -> Option<String>,
-    ) -> Result<SecurityConfig, String> {
+    ) -> Result<SecurityConfig, SecurityFlagError> {
         let tls_flags = self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_insecure;
         let sasl_flags = self.sasl_mechanism.is_some()
             || self.sasl_username.is_some()
@@ -133,24 +192,15 @@ impl SecurityArgs {
                 } else {
                     "ssl (or sasl_ssl)"
                 };
-                return Err(format!(
-                    "TLS or SASL flags were given without --security-protocol: add \
-                     --security-protocol {which}"
-                ));
+                return Err(SecurityFlagError::NoProtocol(which));
             }
             None => SecurityProtocol::Plaintext,
         };
         if tls_flags && !protocol.uses_tls() {
-            return Err(format!(
-                "--tls-ca, --tls-cert and --tls-insecure need --security-protocol ssl or \
-                 sasl_ssl, not {protocol}"
-            ));
+            return Err(SecurityFlagError::TlsWithoutTls(protocol));
         }
         if sasl_flags && !protocol.uses_sasl() {
-            return Err(format!(
-                "--sasl-mechanism, --sasl-username and the SASL password need \
-                 --security-protocol sasl_plaintext or sasl_ssl, not {protocol}"
-            ));
+            return Err(SecurityFlagError::SaslWithoutSasl(protocol));
         }
         let tls = if protocol.uses_tls() {
             let opts = TlsOptions {
@@ -170,54 +220,46 @@ impl SecurityArgs {
                     }
                 );
             }
-            Some(TlsConfig::load(&opts).map_err(|e| e.to_string())?)
+            Some(TlsConfig::load(&opts)?)
         } else {
             None
         };
         let sasl = if protocol.uses_sasl() {
             let mechanism = match self.sasl_mechanism {
                 Some(m) => mechanism(m),
-                None => {
-                    return Err(format!(
-                        "--security-protocol {protocol} needs --sasl-mechanism (plain, \
-                         scram-sha-256 or scram-sha-512: the one the brokers enable)"
-                    ))
-                }
+                None => return Err(SecurityFlagError::NoMechanism(protocol)),
             };
             let username = self
                 .sasl_username
                 .clone()
-                .ok_or_else(|| format!("--security-protocol {protocol} needs --sasl-username"))?;
-            let password = self.password(env_password)?.ok_or_else(|| {
-                format!(
-                    "--security-protocol {protocol} needs a password: --sasl-password-file \
-                     FILE, the {PASSWORD_ENV} environment variable, or --sasl-password"
-                )
-            })?;
-            Some(SaslConfig::new(mechanism, username, password).map_err(|e| e.to_string())?)
+                .ok_or(SecurityFlagError::NoUsername(protocol))?;
+            let password = self
+                .password(env_password)?
+                .ok_or(SecurityFlagError::NoPassword(protocol))?;
+            Some(SaslConfig::new(mechanism, username, password)?)
         } else {
             None
         };
-        SecurityConfig::new(protocol, tls, sasl).map_err(|e| e.to_string())
+        Ok(SecurityConfig::new(protocol, tls, sasl)?)
     }
 
     fn password(
         &self,
         env_password: impl FnOnce() -> Option<String>,
-    ) -> Result<Option<Secret>, String> {
+    ) -> Result<Option<Secret>, SecurityFlagError> {
         if let Some(p) = &self.sasl_password {
             return Ok(Some(Secret::new(p.as_str())));
         }
         if let Some(path) = &self.sasl_password_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                format!("cannot read the SASL password file {}: {e}", path.display())
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                SecurityFlagError::PasswordFile {
+                    path: path.clone(),
+                    source,
+                }
             })?;
             let first = text.lines().next().unwrap_or("");
             if first.is_empty() {
-                return Err(format!(
-                    "the SASL password file {} is empty (its first line is the password)",
-                    path.display()
-                ));
+                return Err(SecurityFlagError::EmptyPasswordFile(path.clone()));
             }
             return Ok(Some(Secret::new(first)));
         }
@@ -262,7 +304,7 @@ mod tests {
     }
 
     fn resolve(flags: &[&str]) -> Result<SecurityConfig, String> {
-        args(flags).resolve(|| None)
+        args(flags).resolve(|| None).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -315,7 +357,7 @@ mod tests {
         assert_eq!(cfg.sasl().unwrap().password().expose(), "from-file");
         let cfg = args(&base).resolve(|| Some("from-env".into())).unwrap();
         assert_eq!(cfg.sasl().unwrap().password().expose(), "from-env");
-        let err = args(&base).resolve(|| None).unwrap_err();
+        let err = args(&base).resolve(|| None).unwrap_err().to_string();
         assert!(err.contains(PASSWORD_ENV), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }

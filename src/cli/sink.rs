@@ -47,21 +47,42 @@ pub struct SinkArgs {
     pub stall: Option<Stall>,
 }
 
+const STALL_FORM: &str = "expected AFTER:FOR, two durations such as 5s:10s \
+                          (stall 5s after the start, for 10s)";
+
+/// A `--stall` the sink cannot take.
+#[derive(Debug, thiserror::Error)]
+enum StallFlagError {
+    #[error("no ':' in '{0}': {STALL_FORM}")]
+    NoColon(String),
+    #[error("{half} in '{text}': {source}; {STALL_FORM}")]
+    Half {
+        half: &'static str,
+        text: String,
+        source: crate::units::UnitError,
+    },
+    /// The sink's own bounds on a stall (its words).
+    #[error("{0}; {STALL_FORM}")]
+    Bounds(String),
+}
+
 /// `AFTER:FOR`, each half a duration (`crate::units::parse_duration`).
-fn parse_stall(s: &str) -> Result<Stall, String> {
-    const FORM: &str = "expected AFTER:FOR, two durations such as 5s:10s \
-                        (stall 5s after the start, for 10s)";
+fn parse_stall(s: &str) -> Result<Stall, StallFlagError> {
     let Some((after, lasting)) = s.split_once(':') else {
-        return Err(format!("no ':' in '{s}': {FORM}"));
+        return Err(StallFlagError::NoColon(s.into()));
     };
-    let half = |name: &str, v: &str| {
-        crate::units::parse_duration(v).map_err(|e| format!("{name} in '{s}': {e}; {FORM}"))
+    let half = |half: &'static str, v: &str| {
+        crate::units::parse_duration(v).map_err(|source| StallFlagError::Half {
+            half,
+            text: s.into(),
+            source,
+        })
     };
     let stall = Stall {
         after: half("AFTER", after)?,
         lasting: half("FOR", lasting)?,
     };
-    stall.check().map_err(|e| format!("{e}; {FORM}"))?;
+    stall.check().map_err(StallFlagError::Bounds)?;
     Ok(stall)
 }
 

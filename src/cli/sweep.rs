@@ -2,7 +2,7 @@
 //! sweep, progress lines, and the table, CSV and chart at the end.
 
 use crate::exit;
-use crate::sweep::{self, chart, matrix::Axis, results, Ended, Event, Layout, Sweep};
+use crate::sweep::{self, chart, matrix::Axis, results, Ended, Event, Layout, Sweep, SweepError};
 use clap::{Args, Parser};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -252,16 +252,20 @@ fn dir_name(dir: &Path) -> String {
         .unwrap_or_else(|| dir.display().to_string())
 }
 
-fn to_sweep(a: &SweepArgs) -> Result<Sweep, String> {
+fn to_sweep(a: &SweepArgs) -> Result<Sweep, SweepError> {
     let mut axes = Vec::new();
     let mut duration = None;
     let mut repeat = None;
     let mut produce = Vec::new();
     if let Some(path) = &a.matrix {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("could not read {}: {e}", path.display()))?;
-        let file: MatrixFile =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|source| SweepError::ReadMatrix {
+            path: path.clone(),
+            source,
+        })?;
+        let file: MatrixFile = toml::from_str(&text).map_err(|e| SweepError::Matrix {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         for (flag, values) in &file.vary {
             let values = values
                 .iter()
@@ -270,12 +274,12 @@ fn to_sweep(a: &SweepArgs) -> Result<Sweep, String> {
                     toml::Value::Integer(i) => Ok(i.to_string()),
                     toml::Value::Float(f) => Ok(f.to_string()),
                     toml::Value::Boolean(b) => Ok(b.to_string()),
-                    _ => Err(format!(
-                        "{}: [vary] {flag}: values are strings, numbers or booleans",
-                        path.display()
-                    )),
+                    _ => Err(SweepError::VaryValue {
+                        path: path.clone(),
+                        flag: flag.clone(),
+                    }),
                 })
-                .collect::<Result<Vec<String>, String>>()?;
+                .collect::<Result<Vec<String>, SweepError>>()?;
             axes.push(Axis::from_values(flag, values)?);
         }
         duration = file.duration;
@@ -315,15 +319,11 @@ fn to_sweep(a: &SweepArgs) -> Result<Sweep, String> {
         .clone()
         .or(duration)
         .unwrap_or_else(|| "10s".into());
-    let d = crate::units::parse_duration(&duration).map_err(|e| format!("--duration: {e}"))?;
-    if d.is_zero() {
-        return Err("--duration must be above 0".into());
+    if crate::units::parse_duration(&duration)?.is_zero() {
+        return Err(SweepError::ZeroDuration);
     }
     if axes.is_empty() {
-        return Err(
-            "nothing to sweep: give lists like --batch-size 16KiB,64KiB or --vary linger=0ms,5ms"
-                .into(),
-        );
+        return Err(SweepError::NothingToSweep);
     }
     let sweep = Sweep {
         schema: sweep::SCHEMA.into(),
@@ -346,11 +346,10 @@ fn to_sweep(a: &SweepArgs) -> Result<Sweep, String> {
         if let Err(e) = ProduceCheck::try_parse_from(&argv) {
             let text = e.to_string();
             let first = text.lines().next().unwrap_or_default();
-            return Err(format!(
-                "point {}: {}",
-                p.label(),
-                first.trim_start_matches("error: ")
-            ));
+            return Err(SweepError::Point {
+                label: p.label(),
+                reason: first.trim_start_matches("error: ").to_owned(),
+            });
         }
     }
     Ok(sweep)

@@ -1,9 +1,37 @@
 //! Workload flags of `produce`: rate profiles, warm-up, instances.
 
-use crate::units;
+use super::settings;
+use crate::units::{self, UnitError};
 use clap::Args;
 use datastorm_shards::plan::RateSpec;
 use std::time::Duration;
+
+/// Workload flags that do not fit, alone or together.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WorkloadError {
+    #[error(transparent)]
+    Unit(#[from] UnitError),
+    #[error("a rate must be at least 1 record per second")]
+    RateBelowOne,
+    #[error("'{0}' is not FROM:TO:DURATION, e.g. 100k:1M:60s")]
+    RampForm(String),
+    #[error("'{0}': a ramp needs a duration and a rate above 0")]
+    FlatRamp(String),
+    #[error("'{0}' is not AT:DURATION, e.g. 2s:500ms")]
+    StallForm(String),
+    #[error("--max-p99 bounds the --rate max search; add --rate max")]
+    MaxP99WithoutSearch,
+    #[error("--step-duration goes with --steps or --rate max")]
+    StepDurationAlone,
+    #[error("--steps needs a rate above 0")]
+    NoStepAboveZero,
+    #[error("--instances must be at least 1")]
+    NoInstances,
+    #[error("JOB_COMPLETION_INDEX={0:?} is not an instance index (0, 1, ...)")]
+    JobIndex(String),
+    #[error("instance {index} is out of range: --instances {instances} numbers them 0 to {}", instances - 1)]
+    InstanceOutOfRange { index: u32, instances: u32 },
+}
 
 /// `--rate`: records per second, or `max`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -12,13 +40,13 @@ pub enum RateFlag {
     Max,
 }
 
-fn parse_rate(s: &str) -> Result<RateFlag, String> {
+fn parse_rate(s: &str) -> Result<RateFlag, WorkloadError> {
     if s.trim() == "max" {
         return Ok(RateFlag::Max);
     }
     let r = units::parse_count(s)?;
     if r < 1.0 {
-        return Err("a rate must be at least 1 record per second".into());
+        return Err(WorkloadError::RateBelowOne);
     }
     Ok(RateFlag::PerS(r))
 }
@@ -31,10 +59,10 @@ pub struct Ramp {
     pub over: Duration,
 }
 
-fn parse_ramp(s: &str) -> Result<Ramp, String> {
+fn parse_ramp(s: &str) -> Result<Ramp, WorkloadError> {
     let parts: Vec<&str> = s.split(':').collect();
     let [from, to, over] = parts.as_slice() else {
-        return Err(format!("'{s}' is not FROM:TO:DURATION, e.g. 100k:1M:60s"));
+        return Err(WorkloadError::RampForm(s.into()));
     };
     let ramp = Ramp {
         from: units::parse_count(from)?,
@@ -42,45 +70,53 @@ fn parse_ramp(s: &str) -> Result<Ramp, String> {
         over: units::parse_duration(over)?,
     };
     if ramp.over.is_zero() || (ramp.from == 0.0 && ramp.to == 0.0) {
-        return Err(format!("'{s}': a ramp needs a duration and a rate above 0"));
+        return Err(WorkloadError::FlatRamp(s.into()));
     }
     Ok(ramp)
 }
 
 /// `--inject-stall AT:DURATION`.
-fn parse_stall(s: &str) -> Result<(Duration, Duration), String> {
+fn parse_stall(s: &str) -> Result<(Duration, Duration), WorkloadError> {
     let (at, d) = s
         .split_once(':')
-        .ok_or_else(|| format!("'{s}' is not AT:DURATION, e.g. 2s:500ms"))?;
+        .ok_or_else(|| WorkloadError::StallForm(s.into()))?;
     Ok((units::parse_duration(at)?, units::parse_duration(d)?))
 }
 
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct WorkloadArgs {
     /// Target records per second for the whole run (all shards and
     /// instances), e.g. 500k; or `max` to search for the highest rate the
     /// cluster sustains (see --max-p99). Default: as fast as acknowledged.
     #[arg(long, value_parser = parse_rate, value_name = "RATE|max")]
+    #[serde(deserialize_with = "de_rate")]
     pub rate: Option<RateFlag>,
     /// A linear ramp, FROM:TO:DURATION (e.g. 100k:1M:60s), then TO.
     #[arg(long, value_parser = parse_ramp, conflicts_with_all = ["rate", "steps"], value_name = "FROM:TO:DURATION")]
+    #[serde(deserialize_with = "de_ramp")]
     pub ramp: Option<Ramp>,
     /// Rate steps, e.g. 100k,200k,400k, each held for --step-duration.
     #[arg(long, value_delimiter = ',', value_parser = units::parse_count, conflicts_with = "rate", value_name = "RATE,...")]
+    #[serde(deserialize_with = "settings::counts")]
     pub steps: Vec<f64>,
     /// How long each of --steps (default 30s) or each --rate max trial
     /// (default 5s) lasts.
     #[arg(long, value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::some_duration")]
     pub step_duration: Option<Duration>,
     /// --rate max: a rate whose p99 latency passes this bound is not sustained.
     #[arg(long, value_parser = units::parse_duration)]
+    #[serde(deserialize_with = "settings::some_duration")]
     pub max_p99: Option<Duration>,
     /// --rate max: the first rate tried.
     #[arg(long, value_parser = units::parse_count, default_value = "10k")]
+    #[serde(deserialize_with = "settings::count")]
     pub search_start: f64,
     /// Run this long first, at the first rate, and leave it out of the
     /// results (it is in the timeline, marked warmup).
     #[arg(long, value_parser = units::parse_duration, default_value = "0s")]
+    #[serde(deserialize_with = "settings::duration")]
     pub warmup: Duration,
     /// This instance's index (0-based) among --instances. Default: the
     /// JOB_COMPLETION_INDEX environment variable (a Kubernetes Indexed Job), else 0.
@@ -92,18 +128,45 @@ pub struct WorkloadArgs {
     pub instances: u32,
     /// Testing aid: block shard 0 for DURATION at AT into the run (AT:DURATION).
     #[arg(long, value_parser = parse_stall, hide = true)]
+    #[serde(deserialize_with = "de_stall")]
     pub inject_stall: Option<(Duration, Duration)>,
 }
 
+fn de_rate<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<RateFlag>, D::Error> {
+    settings::parsed(d, parse_rate).map(Some)
+}
+
+fn de_ramp<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Ramp>, D::Error> {
+    settings::parsed(d, parse_ramp).map(Some)
+}
+
+fn de_stall<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<(Duration, Duration)>, D::Error> {
+    settings::parsed(d, parse_stall).map(Some)
+}
+
+impl Default for WorkloadArgs {
+    fn default() -> Self {
+        settings::clap_defaults()
+    }
+}
+
 impl WorkloadArgs {
+    settings::overlay_fields!(
+        fields: rate, ramp, steps, step_duration, max_p99, search_start, warmup, instance,
+        instances, inject_stall;
+        nested:
+    );
+
     /// The rate profile the flags ask for.
-    pub fn rate_spec(&self) -> Result<RateSpec, String> {
+    pub fn rate_spec(&self) -> Result<RateSpec, WorkloadError> {
         if self.max_p99.is_some() && self.rate != Some(RateFlag::Max) {
-            return Err("--max-p99 bounds the --rate max search; add --rate max".into());
+            return Err(WorkloadError::MaxP99WithoutSearch);
         }
         if self.step_duration.is_some() && self.steps.is_empty() && self.rate != Some(RateFlag::Max)
         {
-            return Err("--step-duration goes with --steps or --rate max".into());
+            return Err(WorkloadError::StepDurationAlone);
         }
         if let Some(r) = self.ramp {
             return Ok(RateSpec::Ramp {
@@ -114,7 +177,7 @@ impl WorkloadArgs {
         }
         if !self.steps.is_empty() {
             if self.steps.iter().all(|r| *r == 0.0) {
-                return Err("--steps needs a rate above 0".into());
+                return Err(WorkloadError::NoStepAboveZero);
             }
             return Ok(RateSpec::Steps {
                 rates: self.steps.clone(),
@@ -136,27 +199,27 @@ impl WorkloadArgs {
     }
 
     /// `(instance, instances)`, from the flags or JOB_COMPLETION_INDEX.
-    pub fn instance(&self) -> Result<(u32, u32), String> {
+    pub fn instance(&self) -> Result<(u32, u32), WorkloadError> {
         self.instance_with(std::env::var("JOB_COMPLETION_INDEX").ok().as_deref())
     }
 
-    fn instance_with(&self, job_index: Option<&str>) -> Result<(u32, u32), String> {
+    fn instance_with(&self, job_index: Option<&str>) -> Result<(u32, u32), WorkloadError> {
         if self.instances == 0 {
-            return Err("--instances must be at least 1".into());
+            return Err(WorkloadError::NoInstances);
         }
         let index = match (self.instance, job_index) {
             (Some(i), _) => i,
-            (None, Some(v)) => v.trim().parse().map_err(|_| {
-                format!("JOB_COMPLETION_INDEX={v:?} is not an instance index (0, 1, ...)")
-            })?,
+            (None, Some(v)) => v
+                .trim()
+                .parse()
+                .map_err(|_| WorkloadError::JobIndex(v.into()))?,
             (None, None) => 0,
         };
         if index >= self.instances {
-            return Err(format!(
-                "instance {index} is out of range: --instances {} numbers them 0 to {}",
-                self.instances,
-                self.instances - 1
-            ));
+            return Err(WorkloadError::InstanceOutOfRange {
+                index,
+                instances: self.instances,
+            });
         }
         Ok((index, self.instances))
     }
@@ -180,6 +243,7 @@ mod tests {
             .map_err(|e| e.to_string())?
             .w
             .rate_spec()
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -250,12 +314,14 @@ mod tests {
         assert_eq!(
             w(&["--instances", "3"])
                 .instance_with(Some("3"))
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "instance 3 is out of range: --instances 3 numbers them 0 to 2"
         );
         assert!(w(&["--instances", "2"])
             .instance_with(Some("x"))
             .unwrap_err()
+            .to_string()
             .contains("JOB_COMPLETION_INDEX"));
     }
 }

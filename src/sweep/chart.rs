@@ -10,13 +10,31 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
 
-fn err(e: impl std::fmt::Display) -> String {
-    format!("drawing the sweep chart failed: {e}")
+/// Why a sweep chart was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    #[error("{}: a chart is .svg or .png", .0.display())]
+    Extension(std::path::PathBuf),
+    /// plotters' message: its error type is generic over the backend.
+    #[error("drawing the sweep chart failed: {0}")]
+    Draw(String),
+    /// The plot font could not be registered.
+    #[error("{0}")]
+    Font(String),
+}
+
+fn err(e: impl std::fmt::Display) -> ChartError {
+    ChartError::Draw(e.to_string())
 }
 
 /// Draws `rows` into `path`: SVG or PNG by the extension.
-pub fn write(path: &Path, title: &str, flags: &[String], rows: &[Summary]) -> Result<(), String> {
-    register_font()?;
+pub fn write(
+    path: &Path,
+    title: &str,
+    flags: &[String],
+    rows: &[Summary],
+) -> Result<(), ChartError> {
+    register_font().map_err(ChartError::Font)?;
     let size = ((240 + 70 * rows.len() as u32).clamp(900, 4000), 900);
     let ext = path
         .extension()
@@ -32,7 +50,7 @@ pub fn write(path: &Path, title: &str, flags: &[String], rows: &[Summary]) -> Re
             draw(&root, title, flags, rows, Text { bitmap: true })?;
             root.present().map_err(err)
         }
-        _ => Err(format!("{}: a chart is .svg or .png", path.display())),
+        _ => Err(ChartError::Extension(path.to_path_buf())),
     }
 }
 
@@ -59,7 +77,7 @@ fn draw<DB: DrawingBackend>(
     flags: &[String],
     rows: &[Summary],
     l: Text,
-) -> Result<(), String> {
+) -> Result<(), ChartError> {
     root.fill(&WHITE).map_err(err)?;
     let body = root.titled(&l.t(title), (FONT, 22)).map_err(err)?;
     let panels = body.split_evenly((2, 1));
@@ -93,7 +111,7 @@ fn throughput<DB: DrawingBackend>(
     best: Option<usize>,
     x_desc: &str,
     l: Text,
-) -> Result<(), String> {
+) -> Result<(), ChartError> {
     let n = rows.len() as u32;
     let y_max = rows.iter().map(|s| s.records_per_s).fold(1.0, f64::max) * 1.15;
     let mut chart = ChartBuilder::on(area)
@@ -147,7 +165,7 @@ fn latency<DB: DrawingBackend>(
     best: Option<usize>,
     x_desc: &str,
     l: Text,
-) -> Result<(), String> {
+) -> Result<(), ChartError> {
     let n = rows.len() as u32;
     let ms = |us: u64| us as f64 / 1e3;
     let y_max = rows.iter().map(|s| ms(s.p99_us)).fold(0.01, f64::max) * 1.15;

@@ -1,6 +1,19 @@
 //! A sweep's matrix: axes (a `produce` flag and its values) and the points
 //! of their cartesian product, each with a stable file-safe id.
 
+/// An axis that cannot be swept, with the flag or text as given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AxisError {
+    #[error("--vary takes FLAG=V1,V2,... (e.g. linger=0ms,5ms), not '{0}'")]
+    VaryForm(String),
+    #[error("'{0}' is not a produce flag name (like batch-size)")]
+    FlagName(String),
+    #[error("--{0}: an empty value in the list")]
+    EmptyValue(String),
+    #[error("--{flag}: {value} is listed twice")]
+    Twice { flag: String, value: String },
+}
+
 /// One swept flag and the values it takes, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Axis {
@@ -11,16 +24,16 @@ pub struct Axis {
 
 impl Axis {
     /// `FLAG=V1,V2,...` or `FLAG=V1;V2;...` (`--vary`).
-    pub fn parse(spec: &str) -> Result<Axis, String> {
-        let (flag, values) = spec.split_once('=').ok_or_else(|| {
-            format!("--vary takes FLAG=V1,V2,... (e.g. linger=0ms,5ms), not '{spec}'")
-        })?;
+    pub fn parse(spec: &str) -> Result<Axis, AxisError> {
+        let (flag, values) = spec
+            .split_once('=')
+            .ok_or_else(|| AxisError::VaryForm(spec.into()))?;
         Axis::new(flag.trim().trim_start_matches("--"), values)
     }
 
     /// A flag and its values as one list, separated by `,` (or by `;` when
     /// the values hold commas themselves: `cpus=0-1;2,3`).
-    pub fn new(flag: &str, values: &str) -> Result<Axis, String> {
+    pub fn new(flag: &str, values: &str) -> Result<Axis, AxisError> {
         let sep = if values.contains(';') { ';' } else { ',' };
         Axis::from_values(
             flag,
@@ -28,22 +41,23 @@ impl Axis {
         )
     }
 
-    pub fn from_values(flag: &str, values: Vec<String>) -> Result<Axis, String> {
+    pub fn from_values(flag: &str, values: Vec<String>) -> Result<Axis, AxisError> {
         if flag.is_empty()
             || !flag
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            return Err(format!(
-                "'{flag}' is not a produce flag name (like batch-size)"
-            ));
+            return Err(AxisError::FlagName(flag.into()));
         }
         if values.iter().any(|v| v.trim().is_empty()) {
-            return Err(format!("--{flag}: an empty value in the list"));
+            return Err(AxisError::EmptyValue(flag.into()));
         }
         for (i, v) in values.iter().enumerate() {
             if values[..i].contains(v) {
-                return Err(format!("--{flag}: {v} is listed twice"));
+                return Err(AxisError::Twice {
+                    flag: flag.into(),
+                    value: v.clone(),
+                });
             }
         }
         Ok(Axis {

@@ -82,13 +82,13 @@ impl Sweep {
 
     /// Refuses a matrix whose points would share report files, or that
     /// sets a flag both as an axis and for every point.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SweepError> {
         if self.repeat == 0 {
-            return Err("--repeat must be at least 1".into());
+            return Err(SweepError::Repeat);
         }
         for (i, a) in self.axes.iter().enumerate() {
             if self.axes[..i].iter().any(|b| b.flag == a.flag) {
-                return Err(format!("--{} is swept twice", a.flag));
+                return Err(SweepError::SweptTwice(a.flag.clone()));
             }
             let flag = format!("--{}", a.flag);
             if self
@@ -96,10 +96,7 @@ impl Sweep {
                 .iter()
                 .any(|x| *x == flag || x.starts_with(&format!("{flag}=")))
             {
-                return Err(format!(
-                    "--{} is both swept and given for every point (after --); give it once",
-                    a.flag
-                ));
+                return Err(SweepError::SweptAndFixed(a.flag.clone()));
             }
         }
         for reserved in ["--report", "--duration", "-d"] {
@@ -108,18 +105,13 @@ impl Sweep {
                 .iter()
                 .any(|x| x == reserved || x.starts_with(&format!("{reserved}=")))
             {
-                return Err(format!(
-                    "{reserved} is set by the sweep for each point; leave it out of the produce flags"
-                ));
+                return Err(SweepError::Reserved(reserved));
             }
         }
         let pts = self.points();
         for (i, p) in pts.iter().enumerate() {
             if pts[..i].iter().any(|q| q.id() == p.id()) {
-                return Err(format!(
-                    "two points would share the file name {}: make the values differ in letters or digits",
-                    p.id()
-                ));
+                return Err(SweepError::SameFileName(p.id()));
             }
         }
         Ok(())
@@ -129,28 +121,98 @@ impl Sweep {
     /// is the same experiment: the same duration, repeat count and flags.
     /// Axes may differ, so values can be added to a finished sweep and only
     /// the new points run.
-    pub fn prepare(&self, layout: &Layout) -> Result<(), String> {
+    pub fn prepare(&self, layout: &Layout) -> Result<(), SweepError> {
         let points = layout.dir.join("points");
-        std::fs::create_dir_all(&points)
-            .map_err(|e| format!("could not create {}: {e}", points.display()))?;
+        std::fs::create_dir_all(&points).map_err(|source| SweepError::Create {
+            path: points.clone(),
+            source,
+        })?;
         let path = layout.manifest();
         if let Ok(text) = std::fs::read_to_string(&path) {
-            let old: Sweep = serde_json::from_str(&text)
-                .map_err(|e| format!("{} is not a sweep manifest: {e}", path.display()))?;
+            let old: Sweep =
+                serde_json::from_str(&text).map_err(|source| SweepError::Manifest {
+                    path: path.clone(),
+                    source,
+                })?;
             if (&old.duration, &old.args) != (&self.duration, &self.args) {
-                return Err(format!(
-                    "{} holds a different sweep (--duration {}, produce flags {:?}); \
-                     give another --out, or delete the folder to start over",
-                    layout.dir.display(),
-                    old.duration,
-                    old.args
-                ));
+                return Err(SweepError::Different {
+                    dir: layout.dir.clone(),
+                    duration: old.duration,
+                    args: old.args,
+                });
             }
         }
         let text = serde_json::to_string_pretty(self).expect("manifest serializes");
-        std::fs::write(&path, text + "\n")
-            .map_err(|e| format!("could not write {}: {e}", path.display()))
+        std::fs::write(&path, text + "\n").map_err(|source| SweepError::Write { path, source })
     }
+}
+
+/// A sweep that cannot start: its matrix, or its folder.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error(transparent)]
+    Axis(#[from] matrix::AxisError),
+    #[error("--repeat must be at least 1")]
+    Repeat,
+    #[error("--{0} is swept twice")]
+    SweptTwice(String),
+    #[error("--{0} is both swept and given for every point (after --); give it once")]
+    SweptAndFixed(String),
+    #[error("{0} is set by the sweep for each point; leave it out of the produce flags")]
+    Reserved(&'static str),
+    #[error(
+        "two points would share the file name {0}: make the values differ in letters or digits"
+    )]
+    SameFileName(String),
+    #[error("could not create {}: {source}", path.display())]
+    Create {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a sweep manifest: {source}", path.display())]
+    Manifest {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "{} holds a different sweep (--duration {duration}, produce flags {args:?}); \
+         give another --out, or delete the folder to start over",
+        dir.display()
+    )]
+    Different {
+        dir: std::path::PathBuf,
+        duration: String,
+        args: Vec<String>,
+    },
+    #[error("could not write {}: {source}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("could not read {}: {source}", path.display())]
+    ReadMatrix {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {reason}", path.display())]
+    Matrix {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("{}: [vary] {flag}: values are strings, numbers or booleans", path.display())]
+    VaryValue {
+        path: std::path::PathBuf,
+        flag: String,
+    },
+    #[error("--duration: {0}")]
+    Duration(#[from] crate::units::UnitError),
+    #[error("--duration must be above 0")]
+    ZeroDuration,
+    #[error("nothing to sweep: give lists like --batch-size 16KiB,64KiB or --vary linger=0ms,5ms")]
+    NothingToSweep,
+    /// A point whose flags `produce` would refuse (clap's first line).
+    #[error("point {label}: {reason}")]
+    Point { label: String, reason: String },
 }
 
 /// What happened to one point, for the caller to show.

@@ -49,7 +49,7 @@ pub fn value_source(
     seed: u64,
     shard: usize,
     shards: usize,
-) -> Result<Box<dyn ValueSource>, String> {
+) -> Result<Box<dyn ValueSource>, avro::KeyFieldError> {
     check_keys(spec, keys)?;
     Ok(match *spec {
         PayloadSpec::Fixed { record_size, pool } => {
@@ -71,15 +71,12 @@ pub fn value_source(
 
 /// Whether the stream's key spec fits its payload: `field:NAME` needs a
 /// schema payload with a top-level field NAME of a type with a key form.
-pub fn check_keys(spec: &PayloadSpec, keys: &KeySpec) -> Result<(), String> {
+pub fn check_keys(spec: &PayloadSpec, keys: &KeySpec) -> Result<(), avro::KeyFieldError> {
     let Some(name) = keys.field() else {
         return Ok(());
     };
     match spec {
-        PayloadSpec::Fixed { .. } => Err(format!(
-            "--key field:{name} takes the key from a field of schema records; \
-             it needs a schema payload (--schema, or `schema` in a run file)"
-        )),
+        PayloadSpec::Fixed { .. } => Err(avro::KeyFieldError::NeedsSchema(name.to_owned())),
         PayloadSpec::Schema(s) => s.compiled.key_field(name).map(|_| ()),
     }
 }

@@ -68,7 +68,7 @@ impl RetryPolicy {
             delivery_timeout: plan.delivery_timeout,
             max_retries: plan.retries,
             retry_backoff: plan.retry_backoff,
-            stop_run_on_error: plan.stop_on_error,
+            stop_run_on_error: plan.on_error == crate::plan::OnError::Run,
         }
     }
 }

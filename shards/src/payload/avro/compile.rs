@@ -6,7 +6,7 @@
 //! to here, once, so the per-record walk never meets a bad hint.
 
 use super::draw::{Chance, Gauss, ZipfTable};
-use super::hints::{self, Distribution, Hints};
+use super::hints::{self, Distribution, FakeKind, Hints};
 use super::plan::*;
 use fake::Fake;
 use rand::rngs::SmallRng;
@@ -263,7 +263,7 @@ impl<'a> Compiler<'a> {
         let obj = schema
             .as_object()
             .ok_or_else(|| fail("not a schema".into()))?;
-        let own = hints::hints_of(obj).map_err(fail)?;
+        let own = hints::hints_of(obj).map_err(|e| fail(e.to_string()))?;
         let h = own.merged(field);
         let ty = obj
             .get("type")
@@ -637,11 +637,11 @@ impl<'a> Compiler<'a> {
                     s.into_bytes()
                 }),
             )))
-        } else if let Some(f) = &h.fake {
-            match f.as_str() {
-                "uuid" => StrKind::Uuid,
-                "ipv4" => StrKind::Ipv4,
-                "ipv6" => StrKind::Ipv6,
+        } else if let Some(f) = h.fake {
+            match f {
+                FakeKind::Uuid => StrKind::Uuid,
+                FakeKind::Ipv4 => StrKind::Ipv4,
+                FakeKind::Ipv6 => StrKind::Ipv6,
                 f => StrKind::Pool(Arc::new(StrPool::new(
                     &prefix,
                     (0..POOL_VALUES).map(|_| fake_value(f, &mut rng).into_bytes()),
@@ -823,7 +823,7 @@ impl<'a> Compiler<'a> {
                 .unwrap_or("")
                 .to_owned();
             let fpath = join(path, &name);
-            let fh = hints::hints_of(fo).map_err(|e| (show(&fpath), e))?;
+            let fh = hints::hints_of(fo).map_err(|e| (show(&fpath), e.to_string()))?;
             let ty = fo
                 .get("type")
                 .ok_or_else(|| (show(&fpath), "field without \"type\"".to_owned()))?;
@@ -1152,36 +1152,38 @@ fn latin1(v: &Value) -> Option<Vec<u8>> {
         .collect()
 }
 
-fn fake_value(kind: &str, rng: &mut SmallRng) -> String {
+/// A pooled `fake` value. uuid, ipv4 and ipv6 are drawn live instead
+/// (`StrKind`), so they have no pool.
+fn fake_value(kind: FakeKind, rng: &mut SmallRng) -> String {
     use fake::faker::{
         address::en::*, company::en::*, internet::en::*, lorem::en::*, name::en::*,
         phone_number::en::*,
     };
     match kind {
-        "name" => Name().fake_with_rng(rng),
-        "first_name" => FirstName().fake_with_rng(rng),
-        "last_name" => LastName().fake_with_rng(rng),
-        "email" => FreeEmail().fake_with_rng(rng),
-        "street_address" => {
+        FakeKind::Name => Name().fake_with_rng(rng),
+        FakeKind::FirstName => FirstName().fake_with_rng(rng),
+        FakeKind::LastName => LastName().fake_with_rng(rng),
+        FakeKind::Email => FreeEmail().fake_with_rng(rng),
+        FakeKind::StreetAddress => {
             let n: String = BuildingNumber().fake_with_rng(rng);
             let s: String = StreetName().fake_with_rng(rng);
             format!("{n} {s}")
         }
-        "city" => CityName().fake_with_rng(rng),
-        "country" => CountryName().fake_with_rng(rng),
-        "country_code" => CountryCode().fake_with_rng(rng),
-        "phone" => PhoneNumber().fake_with_rng(rng),
-        "user_agent" => UserAgent().fake_with_rng(rng),
-        "url" => {
+        FakeKind::City => CityName().fake_with_rng(rng),
+        FakeKind::Country => CountryName().fake_with_rng(rng),
+        FakeKind::CountryCode => CountryCode().fake_with_rng(rng),
+        FakeKind::Phone => PhoneNumber().fake_with_rng(rng),
+        FakeKind::UserAgent => UserAgent().fake_with_rng(rng),
+        FakeKind::Url => {
             let host: String = Word().fake_with_rng(rng);
             let tld: String = DomainSuffix().fake_with_rng(rng);
             let page: String = Word().fake_with_rng(rng);
             format!("https://www.{host}.{tld}/{page}")
         }
-        "word" => Word().fake_with_rng(rng),
-        "sentence" => Sentence(4..10).fake_with_rng(rng),
-        "company" => CompanyName().fake_with_rng(rng),
-        "zip" => ZipCode().fake_with_rng(rng),
-        _ => String::new(),
+        FakeKind::Word => Word().fake_with_rng(rng),
+        FakeKind::Sentence => Sentence(4..10).fake_with_rng(rng),
+        FakeKind::Company => CompanyName().fake_with_rng(rng),
+        FakeKind::Zip => ZipCode().fake_with_rng(rng),
+        FakeKind::Uuid | FakeKind::Ipv4 | FakeKind::Ipv6 => String::new(),
     }
 }

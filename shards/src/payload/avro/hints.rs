@@ -1,11 +1,13 @@
 //! The `"datastorm"` hint object: parsing and shape checks.
 //!
-//! This layer only checks what can be checked without the Avro type (known
-//! keys, numbers where numbers belong, `min <= max`, probabilities in 0..=1,
-//! regexes that compile). Whether a hint fits the type it is attached to is
-//! checked by the compiler, which knows the type.
+//! serde reads the object into typed structs that refuse unknown keys and
+//! wrong types, naming the key path (`range.min`); this layer then checks
+//! what the types cannot say (`min <= max`, probabilities in 0..=1, regexes
+//! that compile). Whether a hint fits the type it is attached to is checked
+//! by the compiler, which knows the type.
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::{Map, Number, Value};
 
 /// The attribute that carries generation hints on fields and type objects.
 pub const HINT_ATTRIBUTE: &str = "datastorm";
@@ -32,7 +34,7 @@ pub const HINT_KEYS: &[&str] = &[
     "probability",
 ];
 
-/// The `fake` generators, by hint name.
+/// The `fake` generators, by hint name (as `FakeKind` spells them).
 pub const FAKE_KINDS: &[&str] = &[
     "name",
     "first_name",
@@ -54,8 +56,33 @@ pub const FAKE_KINDS: &[&str] = &[
     "zip",
 ];
 
+/// A `fake` generator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FakeKind {
+    Name,
+    FirstName,
+    LastName,
+    Email,
+    StreetAddress,
+    City,
+    Country,
+    CountryCode,
+    Phone,
+    Ipv4,
+    Ipv6,
+    UserAgent,
+    Url,
+    Uuid,
+    Word,
+    Sentence,
+    Company,
+    Zip,
+}
+
 /// How numbers are drawn from their range.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Distribution {
     Uniform,
     Normal,
@@ -66,9 +93,9 @@ pub enum Distribution {
 /// it reaches `restart`.
 #[derive(Clone, Debug)]
 pub struct Iteration {
-    pub start: serde_json::Number,
-    pub step: serde_json::Number,
-    pub restart: Option<serde_json::Number>,
+    pub start: Number,
+    pub step: Number,
+    pub restart: Option<Number>,
 }
 
 /// One option and its weight (1 when not given).
@@ -81,7 +108,7 @@ pub struct Weighted {
 /// Parsed hints of one field or type. Every member is optional.
 #[derive(Clone, Debug, Default)]
 pub struct Hints {
-    pub range: Option<(serde_json::Number, serde_json::Number)>,
+    pub range: Option<(Number, Number)>,
     pub distribution: Option<Distribution>,
     pub mean: Option<f64>,
     pub stddev: Option<f64>,
@@ -94,7 +121,7 @@ pub struct Hints {
     pub null_probability: Option<f64>,
     pub weights: Option<Vec<f64>>,
     pub cardinality: Option<u64>,
-    pub fake: Option<String>,
+    pub fake: Option<FakeKind>,
     /// `(jitter_ms, offset_ms)`.
     pub now: Option<(u64, i64)>,
     pub reference: Option<String>,
@@ -166,8 +193,40 @@ impl Hints {
     }
 }
 
+/// Why a hint object is refused: the key path inside it (empty for the
+/// object itself) and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{reason}", if path.is_empty() { String::new() } else { format!("{path}: ") })]
+pub struct HintError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl HintError {
+    fn new(reason: impl Into<String>) -> Self {
+        HintError {
+            path: String::new(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A reason about the hint object as a whole (the checks after parsing
+/// name the keys in the reason).
+impl From<String> for HintError {
+    fn from(reason: String) -> Self {
+        HintError::new(reason)
+    }
+}
+
+impl From<&str> for HintError {
+    fn from(reason: &str) -> Self {
+        HintError::new(reason)
+    }
+}
+
 /// Reads the `"datastorm"` attribute of a field or type object, if any.
-pub fn hints_of(obj: &Map<String, Value>) -> Result<Hints, String> {
+pub fn hints_of(obj: &Map<String, Value>) -> Result<Hints, HintError> {
     match obj.get(HINT_ATTRIBUTE) {
         None => Ok(Hints::default()),
         Some(v) => parse(v),
@@ -175,279 +234,297 @@ pub fn hints_of(obj: &Map<String, Value>) -> Result<Hints, String> {
 }
 
 /// Parses one hint object.
-pub fn parse(v: &Value) -> Result<Hints, String> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| format!("`{HINT_ATTRIBUTE}` must be an object, got {v}"))?;
-    let mut h = Hints::default();
-    for (key, val) in obj {
-        match key.as_str() {
-            "range" => {
-                let r = val
-                    .as_object()
-                    .ok_or("`range` must be an object {\"min\": .., \"max\": ..}")?;
-                for k in r.keys() {
-                    if k != "min" && k != "max" {
-                        return Err(format!("unknown key `{k}` in `range` (expected min, max)"));
-                    }
-                }
-                let min = number(r.get("min"), "range.min")?;
-                let max = number(r.get("max"), "range.max")?;
-                if min.as_f64() > max.as_f64() {
-                    return Err(format!(
-                        "range.min ({min}) is greater than range.max ({max})"
-                    ));
-                }
-                h.range = Some((min, max));
+pub fn parse(v: &Value) -> Result<Hints, HintError> {
+    if !v.is_object() {
+        return Err(HintError::new(format!(
+            "`{HINT_ATTRIBUTE}` must be an object, got {v}"
+        )));
+    }
+    let written: HintObject = serde_path_to_error::deserialize(v).map_err(|e| {
+        let mut path = e.path().to_string();
+        let reason = e.into_inner().to_string();
+        // The path of an unknown key ends in that key, which the reason names.
+        if reason.starts_with("unknown field") {
+            path.truncate(path.rfind('.').unwrap_or(0));
+        }
+        if path == "." {
+            path.clear();
+        }
+        HintError { path, reason }
+    })?;
+    written.check()
+}
+
+/// The hint object as written: every key optional, no other keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HintObject {
+    range: Option<MinMax<Number>>,
+    distribution: Option<Distribution>,
+    mean: Option<f64>,
+    stddev: Option<f64>,
+    exponent: Option<f64>,
+    /// Values of the field's type, checked against it by the compiler; or
+    /// `{"value": .., "weight": ..}` objects.
+    options: Option<Vec<Value>>,
+    regex: Option<String>,
+    length: Option<Length>,
+    iteration: Option<IterationObject>,
+    prefix: Option<String>,
+    null_probability: Option<f64>,
+    weights: Option<Vec<f64>>,
+    cardinality: Option<Whole>,
+    fake: Option<FakeKind>,
+    now: Option<NowObject>,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    keys: Option<Box<HintObject>>,
+    probability: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MinMax<T> {
+    min: T,
+    max: T,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IterationObject {
+    start: Option<Number>,
+    step: Option<Number>,
+    restart: Option<Number>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NowObject {
+    #[serde(default)]
+    jitter_ms: Whole,
+    #[serde(default)]
+    offset_ms: i64,
+}
+
+/// A count: a whole number, not negative.
+#[derive(Clone, Copy, Default, Deserialize)]
+#[serde(try_from = "Number")]
+struct Whole(u64);
+
+impl TryFrom<Number> for Whole {
+    type Error = String;
+    fn try_from(n: Number) -> Result<Self, String> {
+        match n.as_u64() {
+            Some(w) => Ok(Whole(w)),
+            None if n.as_i64().is_some_and(|i| i < 0) => {
+                Err(format!("must not be negative, got {n}"))
             }
-            "distribution" => {
-                h.distribution = Some(match val.as_str() {
-                    Some("uniform") => Distribution::Uniform,
-                    Some("normal") => Distribution::Normal,
-                    Some("zipf") => Distribution::Zipf,
-                    _ => {
-                        return Err(format!(
-                            "`distribution` must be \"uniform\", \"normal\" or \"zipf\", got {val}"
-                        ))
-                    }
-                })
-            }
-            "mean" => h.mean = Some(float(val, "mean")?),
-            "stddev" => {
-                let s = float(val, "stddev")?;
-                if s < 0.0 {
-                    return Err(format!("`stddev` must not be negative, got {s}"));
-                }
-                h.stddev = Some(s);
-            }
-            "exponent" => {
-                let e = float(val, "exponent")?;
-                if e < 0.0 {
-                    return Err(format!("`exponent` must not be negative, got {e}"));
-                }
-                h.exponent = Some(e);
-            }
-            "options" => {
-                let arr = val.as_array().ok_or("`options` must be an array")?;
-                if arr.is_empty() {
-                    return Err("`options` must not be empty".into());
-                }
-                // Weighted form when every element is {"value", "weight"}.
-                let weighted = arr.iter().all(|o| {
-                    o.as_object().is_some_and(|m| {
-                        m.contains_key("value") && m.keys().all(|k| k == "value" || k == "weight")
-                    })
-                });
-                let mut opts = Vec::with_capacity(arr.len());
-                for o in arr {
-                    if weighted {
-                        let weight = match o.get("weight") {
-                            None => 1.0,
-                            Some(w) => float(w, "options[].weight")?,
-                        };
-                        if !(weight >= 0.0 && weight.is_finite()) {
-                            return Err(format!("option weights must be >= 0, got {weight}"));
-                        }
-                        opts.push(Weighted {
-                            value: o["value"].clone(),
-                            weight,
-                        });
-                    } else {
-                        opts.push(Weighted {
-                            value: o.clone(),
-                            weight: 1.0,
-                        });
-                    }
-                }
-                if opts.iter().all(|o| o.weight == 0.0) {
-                    return Err("option weights must not all be 0".into());
-                }
-                h.options = Some(opts);
-            }
-            "regex" => {
-                let re = val.as_str().ok_or("`regex` must be a string")?;
-                rand_regex::Regex::compile(re, 16)
-                    .map_err(|e| format!("`regex` {re:?} does not compile: {e}"))?;
-                h.regex = Some(re.to_owned());
-            }
-            "length" => {
-                let (min, max) = match val {
-                    Value::Number(_) => {
-                        let n = count(val, "length")?;
-                        (n, n)
-                    }
-                    Value::Object(m) => {
-                        for k in m.keys() {
-                            if k != "min" && k != "max" {
-                                return Err(format!(
-                                    "unknown key `{k}` in `length` (expected min, max)"
-                                ));
-                            }
-                        }
-                        let min = count(m.get("min").unwrap_or(&Value::Null), "length.min")?;
-                        let max = count(m.get("max").unwrap_or(&Value::Null), "length.max")?;
-                        (min, max)
-                    }
-                    _ => {
-                        return Err("`length` must be a number or {\"min\": .., \"max\": ..}".into())
-                    }
-                };
-                if min > max {
-                    return Err(format!(
-                        "length.min ({min}) is greater than length.max ({max})"
-                    ));
-                }
-                h.length = Some((min, max));
-            }
-            "iteration" => {
-                let m = val.as_object().ok_or("`iteration` must be an object")?;
-                for k in m.keys() {
-                    if !["start", "step", "restart"].contains(&k.as_str()) {
-                        return Err(format!(
-                            "unknown key `{k}` in `iteration` (expected start, step, restart)"
-                        ));
-                    }
-                }
-                let start = match m.get("start") {
-                    None => 0.into(),
-                    s => number(s, "iteration.start")?,
-                };
-                let step = match m.get("step") {
-                    None => 1.into(),
-                    s => number(s, "iteration.step")?,
-                };
-                if step.as_f64() == Some(0.0) {
-                    return Err("iteration.step must not be 0".into());
-                }
-                let restart = match m.get("restart") {
-                    None => None,
-                    s => Some(number(s, "iteration.restart")?),
-                };
-                if let Some(r) = &restart {
-                    let (s, st, r) = (
-                        start.as_f64().unwrap_or(0.0),
-                        step.as_f64().unwrap_or(1.0),
-                        r.as_f64().unwrap_or(0.0),
-                    );
-                    if (st > 0.0 && r <= s) || (st < 0.0 && r >= s) {
-                        return Err(format!(
-                            "iteration.restart ({r}) is never reached from start {s} by step {st}"
-                        ));
-                    }
-                }
-                h.iteration = Some(Iteration {
-                    start,
-                    step,
-                    restart,
-                });
-            }
-            "prefix" => {
-                h.prefix = Some(val.as_str().ok_or("`prefix` must be a string")?.to_owned())
-            }
-            "null_probability" => h.null_probability = Some(probability(val, "null_probability")?),
-            "probability" => h.probability = Some(probability(val, "probability")?),
-            "weights" => {
-                let arr = val
-                    .as_array()
-                    .ok_or("`weights` must be an array of numbers")?;
-                let mut ws = Vec::with_capacity(arr.len());
-                for w in arr {
-                    let w = float(w, "weights[]")?;
-                    if !(w >= 0.0 && w.is_finite()) {
-                        return Err(format!("weights must be >= 0, got {w}"));
-                    }
-                    ws.push(w);
-                }
-                if ws.iter().all(|w| *w == 0.0) {
-                    return Err("weights must not all be 0".into());
-                }
-                h.weights = Some(ws);
-            }
-            "cardinality" => {
-                let n = count(val, "cardinality")?;
-                if n == 0 {
-                    return Err("`cardinality` must be at least 1".into());
-                }
-                h.cardinality = Some(n);
-            }
-            "fake" => {
-                let f = val.as_str().ok_or("`fake` must be a string")?;
-                if !FAKE_KINDS.contains(&f) {
-                    return Err(format!(
-                        "unknown fake generator {f:?} (expected one of: {})",
-                        FAKE_KINDS.join(", ")
-                    ));
-                }
-                h.fake = Some(f.to_owned());
-            }
-            "now" => {
-                let m = val.as_object().ok_or("`now` must be an object")?;
-                let mut jitter = 0;
-                let mut offset = 0;
-                for (k, v) in m {
-                    match k.as_str() {
-                        "jitter_ms" => jitter = count(v, "now.jitter_ms")?,
-                        "offset_ms" => {
-                            offset = v.as_i64().ok_or("now.offset_ms must be an integer")?
-                        }
-                        _ => {
-                            return Err(format!(
-                                "unknown key `{k}` in `now` (expected jitter_ms, offset_ms)"
-                            ))
-                        }
-                    }
-                }
-                h.now = Some((jitter, offset));
-            }
-            "ref" => {
-                let r = val
-                    .as_str()
-                    .ok_or("`ref` must be a string \"stream.field\"")?;
-                if !r.contains('.') || r.starts_with('.') || r.ends_with('.') {
-                    return Err(format!("`ref` must look like \"stream.field\", got {r:?}"));
-                }
-                h.reference = Some(r.to_owned());
-            }
-            "keys" => h.keys = Some(Box::new(parse(val).map_err(|e| format!("in `keys`: {e}"))?)),
-            other => {
+            None => Err(format!("must be a whole number, got {n}")),
+        }
+    }
+}
+
+/// `length`: a number, or `{"min": .., "max": ..}`.
+enum Length {
+    Exact(Whole),
+    Between(MinMax<Whole>),
+}
+
+impl<'de> Deserialize<'de> for Length {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LengthVisitor)
+    }
+}
+
+/// Reads either form of `length`, keeping the key path of a bad bound.
+struct LengthVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LengthVisitor {
+    type Value = Length;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a whole number or {\"min\": .., \"max\": ..}")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Length, E> {
+        Ok(Length::Exact(Whole(n)))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Length, E> {
+        Whole::try_from(Number::from(n))
+            .map(Length::Exact)
+            .map_err(E::custom)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Length, A::Error> {
+        MinMax::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Length::Between)
+    }
+}
+
+impl HintObject {
+    /// The hints, once the values make sense together.
+    fn check(self) -> Result<Hints, HintError> {
+        if let Some(r) = &self.range {
+            if r.min.as_f64() > r.max.as_f64() {
                 return Err(format!(
-                    "unknown hint `{other}` (known: {})",
-                    HINT_KEYS.join(", ")
-                ))
+                    "range.min ({}) is greater than range.max ({})",
+                    r.min, r.max
+                )
+                .into());
             }
         }
-    }
-    Ok(h)
-}
-
-fn number(v: Option<&Value>, what: &str) -> Result<serde_json::Number, String> {
-    match v {
-        Some(Value::Number(n)) => Ok(n.clone()),
-        None => Err(format!("{what} is missing")),
-        Some(other) => Err(format!("{what} must be a number, got {other}")),
-    }
-}
-
-fn float(v: &Value, what: &str) -> Result<f64, String> {
-    v.as_f64()
-        .ok_or_else(|| format!("{what} must be a number, got {v}"))
-}
-
-fn count(v: &Value, what: &str) -> Result<u64, String> {
-    match v {
-        Value::Number(n) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or_default()),
-        Value::Number(n) if n.as_i64().is_some_and(|i| i < 0) => {
-            Err(format!("{what} must not be negative, got {n}"))
+        for (name, v) in [("stddev", self.stddev), ("exponent", self.exponent)] {
+            if let Some(v) = v.filter(|v| *v < 0.0) {
+                return Err(format!("`{name}` must not be negative, got {v}").into());
+            }
         }
-        Value::Null => Err(format!("{what} is missing")),
-        other => Err(format!("{what} must be a whole number, got {other}")),
+        if let Some(re) = &self.regex {
+            rand_regex::Regex::compile(re, 16)
+                .map_err(|e| format!("`regex` {re:?} does not compile: {e}"))?;
+        }
+        for (name, p) in [
+            ("null_probability", self.null_probability),
+            ("probability", self.probability),
+        ] {
+            if let Some(p) = p.filter(|p| !(0.0..=1.0).contains(p)) {
+                return Err(format!("`{name}` must be between 0 and 1, got {p}").into());
+            }
+        }
+        if let Some(ws) = &self.weights {
+            check_weights(ws, "weights")?;
+        }
+        if self.cardinality.is_some_and(|c| c.0 == 0) {
+            return Err("`cardinality` must be at least 1".into());
+        }
+        if let Some(r) = &self.reference {
+            if !r.contains('.') || r.starts_with('.') || r.ends_with('.') {
+                return Err(format!("`ref` must look like \"stream.field\", got {r:?}").into());
+            }
+        }
+        Ok(Hints {
+            range: self.range.map(|r| (r.min, r.max)),
+            distribution: self.distribution,
+            mean: self.mean,
+            stddev: self.stddev,
+            exponent: self.exponent,
+            options: self.options.map(options).transpose()?,
+            regex: self.regex,
+            length: self.length.map(Length::bounds).transpose()?,
+            iteration: self.iteration.map(IterationObject::check).transpose()?,
+            prefix: self.prefix,
+            null_probability: self.null_probability,
+            weights: self.weights,
+            cardinality: self.cardinality.map(|c| c.0),
+            fake: self.fake,
+            now: self.now.map(|n| (n.jitter_ms.0, n.offset_ms)),
+            reference: self.reference,
+            keys: match self.keys {
+                None => None,
+                Some(k) => Some(Box::new(k.check().map_err(|e| format!("in `keys`: {e}"))?)),
+            },
+            probability: self.probability,
+        })
     }
 }
 
-fn probability(v: &Value, what: &str) -> Result<f64, String> {
-    let p = float(v, what)?;
-    if !(0.0..=1.0).contains(&p) {
-        return Err(format!("`{what}` must be between 0 and 1, got {p}"));
+impl Length {
+    fn bounds(self) -> Result<(u64, u64), HintError> {
+        let (min, max) = match self {
+            Length::Exact(n) => (n.0, n.0),
+            Length::Between(m) => (m.min.0, m.max.0),
+        };
+        if min > max {
+            return Err(format!("length.min ({min}) is greater than length.max ({max})").into());
+        }
+        Ok((min, max))
     }
-    Ok(p)
+}
+
+impl IterationObject {
+    fn check(self) -> Result<Iteration, HintError> {
+        let start = self.start.unwrap_or_else(|| 0.into());
+        let step = self.step.unwrap_or_else(|| 1.into());
+        if step.as_f64() == Some(0.0) {
+            return Err("iteration.step must not be 0".into());
+        }
+        if let Some(r) = &self.restart {
+            let (s, st, r) = (
+                start.as_f64().unwrap_or(0.0),
+                step.as_f64().unwrap_or(1.0),
+                r.as_f64().unwrap_or(0.0),
+            );
+            if (st > 0.0 && r <= s) || (st < 0.0 && r >= s) {
+                return Err(format!(
+                    "iteration.restart ({r}) is never reached from start {s} by step {st}"
+                )
+                .into());
+            }
+        }
+        Ok(Iteration {
+            start,
+            step,
+            restart: self.restart,
+        })
+    }
+}
+
+/// `options`: plain values, or `{"value", "weight"}` objects when every
+/// element is one (a weight defaults to 1).
+fn options(arr: Vec<Value>) -> Result<Vec<Weighted>, HintError> {
+    if arr.is_empty() {
+        return Err("`options` must not be empty".into());
+    }
+    let weighted = arr.iter().all(|o| {
+        o.as_object().is_some_and(|m| {
+            m.contains_key("value") && m.keys().all(|k| k == "value" || k == "weight")
+        })
+    });
+    if !weighted {
+        return Ok(arr
+            .into_iter()
+            .map(|value| Weighted { value, weight: 1.0 })
+            .collect());
+    }
+    let mut opts = Vec::with_capacity(arr.len());
+    for (i, mut o) in arr.into_iter().enumerate() {
+        let weight = match o.get("weight") {
+            None => 1.0,
+            Some(w) => w
+                .as_f64()
+                .ok_or_else(|| format!("options[{i}].weight must be a number, got {w}"))?,
+        };
+        opts.push(Weighted {
+            value: o["value"].take(),
+            weight,
+        });
+    }
+    let weights: Vec<f64> = opts.iter().map(|o| o.weight).collect();
+    check_weights(&weights, "option weights")?;
+    Ok(opts)
+}
+
+fn check_weights(ws: &[f64], what: &str) -> Result<(), HintError> {
+    if let Some(w) = ws.iter().find(|w| !(**w >= 0.0 && w.is_finite())) {
+        return Err(format!("{what} must be >= 0, got {w}").into());
+    }
+    if ws.iter().all(|w| *w == 0.0) {
+        return Err(format!("{what} must not all be 0").into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fake_name_is_a_distinct_kind() {
+        let kinds: Vec<FakeKind> = FAKE_KINDS
+            .iter()
+            .map(|name| serde_json::from_value(Value::from(*name)).expect(name))
+            .collect();
+        for (i, k) in kinds.iter().enumerate() {
+            assert!(!kinds[..i].contains(k), "{k:?}");
+        }
+    }
 }

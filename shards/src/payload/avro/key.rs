@@ -36,15 +36,32 @@ impl KeyField {
     }
 }
 
+/// Why `--key field:NAME` cannot take keys from a payload.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyFieldError {
+    /// Fixed-size values have no fields.
+    #[error(
+        "--key field:{0} takes the key from a field of schema records; \
+         it needs a schema payload (--schema, or `schema` in a run file)"
+    )]
+    NeedsSchema(String),
+    /// The schema has no such field, or one without a key form.
+    #[error("--key field:{name}: {reason}")]
+    Field { name: String, reason: String },
+}
+
 const NEEDS: &str = "a key needs a string, enum, number, boolean, bytes or fixed field";
 
 impl CompiledSchema {
     /// Checks that `name` is a top-level field of the root record with a key
     /// form (see [`KeyField`]). The error is one line for people, starting
     /// with `--key field:NAME: `.
-    pub fn key_field(&self, name: &str) -> Result<KeyField, String> {
+    pub fn key_field(&self, name: &str) -> Result<KeyField, KeyFieldError> {
         let file = self.name();
-        let fail = |why: String| format!("--key field:{name}: {why}");
+        let fail = |reason: String| KeyFieldError::Field {
+            name: name.to_owned(),
+            reason,
+        };
         let root = self.avro_schema();
         let Schema::Record(record) = root else {
             return Err(fail(format!(

@@ -73,7 +73,7 @@ mod tests;
 pub use compile::POOL_VALUES;
 pub use error::SchemaError;
 pub use hints::{FAKE_KINDS, HINT_ATTRIBUTE, HINT_KEYS};
-pub use key::KeyField;
+pub use key::{KeyField, KeyFieldError};
 pub use streams::load_streams;
 pub use values::AvroValues;
 
