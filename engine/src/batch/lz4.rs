@@ -127,88 +127,131 @@ impl Lz4FrameDecoder {
         out: &mut WriteBuf,
         limit: usize,
     ) -> Result<(), DecompressError> {
-        let err = DecompressError;
         if input.is_empty() {
-            return Err(err("lz4: no data"));
+            return Err(DecompressError("lz4: no data"));
         }
         let start = out.len();
         while !input.is_empty() {
-            let magic = u32_le(take(&mut input, 4)?);
-            if magic & SKIPPABLE_MASK == SKIPPABLE {
-                let len = u32_le(take(&mut input, 4)?) as usize;
-                take(&mut input, len)?;
+            let Some(header) = FrameHeader::read(&mut input)? else {
                 continue;
-            }
-            if magic != MAGIC {
-                return Err(err("lz4: not an LZ4 frame"));
-            }
-            let flg = *input.first().ok_or(err("lz4: truncated frame"))?;
-            if flg & FLG_VERSION_MASK != FLG_VERSION_01 || flg & FLG_RESERVED != 0 {
-                return Err(err("lz4: unknown frame version or flags"));
-            }
-            if flg & FLG_INDEPENDENT == 0 {
-                return Err(err(
-                    "lz4: dependent blocks (Kafka needs independent blocks)",
-                ));
-            }
-            if flg & FLG_DICT_ID != 0 {
-                return Err(err("lz4: frames with a dictionary are not supported"));
-            }
-            let descriptor_len = 2 + if flg & FLG_CONTENT_SIZE != 0 { 8 } else { 0 };
-            let descriptor = take(&mut input, descriptor_len)?;
-            let bd = descriptor[1];
-            let block_max = match (bd >> 4) & 0x7 {
-                4 => 64 << 10,
-                5 => 256 << 10,
-                6 => 1 << 20,
-                7 => 4 << 20,
-                _ => return Err(err("lz4: invalid block maximum size")),
             };
-            if bd & 0b1000_1111 != 0 {
-                return Err(err("lz4: reserved BD bits set"));
-            }
-            let checksum = take(&mut input, 1)?[0];
-            if (XxHash32::oneshot(0, descriptor) >> 8) as u8 != checksum {
-                return Err(err("lz4: frame header checksum mismatch"));
-            }
             let frame_start = out.len();
-            loop {
-                let size = u32_le(take(&mut input, 4)?);
-                if size == 0 {
-                    break;
-                }
-                let len = (size & !UNCOMPRESSED_BIT) as usize;
-                if len > block_max {
-                    return Err(err("lz4: block larger than the frame's block size"));
-                }
-                let data = take(&mut input, len)?;
-                if flg & FLG_BLOCK_CHECKSUM != 0
-                    && XxHash32::oneshot(0, data) != u32_le(take(&mut input, 4)?)
-                {
-                    return Err(err("lz4: block checksum mismatch"));
-                }
-                if size & UNCOMPRESSED_BIT != 0 {
-                    out.put_slice(data);
-                } else {
-                    let n = decompress_into(data, out.spare(block_max))
-                        .map_err(|_| err("lz4: invalid block"))?;
-                    out.advance(n);
-                }
-                if out.len() - start > limit {
-                    return Err(err("lz4: decompressed records past the size limit"));
-                }
+            header.read_blocks(&mut input, out, start, limit)?;
+            header.check_content(&mut input, &out.as_slice()[frame_start..])?;
+        }
+        Ok(())
+    }
+}
+
+/// An LZ4 frame's header: its flags, its descriptor (FLG, BD and any
+/// content size) and its blocks' maximum size.
+struct FrameHeader<'a> {
+    flg: u8,
+    descriptor: &'a [u8],
+    block_max: usize,
+}
+
+impl<'a> FrameHeader<'a> {
+    /// Reads a frame header from `input`; None for a skippable frame, which
+    /// it skips.
+    fn read(input: &mut &'a [u8]) -> Result<Option<Self>, DecompressError> {
+        let err = DecompressError;
+        let magic = u32_le(take(input, 4)?);
+        if magic & SKIPPABLE_MASK == SKIPPABLE {
+            let len = u32_le(take(input, 4)?) as usize;
+            take(input, len)?;
+            return Ok(None);
+        }
+        if magic != MAGIC {
+            return Err(err("lz4: not an LZ4 frame"));
+        }
+        let flg = *input.first().ok_or(err("lz4: truncated frame"))?;
+        if flg & FLG_VERSION_MASK != FLG_VERSION_01 || flg & FLG_RESERVED != 0 {
+            return Err(err("lz4: unknown frame version or flags"));
+        }
+        if flg & FLG_INDEPENDENT == 0 {
+            return Err(err(
+                "lz4: dependent blocks (Kafka needs independent blocks)",
+            ));
+        }
+        if flg & FLG_DICT_ID != 0 {
+            return Err(err("lz4: frames with a dictionary are not supported"));
+        }
+        let descriptor_len = 2 + if flg & FLG_CONTENT_SIZE != 0 { 8 } else { 0 };
+        let descriptor = take(input, descriptor_len)?;
+        let bd = descriptor[1];
+        let block_max = match (bd >> 4) & 0x7 {
+            4 => 64 << 10,
+            5 => 256 << 10,
+            6 => 1 << 20,
+            7 => 4 << 20,
+            _ => return Err(err("lz4: invalid block maximum size")),
+        };
+        if bd & 0b1000_1111 != 0 {
+            return Err(err("lz4: reserved BD bits set"));
+        }
+        let checksum = take(input, 1)?[0];
+        if (XxHash32::oneshot(0, descriptor) >> 8) as u8 != checksum {
+            return Err(err("lz4: frame header checksum mismatch"));
+        }
+        Ok(Some(FrameHeader {
+            flg,
+            descriptor,
+            block_max,
+        }))
+    }
+
+    /// Appends the frame's blocks to `out`, up to its end mark; fails when
+    /// `out` grows past `limit` bytes from `start`.
+    fn read_blocks(
+        &self,
+        input: &mut &[u8],
+        out: &mut WriteBuf,
+        start: usize,
+        limit: usize,
+    ) -> Result<(), DecompressError> {
+        let err = DecompressError;
+        loop {
+            let size = u32_le(take(input, 4)?);
+            if size == 0 {
+                return Ok(());
             }
-            let content = &out.as_slice()[frame_start..];
-            if flg & FLG_CONTENT_SIZE != 0
-                && u64::from_le_bytes(descriptor[2..10].try_into().unwrap()) != content.len() as u64
+            let len = (size & !UNCOMPRESSED_BIT) as usize;
+            if len > self.block_max {
+                return Err(err("lz4: block larger than the frame's block size"));
+            }
+            let data = take(input, len)?;
+            if self.flg & FLG_BLOCK_CHECKSUM != 0
+                && XxHash32::oneshot(0, data) != u32_le(take(input, 4)?)
             {
-                return Err(err("lz4: content size mismatch"));
+                return Err(err("lz4: block checksum mismatch"));
             }
-            if flg & FLG_CONTENT_CHECKSUM != 0
-                && XxHash32::oneshot(0, content) != u32_le(take(&mut input, 4)?)
-            {
-                return Err(err("lz4: content checksum mismatch"));
+            if size & UNCOMPRESSED_BIT != 0 {
+                out.put_slice(data);
+            } else {
+                let n = decompress_into(data, out.spare(self.block_max))
+                    .map_err(|_| err("lz4: invalid block"))?;
+                out.advance(n);
             }
+            if out.len() - start > limit {
+                return Err(err("lz4: decompressed records past the size limit"));
+            }
+        }
+    }
+
+    /// Checks the frame's content size and content checksum, if it has them.
+    fn check_content(&self, input: &mut &[u8], content: &[u8]) -> Result<(), DecompressError> {
+        let err = DecompressError;
+        if self.flg & FLG_CONTENT_SIZE != 0
+            && u64::from_le_bytes(self.descriptor[2..10].try_into().unwrap())
+                != content.len() as u64
+        {
+            return Err(err("lz4: content size mismatch"));
+        }
+        if self.flg & FLG_CONTENT_CHECKSUM != 0
+            && XxHash32::oneshot(0, content) != u32_le(take(input, 4)?)
+        {
+            return Err(err("lz4: content checksum mismatch"));
         }
         Ok(())
     }

@@ -112,6 +112,48 @@ pub(crate) fn handle_frame(
     out: &mut Vec<u8>,
     read_at: Option<Instant>,
 ) -> Result<Reply, FrameError> {
+    let Some(key) = check_frame(exec, &frame, out)? else {
+        return Ok(Reply::Control);
+    };
+    let version = be_i16(&frame[2..4]);
+    let mut buf = frame;
+    let header = decode_request_header_from_buffer(&mut buf)
+        .map_err(|e| err(format!("bad {key:?} v{version} request header: {e}")))?;
+    bump(&exec.counters().requests, 1);
+    let req = Request {
+        key,
+        version,
+        correlation_id: header.correlation_id,
+    };
+    if key == ApiKey::Produce {
+        return answer_produce(exec, &req, buf, out, read_at);
+    }
+    answer_control(exec, conn, &req, buf, out)?;
+    Ok(Reply::Control)
+}
+
+/// A request's API, version and correlation id, from its header.
+struct Request {
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+}
+
+impl Request {
+    fn bad_body(&self, e: impl std::fmt::Display) -> FrameError {
+        err(format!("bad {:?} v{} request: {e}", self.key, self.version))
+    }
+}
+
+/// The API of a frame the sink serves, or None when the frame was already
+/// answered (an ApiVersions request in a version the sink does not know).
+/// Refuses short frames, unknown APIs and versions, and oversized control
+/// requests.
+fn check_frame(
+    exec: &ExecState,
+    frame: &Bytes,
+    out: &mut Vec<u8>,
+) -> Result<Option<ApiKey>, FrameError> {
     // api_key i16, api_version i16, correlation_id i32: present in every
     // request header version; kafka-protocol's header decoder slices the
     // first four bytes without checking the length.
@@ -135,7 +177,7 @@ pub(crate) fn handle_frame(
             bump(&exec.counters().requests, 1);
             let body = api_versions_body(code::UNSUPPORTED_VERSION);
             write_response(out, key, 0, correlation_id, &body)?;
-            return Ok(Reply::Control);
+            return Ok(None);
         }
         return Err(err(format!(
             "unsupported version {version} of {key:?} (sink serves {min}..={max})"
@@ -147,56 +189,71 @@ pub(crate) fn handle_frame(
             frame.len()
         )));
     }
-    let mut buf = frame;
-    let header = decode_request_header_from_buffer(&mut buf)
-        .map_err(|e| err(format!("bad {key:?} v{version} request header: {e}")))?;
-    let correlation_id = header.correlation_id;
-    bump(&exec.counters().requests, 1);
-    let bad_body = |e: String| err(format!("bad {key:?} v{version} request: {e}"));
+    Ok(Some(key))
+}
+
+/// Decodes and counts a Produce request and writes its response (none for
+/// acks=0), with the throttle time the record bucket, if any, asks for.
+fn answer_produce(
+    exec: &ExecState,
+    req: &Request,
+    mut buf: Bytes,
+    out: &mut Vec<u8>,
+    read_at: Option<Instant>,
+) -> Result<Reply, FrameError> {
+    let version = req.version;
+    guard::produce(&buf, version).map_err(|e| req.bad_body(e.0))?;
+    let produce = ProduceRequest::decode(&mut buf, version).map_err(|e| req.bad_body(e))?;
+    bump(&exec.counters().produce_requests, 1);
+    let acks = produce.acks;
+    let (mut resp, records) = handle_produce(exec, produce, version);
+    if acks == 0 {
+        return Ok(Reply::None);
+    }
+    let throttle = match (
+        read_at,
+        exec.pacing.as_ref().and_then(|p| p.bucket.as_ref()),
+    ) {
+        (Some(now), Some(bucket)) => bucket.borrow_mut().reserve(now, records),
+        _ => Duration::ZERO,
+    };
+    resp.throttle_time_ms = pace::throttle_ms(throttle);
+    write_response(out, req.key, version, req.correlation_id, &resp)?;
+    Ok(Reply::Produce { throttle })
+}
+
+/// Decodes a control request (every API but Produce) and writes its
+/// response.
+fn answer_control(
+    exec: &ExecState,
+    conn: &ConnInfo,
+    req: &Request,
+    mut buf: Bytes,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let (key, version, correlation_id) = (req.key, req.version, req.correlation_id);
     match key {
-        ApiKey::Produce => {
-            guard::produce(&buf, version).map_err(|e| bad_body(e.0.to_string()))?;
-            let req =
-                ProduceRequest::decode(&mut buf, version).map_err(|e| bad_body(e.to_string()))?;
-            bump(&exec.counters().produce_requests, 1);
-            let acks = req.acks;
-            let (mut resp, records) = handle_produce(exec, req, version);
-            if acks == 0 {
-                return Ok(Reply::None);
-            }
-            let throttle = match (
-                read_at,
-                exec.pacing.as_ref().and_then(|p| p.bucket.as_ref()),
-            ) {
-                (Some(now), Some(bucket)) => bucket.borrow_mut().reserve(now, records),
-                _ => Duration::ZERO,
-            };
-            resp.throttle_time_ms = pace::throttle_ms(throttle);
-            write_response(out, key, version, correlation_id, &resp)?;
-            return Ok(Reply::Produce { throttle });
-        }
         ApiKey::Metadata => {
-            guard::metadata(&buf, version).map_err(|e| bad_body(e.0.to_string()))?;
-            let req =
-                MetadataRequest::decode(&mut buf, version).map_err(|e| bad_body(e.to_string()))?;
-            let resp = handle_metadata(exec, conn, req, version)?;
-            write_response(out, key, version, correlation_id, &resp)?;
+            guard::metadata(&buf, version).map_err(|e| req.bad_body(e.0))?;
+            let decoded =
+                MetadataRequest::decode(&mut buf, version).map_err(|e| req.bad_body(e))?;
+            let resp = handle_metadata(exec, conn, decoded, version)?;
+            write_response(out, key, version, correlation_id, &resp)
         }
         ApiKey::ApiVersions => {
-            ApiVersionsRequest::decode(&mut buf, version).map_err(|e| bad_body(e.to_string()))?;
+            ApiVersionsRequest::decode(&mut buf, version).map_err(|e| req.bad_body(e))?;
             let resp = api_versions_body(code::NONE);
-            write_response(out, key, version, correlation_id, &resp)?;
+            write_response(out, key, version, correlation_id, &resp)
         }
         ApiKey::CreateTopics => {
-            guard::create_topics(&buf, version).map_err(|e| bad_body(e.0.to_string()))?;
-            let req = CreateTopicsRequest::decode(&mut buf, version)
-                .map_err(|e| bad_body(e.to_string()))?;
-            let resp = handle_create_topics(exec, req, version)?;
-            write_response(out, key, version, correlation_id, &resp)?;
+            guard::create_topics(&buf, version).map_err(|e| req.bad_body(e.0))?;
+            let decoded =
+                CreateTopicsRequest::decode(&mut buf, version).map_err(|e| req.bad_body(e))?;
+            let resp = handle_create_topics(exec, decoded, version)?;
+            write_response(out, key, version, correlation_id, &resp)
         }
         ApiKey::InitProducerId => {
-            InitProducerIdRequest::decode(&mut buf, version)
-                .map_err(|e| bad_body(e.to_string()))?;
+            InitProducerIdRequest::decode(&mut buf, version).map_err(|e| req.bad_body(e))?;
             let producer_id = exec
                 .shared
                 .next_producer_id
@@ -205,11 +262,11 @@ pub(crate) fn handle_frame(
                 .with_error_code(code::NONE)
                 .with_producer_id(producer_id.into())
                 .with_producer_epoch(0);
-            write_response(out, key, version, correlation_id, &resp)?;
+            write_response(out, key, version, correlation_id, &resp)
         }
         ApiKey::Fetch => {
             let resp = FetchResponse::default().with_error_code(code::INVALID_REQUEST);
-            write_response(out, key, version, correlation_id, &resp)?;
+            write_response(out, key, version, correlation_id, &resp)
         }
         ApiKey::FindCoordinator => {
             let resp = FindCoordinatorResponse::default()
@@ -217,11 +274,10 @@ pub(crate) fn handle_frame(
                 .with_error_message(Some(StrBytes::from_static_str(NO_COORDINATOR)))
                 .with_node_id(BrokerId(-1))
                 .with_port(-1);
-            write_response(out, key, version, correlation_id, &resp)?;
+            write_response(out, key, version, correlation_id, &resp)
         }
-        _ => return Err(err(format!("unsupported API {key:?}"))),
+        _ => Err(err(format!("unsupported API {key:?}"))),
     }
-    Ok(Reply::Control)
 }
 
 /// Appends size prefix, response header and body to `out`.

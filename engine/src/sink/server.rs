@@ -2,6 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
@@ -415,10 +416,7 @@ async fn serve_paced(
     stream: &mut TcpStream,
 ) -> Result<(), ConnError> {
     let mut frames = FrameBuf::default();
-    // Encoded responses not yet written, in request order; `pending` holds
-    // each one's due time and end offset in `out`.
-    let mut out: Vec<u8> = Vec::with_capacity(16 << 10);
-    let mut pending: VecDeque<(Instant, usize)> = VecDeque::new();
+    let mut queue = ResponseQueue::default();
     let mut eof = false;
     loop {
         // Inside a stall nothing below runs: no request is handled, no
@@ -428,64 +426,34 @@ async fn serve_paced(
         if state.stopping.get() {
             return Ok(());
         }
-        let full = |pending: &VecDeque<_>, out: &Vec<u8>| {
-            pending.len() >= MAX_PENDING_RESPONSES || out.len() >= MAX_PENDING_BYTES
-        };
         let now = Instant::now();
-        while !full(&pending, &out) {
+        while !queue.full() {
             let Some(frame) = frames.next_frame()? else {
                 break;
             };
-            let hold = match handlers::handle_frame(state, conn, frame, &mut out, Some(now))? {
+            let hold = match handlers::handle_frame(state, conn, frame, &mut queue.out, Some(now))?
+            {
                 Reply::None => continue,
                 Reply::Control => Duration::ZERO,
                 Reply::Produce { throttle } => throttle + pacing.ack_delay,
             };
-            pending.push_back((now + hold, out.len()));
+            queue.pending.push_back((now + hold, queue.out.len()));
         }
         let now = Instant::now();
-        let ready = pending.iter().take_while(|(due, _)| *due <= now).count();
-        if ready > 0 {
-            let end = pending[ready - 1].1;
-            stream.write_all(&out[..end]).await?;
-            out.drain(..end);
-            pending.drain(..ready);
-            for p in pending.iter_mut() {
-                p.1 -= end;
-            }
-            if out.capacity() > KEEP_WRITE_CAPACITY && out.len() <= 16 << 10 {
-                out.shrink_to(16 << 10);
-            }
+        if queue.write_due(stream, now).await? {
             continue;
         }
         // Wait for the next request, the head's due time or the start of a
         // stall; timer waits are capped so that a stop is noticed (a stop
         // also wakes a pending read).
-        let next_due = pending
-            .front()
-            .map(|(due, _)| due.saturating_duration_since(now).min(STOP_POLL));
-        if !eof && !full(&pending, &out) {
+        let next_due = queue.next_due(now);
+        if !eof && !queue.full() {
             let stall_ahead = state.shared.stall.and_then(|w| w.ahead(now));
             let wake = match (next_due, stall_ahead) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let read = match wake {
-                None => Some(stream.read(frames.read_buf()).await),
-                Some(wait) => {
-                    // A glommio read is readiness-based: dropping it when the
-                    // timer wins loses no data.
-                    futures_lite::future::or(
-                        async { Some(stream.read(frames.read_buf()).await) },
-                        async {
-                            glommio::timer::sleep(wait).await;
-                            None
-                        },
-                    )
-                    .await
-                }
-            };
-            match read {
+            match read_until(stream, &mut frames, wake).await {
                 Some(Ok(0)) => eof = true,
                 Some(Ok(n)) => frames.filled(n),
                 Some(Err(e)) => return Err(e.into()),
@@ -496,6 +464,82 @@ async fn serve_paced(
         } else {
             // End of stream and every response written.
             return Ok(());
+        }
+    }
+}
+
+/// Encoded responses not yet written, in request order; `pending` holds
+/// each one's due time and end offset in `out`.
+struct ResponseQueue {
+    out: Vec<u8>,
+    pending: VecDeque<(Instant, usize)>,
+}
+
+impl Default for ResponseQueue {
+    fn default() -> Self {
+        ResponseQueue {
+            out: Vec::with_capacity(16 << 10),
+            pending: VecDeque::new(),
+        }
+    }
+}
+
+impl ResponseQueue {
+    /// Past its bounds: the connection stops reading requests.
+    fn full(&self) -> bool {
+        self.pending.len() >= MAX_PENDING_RESPONSES || self.out.len() >= MAX_PENDING_BYTES
+    }
+
+    /// How long until the head is due, capped so that a stop is noticed.
+    fn next_due(&self, now: Instant) -> Option<Duration> {
+        self.pending
+            .front()
+            .map(|(due, _)| due.saturating_duration_since(now).min(STOP_POLL))
+    }
+
+    /// Writes the responses due by `now`, in one write; false when none was.
+    async fn write_due(&mut self, stream: &mut TcpStream, now: Instant) -> io::Result<bool> {
+        let ready = self
+            .pending
+            .iter()
+            .take_while(|(due, _)| *due <= now)
+            .count();
+        if ready == 0 {
+            return Ok(false);
+        }
+        let end = self.pending[ready - 1].1;
+        stream.write_all(&self.out[..end]).await?;
+        self.out.drain(..end);
+        self.pending.drain(..ready);
+        for p in self.pending.iter_mut() {
+            p.1 -= end;
+        }
+        if self.out.capacity() > KEEP_WRITE_CAPACITY && self.out.len() <= 16 << 10 {
+            self.out.shrink_to(16 << 10);
+        }
+        Ok(true)
+    }
+}
+
+/// Reads into `frames`, giving up after `wake` (None: when the timer won).
+async fn read_until(
+    stream: &mut TcpStream,
+    frames: &mut FrameBuf,
+    wake: Option<Duration>,
+) -> Option<io::Result<usize>> {
+    match wake {
+        None => Some(stream.read(frames.read_buf()).await),
+        Some(wait) => {
+            // A glommio read is readiness-based: dropping it when the timer
+            // wins loses no data.
+            futures_lite::future::or(
+                async { Some(stream.read(frames.read_buf()).await) },
+                async {
+                    glommio::timer::sleep(wait).await;
+                    None
+                },
+            )
+            .await
         }
     }
 }
