@@ -15,7 +15,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use datastorm_engine::arena::WriteBuf;
 use datastorm_engine::batch::{BatchBuilder, Compression, Compressor};
-use datastorm_engine::wire::produce::ProduceRequestBuilder;
+use datastorm_engine::wire::produce::{ProduceRequestBuilder, RequestFields};
 use std::hint::black_box;
 
 const PARTITIONS: usize = 8;
@@ -88,7 +88,13 @@ impl Encoder {
         }
         self.correlation_id = self.correlation_id.wrapping_add(1);
         self.request
-            .finish(12, self.correlation_id, "datastorm", 1, 30_000)
+            .finish(RequestFields {
+                version: 12,
+                correlation_id: self.correlation_id,
+                client_id: "datastorm",
+                acks: 1,
+                timeout_ms: 30_000,
+            })
             .len()
     }
 }

@@ -409,51 +409,7 @@ impl Connection {
     pub async fn connect_with(addr: &str, opts: &ConnectOptions<'_>) -> Result<Self, ConnError> {
         let deadline = Instant::now() + opts.timeout;
         let left = || deadline.saturating_duration_since(Instant::now());
-        let sock: SocketAddr = addr
-            .to_socket_addrs()
-            .map_err(|source| ConnError::Resolve {
-                addr: addr.to_owned(),
-                source,
-            })?
-            .next()
-            .ok_or_else(|| ConnError::Resolve {
-                addr: addr.to_owned(),
-                source: io::Error::new(io::ErrorKind::NotFound, "no address"),
-            })?;
-        // glommio bounds the connect with an io_uring timeout linked to it;
-        // the executor's own timer bounds it too. A connect seen neither
-        // completing nor timing out for a whole run (with the executor
-        // woken every second) left a shard that never sent anything: a
-        // timer is checked on every wake-up, whatever the ring does.
-        let connect = TcpStream::connect_timeout(sock, opts.timeout);
-        let stream = match glommio::timer::timeout(opts.timeout + CONNECT_TIMER_GRACE, async {
-            Ok(connect.await)
-        })
-        .await
-        {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                return Err(ConnError::Connect {
-                    addr: addr.to_owned(),
-                    source: e.into(),
-                })
-            }
-            Err(_) => {
-                return Err(ConnError::Timeout {
-                    addr: addr.to_owned(),
-                    timeout: opts.timeout,
-                })
-            }
-        };
-        {
-            use std::os::fd::AsRawFd as _;
-            opts.socket
-                .apply(stream.as_raw_fd())
-                .map_err(|source| ConnError::Io {
-                    addr: addr.to_owned(),
-                    source,
-                })?;
-        }
+        let stream = tcp_connect(addr, opts).await?;
         let security = opts.security;
         let tls = security.tls().cloned();
         let transport = match &tls {
@@ -471,26 +427,9 @@ impl Connection {
             tls,
             unproven: security.sasl().is_none(),
         };
-        conn.negotiate().await.map_err(|e| match e {
-            ConnError::Io { addr, source } if tls_record_as_frame(&source) => {
-                ConnError::TlsExpected { addr }
-            }
-            ConnError::Closed { addr } => ConnError::ClosedDuringSetup {
-                addr,
-                step: "ApiVersions",
-                hint: match security.protocol() {
-                    SecurityProtocol::Plaintext => {
-                        ". If this listener uses TLS or SASL, set --security-protocol \
-                         (ssl, sasl_plaintext or sasl_ssl)"
-                    }
-                    SecurityProtocol::SaslPlaintext => {
-                        ". If this listener uses TLS, use --security-protocol sasl_ssl"
-                    }
-                    _ => "",
-                },
-            },
-            other => other,
-        })?;
+        conn.negotiate()
+            .await
+            .map_err(|e| explain_negotiate_error(e, security.protocol()))?;
         if let Some(sasl) = security.sasl() {
             conn.timeout = left().max(Duration::from_millis(1));
             sasl::authenticate(&mut conn, sasl)
@@ -744,6 +683,86 @@ fn tls_record_as_frame(e: &io::Error) -> bool {
         return false;
     };
     matches!(size >> 16, 0x1503 | 0x1603)
+}
+
+/// Resolves `addr` ("host:port") to its first socket address.
+fn resolve(addr: &str) -> Result<SocketAddr, ConnError> {
+    addr.to_socket_addrs()
+        .map_err(|source| ConnError::Resolve {
+            addr: addr.to_owned(),
+            source,
+        })?
+        .next()
+        .ok_or_else(|| ConnError::Resolve {
+            addr: addr.to_owned(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no address"),
+        })
+}
+
+/// Resolves `addr`, connects to it within `opts.timeout` and sets
+/// `opts.socket` on the socket.
+async fn tcp_connect(addr: &str, opts: &ConnectOptions<'_>) -> Result<TcpStream, ConnError> {
+    let sock = resolve(addr)?;
+    // glommio bounds the connect with an io_uring timeout linked to it;
+    // the executor's own timer bounds it too. A connect seen neither
+    // completing nor timing out for a whole run (with the executor
+    // woken every second) left a shard that never sent anything: a
+    // timer is checked on every wake-up, whatever the ring does.
+    let connect = TcpStream::connect_timeout(sock, opts.timeout);
+    let stream = match glommio::timer::timeout(opts.timeout + CONNECT_TIMER_GRACE, async {
+        Ok(connect.await)
+    })
+    .await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            return Err(ConnError::Connect {
+                addr: addr.to_owned(),
+                source: e.into(),
+            })
+        }
+        Err(_) => {
+            return Err(ConnError::Timeout {
+                addr: addr.to_owned(),
+                timeout: opts.timeout,
+            })
+        }
+    };
+    {
+        use std::os::fd::AsRawFd as _;
+        opts.socket
+            .apply(stream.as_raw_fd())
+            .map_err(|source| ConnError::Io {
+                addr: addr.to_owned(),
+                source,
+            })?;
+    }
+    Ok(stream)
+}
+
+/// Turns a version-negotiation failure that a listener of another
+/// security protocol causes into an error that says so.
+fn explain_negotiate_error(e: ConnError, protocol: SecurityProtocol) -> ConnError {
+    match e {
+        ConnError::Io { addr, source } if tls_record_as_frame(&source) => {
+            ConnError::TlsExpected { addr }
+        }
+        ConnError::Closed { addr } => ConnError::ClosedDuringSetup {
+            addr,
+            step: "ApiVersions",
+            hint: match protocol {
+                SecurityProtocol::Plaintext => {
+                    ". If this listener uses TLS or SASL, set --security-protocol \
+                     (ssl, sasl_plaintext or sasl_ssl)"
+                }
+                SecurityProtocol::SaslPlaintext => {
+                    ". If this listener uses TLS, use --security-protocol sasl_ssl"
+                }
+                _ => "",
+            },
+        },
+        other => other,
+    }
 }
 
 /// How long past its own timeout a connect is given before the executor's

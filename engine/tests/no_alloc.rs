@@ -9,7 +9,7 @@
 
 use datastorm_engine::arena::WriteBuf;
 use datastorm_engine::batch::{BatchBuilder, Compression, Compressor};
-use datastorm_engine::wire::produce::ProduceRequestBuilder;
+use datastorm_engine::wire::produce::{ProduceRequestBuilder, RequestFields};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -78,7 +78,13 @@ fn produce_path(
             scratch.clear();
             b.seal(compression, compressor, scratch);
             request.add_batch((i % 4) as i32, scratch.as_slice());
-            let frame = request.finish(9, i as i32, "datastorm", -1, 30_000);
+            let frame = request.finish(RequestFields {
+                version: 9,
+                correlation_id: i as i32,
+                client_id: "datastorm",
+                acks: -1,
+                timeout_ms: 30_000,
+            });
             assert!(frame.len() > 100);
             sent += 1;
             request.reset();

@@ -5,13 +5,14 @@
 //! producer had acknowledged) how many acknowledged records were lost.
 
 use crate::plan::SEQUENCE_HEADER;
+use bytes::Bytes;
 use datastorm_engine::cluster;
 use datastorm_engine::conn::{ConnectOptions, Connection};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{FetchRequest, ListOffsetsRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::RecordBatchDecoder;
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -284,27 +285,8 @@ async fn fetch_once(
     let version = conn
         .version_for::<FetchRequest>((4, 12))
         .map_err(|e| e.to_string())?;
-    let req = FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(500)
-        .with_min_bytes(1)
-        .with_max_bytes(16 * 1024 * 1024)
-        .with_isolation_level(0)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partitions(
-                next.iter()
-                    .map(|(p, o)| {
-                        FetchPartition::default()
-                            .with_partition(*p)
-                            .with_fetch_offset(*o)
-                            .with_partition_max_bytes(2 * 1024 * 1024)
-                    })
-                    .collect(),
-            )]);
     let resp = conn
-        .request(&req, version)
+        .request(&fetch_request(topic, next), version)
         .await
         .map_err(|e| e.to_string())?;
     if resp.error_code != 0 {
@@ -322,40 +304,9 @@ async fn fetch_once(
                     datastorm_engine::wire::codes::lookup(p.error_code)
                 ));
             }
-            let Some(mut bytes) = p.records else { continue };
+            let Some(bytes) = p.records else { continue };
             let from = next.get(&pid).copied().unwrap_or(i64::MAX);
-            let mut upto = from;
-            // A response may end in a partial batch: decode what is whole.
-            while !bytes.is_empty() {
-                let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
-                    break;
-                };
-                for r in set.records {
-                    if r.offset < from || r.offset >= end[&pid] {
-                        continue;
-                    }
-                    upto = upto.max(r.offset + 1);
-                    report.records_read += 1;
-                    let header = r
-                        .headers
-                        .get(&StrBytes::from_static_str(SEQUENCE_HEADER))
-                        .and_then(|v| v.as_ref())
-                        .and_then(|v| parse_sequence_header(v));
-                    match header {
-                        Some((instance, shard, partition, seq)) => {
-                            let c = report
-                                .producers
-                                .entry((instance, shard, partition))
-                                .or_default();
-                            c.add(seq);
-                            if partition != pid {
-                                c.wrong_partition += 1;
-                            }
-                        }
-                        None => report.without_header += 1,
-                    }
-                }
-            }
+            let upto = report.read_batches(bytes, pid, from, end[&pid]);
             if upto >= end[&pid] {
                 next.remove(&pid);
             } else if upto > from {
@@ -364,6 +315,75 @@ async fn fetch_once(
         }
     }
     Ok(())
+}
+
+/// A Fetch of `topic`'s partitions in `next`, each from its next offset.
+fn fetch_request(topic: &str, next: &BTreeMap<i32, i64>) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id((-1).into())
+        .with_max_wait_ms(500)
+        .with_min_bytes(1)
+        .with_max_bytes(16 * 1024 * 1024)
+        .with_isolation_level(0)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partitions(
+                next.iter()
+                    .map(|(p, o)| {
+                        FetchPartition::default()
+                            .with_partition(*p)
+                            .with_fetch_offset(*o)
+                            .with_partition_max_bytes(2 * 1024 * 1024)
+                    })
+                    .collect(),
+            )])
+}
+
+impl VerifyReport {
+    /// Counts the records of partition `pid` in the fetched `bytes` whose
+    /// offsets lie in `from..end`. Returns the offset after the last one
+    /// counted (`from` if none).
+    fn read_batches(&mut self, mut bytes: Bytes, pid: i32, from: i64, end: i64) -> i64 {
+        let mut upto = from;
+        // A response may end in a partial batch: decode what is whole.
+        while !bytes.is_empty() {
+            let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
+                break;
+            };
+            for r in set.records {
+                if r.offset < from || r.offset >= end {
+                    continue;
+                }
+                upto = upto.max(r.offset + 1);
+                self.count(&r, pid);
+            }
+        }
+        upto
+    }
+
+    /// Counts one record read from partition `pid` under its producer.
+    fn count(&mut self, r: &Record, pid: i32) {
+        self.records_read += 1;
+        let header = r
+            .headers
+            .get(&StrBytes::from_static_str(SEQUENCE_HEADER))
+            .and_then(|v| v.as_ref())
+            .and_then(|v| parse_sequence_header(v));
+        match header {
+            Some((instance, shard, partition, seq)) => {
+                let c = self
+                    .producers
+                    .entry((instance, shard, partition))
+                    .or_default();
+                c.add(seq);
+                if partition != pid {
+                    c.wrong_partition += 1;
+                }
+            }
+            None => self.without_header += 1,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,6 +18,19 @@ pub const PRODUCE: i16 = 0;
 pub const MIN_VERSION: i16 = 9;
 pub const MAX_VERSION: i16 = 12;
 
+/// The fields of one Produce request besides its topic and batches, which
+/// [`ProduceRequestBuilder::finish`] writes ahead of the batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestFields<'a> {
+    /// Produce version, `MIN_VERSION..=MAX_VERSION`.
+    pub version: i16,
+    pub correlation_id: i32,
+    pub client_id: &'a str,
+    /// -1 (all in-sync replicas), 0 (no response) or 1 (the leader).
+    pub acks: i16,
+    pub timeout_ms: i32,
+}
+
 /// Accumulates one topic's sealed batches for one broker, then frames them as
 /// a single Produce request.
 ///
@@ -84,29 +97,13 @@ impl ProduceRequestBuilder {
 
     /// Frames the request and returns the bytes to write. Call `reset` after
     /// the write completes.
-    pub fn finish(
-        &mut self,
-        version: i16,
-        correlation_id: i32,
-        client_id: &str,
-        acks: i16,
-        timeout_ms: i32,
-    ) -> &[u8] {
-        debug_assert!((MIN_VERSION..=MAX_VERSION).contains(&version));
+    pub fn finish(&mut self, fields: RequestFields<'_>) -> &[u8] {
+        debug_assert!((MIN_VERSION..=MAX_VERSION).contains(&fields.version));
         self.buf.put_u8(0); // topic tagged fields
         self.buf.put_u8(0); // request tagged fields
 
         self.prefix.clear();
-        prefix_into(
-            &mut self.prefix,
-            version,
-            correlation_id,
-            client_id,
-            acks,
-            timeout_ms,
-            &self.topic,
-            self.partitions,
-        );
+        prefix_into(&mut self.prefix, &fields, &self.topic, self.partitions);
         let p = self.prefix.as_slice();
         assert!(p.len() <= self.headroom, "produce prefix exceeds headroom");
         let start = self.headroom - p.len();
@@ -126,17 +123,14 @@ impl ProduceRequestBuilder {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn prefix_into(
-    out: &mut WriteBuf,
-    version: i16,
-    correlation_id: i32,
-    client_id: &str,
-    acks: i16,
-    timeout_ms: i32,
-    topic: &str,
-    partitions: u32,
-) {
+fn prefix_into(out: &mut WriteBuf, fields: &RequestFields<'_>, topic: &str, partitions: u32) {
+    let RequestFields {
+        version,
+        correlation_id,
+        client_id,
+        acks,
+        timeout_ms,
+    } = *fields;
     out.put_i32(0); // size, filled by the caller
     out.put_i16(PRODUCE);
     out.put_i16(version);
@@ -230,7 +224,15 @@ mod tests {
             let r3 = b.add_batch(3, b"batch-three");
             b.add_batch(7, &[1u8; 300]);
             assert_eq!(b.batch(r3.clone()), b"batch-three");
-            let frame = b.finish(version, 42, "datastorm", -1, 30_000).to_vec();
+            let frame = b
+                .finish(RequestFields {
+                    version,
+                    correlation_id: 42,
+                    client_id: "datastorm",
+                    acks: -1,
+                    timeout_ms: 30_000,
+                })
+                .to_vec();
             let size = i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
             assert_eq!(size, frame.len() - 4);
             let mut body = Bytes::from(frame[4..].to_vec());
@@ -265,12 +267,19 @@ mod tests {
 
     #[test]
     fn reused_builder_writes_the_same_bytes() {
+        let fields = RequestFields {
+            version: 9,
+            correlation_id: 1,
+            client_id: "c",
+            acks: 1,
+            timeout_ms: 100,
+        };
         let mut b = ProduceRequestBuilder::new("t", "c", 64);
         b.add_batch(0, b"xyz");
-        let first = b.finish(9, 1, "c", 1, 100).to_vec();
+        let first = b.finish(fields).to_vec();
         b.reset();
         b.add_batch(0, b"xyz");
-        assert_eq!(b.finish(9, 1, "c", 1, 100), &first[..]);
+        assert_eq!(b.finish(fields), &first[..]);
     }
 
     fn encoded_response(version: i16) -> Vec<u8> {

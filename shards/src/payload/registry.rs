@@ -105,26 +105,37 @@ pub fn register(
     timeout: Duration,
 ) -> Result<u32, RegistryError> {
     let target = Target::parse(base_url)?;
+    let (status, text) = post_schema(&target, subject, schema_json, timeout)?;
+    if !(200..300).contains(&status) {
+        let (error_code, message) = parse_error(&text);
+        return Err(RegistryError::Rejected {
+            url: target.shown,
+            subject: subject.to_owned(),
+            status,
+            error_code,
+            message,
+            hint: hint(status, error_code),
+        });
+    }
+    schema_id(&text, status, &target.shown, subject)
+}
+
+/// Posts `schema_json` as a new version of `subject`; returns the HTTP
+/// status and the response body.
+fn post_schema(
+    target: &Target,
+    subject: &str,
+    schema_json: &str,
+    timeout: Duration,
+) -> Result<(u16, String), RegistryError> {
     let url = format!(
         "{}/subjects/{}/versions",
         target.base,
         utf8_percent_encode(subject, SEGMENT)
     );
-    let shown = target.shown.clone();
-    let subject_owned = || subject.to_owned();
-
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false);
-    // A registry on this machine is never reached through a proxy.
-    let config = if target.loopback {
-        config.proxy(None)
-    } else {
-        config
-    };
-    let agent: ureq::Agent = config.build().into();
-
+    let shown = &target.shown;
     let body = serde_json::json!({ "schema": schema_json }).to_string();
+    let agent = target.agent(timeout);
     let mut request = agent.post(&url).content_type(CONTENT_TYPE).header(
         "Accept",
         "application/vnd.schemaregistry.v1+json, application/json",
@@ -135,7 +146,7 @@ pub fn register(
 
     let mut response = request
         .send(body)
-        .map_err(|e| transport_error(e, &shown, subject, timeout))?;
+        .map_err(|e| transport_error(e, shown, subject, timeout))?;
     let status = response.status().as_u16();
     let bytes = response
         .body_mut()
@@ -144,47 +155,34 @@ pub fn register(
         .read_to_vec()
         .map_err(|e| {
             if response_failed_in_transport(&e) {
-                transport_error(e, &shown, subject, timeout)
+                transport_error(e, shown, subject, timeout)
             } else {
                 RegistryError::BadResponse {
                     url: shown.clone(),
-                    subject: subject_owned(),
+                    subject: subject.to_owned(),
                     status,
                     detail: format!("could not read the response body: {e}"),
                 }
             }
         })?;
-    let text = String::from_utf8_lossy(&bytes);
+    Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+}
 
-    if !(200..300).contains(&status) {
-        let (error_code, message) = parse_error(&text);
-        return Err(RegistryError::Rejected {
-            url: shown,
-            subject: subject_owned(),
-            status,
-            error_code,
-            message,
-            hint: hint(status, error_code),
-        });
-    }
-
-    let id = serde_json::from_str::<serde_json::Value>(&text)
+/// The schema id in a successful registration's body, `{"id": N}`.
+fn schema_id(text: &str, status: u16, shown: &str, subject: &str) -> Result<u32, RegistryError> {
+    let bad = |detail| RegistryError::BadResponse {
+        url: shown.to_owned(),
+        subject: subject.to_owned(),
+        status,
+        detail,
+    };
+    let id = serde_json::from_str::<serde_json::Value>(text)
         .ok()
         .and_then(|v| v.get("id").and_then(serde_json::Value::as_u64));
     match id.map(u32::try_from) {
         Some(Ok(id)) => Ok(id),
-        Some(Err(_)) => Err(RegistryError::BadResponse {
-            url: shown,
-            subject: subject_owned(),
-            status,
-            detail: "the schema id does not fit in 32 bits".to_owned(),
-        }),
-        None => Err(RegistryError::BadResponse {
-            url: shown,
-            subject: subject_owned(),
-            status,
-            detail: format!("expected {{\"id\": N}}, got {}", quote(&text)),
-        }),
+        Some(Err(_)) => Err(bad("the schema id does not fit in 32 bits".to_owned())),
+        None => Err(bad(format!("expected {{\"id\": N}}, got {}", quote(text)))),
     }
 }
 
@@ -262,6 +260,21 @@ impl Target {
             authorization,
             loopback,
         })
+    }
+
+    /// An HTTP client for this registry, the whole exchange bounded by
+    /// `timeout`.
+    fn agent(&self, timeout: Duration) -> ureq::Agent {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false);
+        // A registry on this machine is never reached through a proxy.
+        let config = if self.loopback {
+            config.proxy(None)
+        } else {
+            config
+        };
+        config.build().into()
     }
 }
 

@@ -4,12 +4,13 @@
 //! request-timeout watchdog.
 
 use super::acks::{AckReader, Peer};
+use super::error::StreamError;
 use super::events::{ConnId, Event, Events};
 use super::state::{BatchAcct, InFlight};
 use super::task::StreamTask;
 use crate::plan::Acks;
 use datastorm_engine::cluster;
-use datastorm_engine::conn::{Connection, PipeSender};
+use datastorm_engine::conn::{ConnError, Connection, PipeSender};
 use datastorm_engine::metrics::ShardCounters;
 use datastorm_engine::wire::produce::{self, ProduceRequestBuilder};
 use glommio::sync::Semaphore;
@@ -79,12 +80,12 @@ impl StreamTask {
 
     /// Connects link `li`, negotiates the Produce version and starts its ack
     /// reader and watchdog. On failure, schedules the next attempt.
-    pub async fn connect(&mut self, li: usize) -> Result<i16, String> {
+    pub async fn connect(&mut self, li: usize) -> Result<i16, StreamError> {
         let plan = self.plan.clone();
         let addr = self.links[li].addr.clone();
         let conn = match Connection::connect_with(&addr, &plan.connect_options()).await {
             Ok(c) => c,
-            Err(e) => return Err(self.attempt_failed(li, e.to_string())),
+            Err(e) => return Err(self.attempt_failed(li, e)),
         };
         let version = match conn.version_for::<kafka_protocol::messages::ProduceRequest>((
             produce::MIN_VERSION,
@@ -94,7 +95,7 @@ impl StreamTask {
             Err(e) => {
                 // Not a transient problem: no retry will fix the versions.
                 self.books.fail(e.to_string());
-                return Err(e.to_string());
+                return Err(e.into());
             }
         };
         let (sender, reader) = conn.into_pipeline();
@@ -168,7 +169,7 @@ impl StreamTask {
         }
     }
 
-    fn attempt_failed(&mut self, li: usize, why: String) -> String {
+    fn attempt_failed(&mut self, li: usize, why: ConnError) -> StreamError {
         self.books.count_error("CONNECT_FAILED", 1);
         let link = &mut self.links[li];
         link.attempts += 1;
@@ -178,7 +179,7 @@ impl StreamTask {
         link.next_try = Instant::now() + wait;
         // The broker may be gone for good: its partitions may have new leaders.
         self.metadata_stale = true;
-        why
+        why.into()
     }
 
     /// Retires a failed connection: shuts the socket so its reader ends,
@@ -254,20 +255,18 @@ impl StreamTask {
     /// Asks the cluster for the topic's leaders and points each partition at
     /// its leader's link (adding links for new brokers). Errors leave the
     /// metadata stale, to be tried again.
-    async fn refresh_leaders(&mut self) -> Result<(), String> {
+    async fn refresh_leaders(&mut self) -> Result<(), StreamError> {
         let plan = self.plan.clone();
         // Any broker will do: the known ones first, then the bootstrap list.
         let mut servers: Vec<String> = self.links.iter().map(|l| l.addr.clone()).collect();
         servers.extend(plan.bootstrap.iter().cloned());
-        let mut conn = cluster::bootstrap_with(&servers, &plan.connect_options())
-            .await
-            .map_err(|e| e.to_string())?;
-        let info = cluster::metadata(&mut conn, &[&self.topic])
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut conn = cluster::bootstrap_with(&servers, &plan.connect_options()).await?;
+        let info = cluster::metadata(&mut conn, &[&self.topic]).await?;
         let topic = info
             .topic(&self.topic)
-            .ok_or_else(|| format!("topic {} missing from metadata", self.topic))?;
+            .ok_or_else(|| StreamError::TopicMissing {
+                topic: self.topic.clone(),
+            })?;
         let mut complete = true;
         for pi in 0..self.parts.len() {
             let id = self.parts[pi].id;
@@ -286,7 +285,7 @@ impl StreamTask {
         if complete {
             Ok(())
         } else {
-            Err("some partitions have no leader yet".into())
+            Err(StreamError::LeadersMissing)
         }
     }
 

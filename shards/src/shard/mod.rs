@@ -12,6 +12,7 @@
 //! its queue of typed events (`events`).
 
 mod acks;
+mod error;
 mod events;
 mod generate;
 mod link;

@@ -8,6 +8,7 @@ use super::task::StreamTask;
 use crate::plan::Acks;
 use datastorm_engine::batch::{Producer, BATCH_HEADER_LEN};
 use datastorm_engine::metrics::ShardCounters;
+use datastorm_engine::wire::produce::RequestFields;
 use std::time::{Duration, Instant};
 
 /// A request is sent (waiting for a free slot if needed) once it holds this much.
@@ -290,13 +291,13 @@ impl StreamTask {
         let corr = conn.sender.take_correlation_id();
         let records: u64 = link.pending.iter().map(|b| b.records).sum();
         let knobs = &self.knobs;
-        let frame = link.request.finish(
-            conn.version,
-            corr,
-            &knobs.client_id,
-            knobs.acks.wire(),
-            knobs.timeout_ms,
-        );
+        let frame = link.request.finish(RequestFields {
+            version: conn.version,
+            correlation_id: corr,
+            client_id: &knobs.client_id,
+            acks: knobs.acks.wire(),
+            timeout_ms: knobs.timeout_ms,
+        });
         // The broker cannot answer before the whole request is written, so the
         // in-flight entry can be added after the write completes.
         if conn.sender.write(frame).await.is_err() {

@@ -5,6 +5,7 @@
 //! watchdogs report through the stream's [`Events`] queue, which
 //! [`StreamTask::handle_events`] alone reads.
 
+use super::error::StreamError;
 use super::events::{ConnId, Event, Events};
 use super::generate::{Input, Limits, RecordForm, Sealer};
 use super::link::Link;
@@ -94,7 +95,7 @@ pub(super) async fn run_stream(setup: StreamSetup) -> ShardResult {
         }
     };
     if let Err(e) = task.open(&setup.share, &mut result).await {
-        result.failure = Some(e);
+        result.failure = Some(e.to_string());
         return task.finish(result);
     }
     let headers: Vec<RecordHeader<'_>> = stream
@@ -220,7 +221,11 @@ impl StreamTask {
     /// and, for the idempotent producer, gets a producer id. The first
     /// connections must succeed: a broker unreachable at the start is a
     /// setup problem, not an outage to ride out.
-    async fn open(&mut self, share: &StreamShare, result: &mut ShardResult) -> Result<(), String> {
+    async fn open(
+        &mut self,
+        share: &StreamShare,
+        result: &mut ShardResult,
+    ) -> Result<(), StreamError> {
         for (p, b) in &share.partitions {
             let slot = self.plan.connection_slot(*p);
             if !self
@@ -274,7 +279,7 @@ impl StreamTask {
     /// a moment ago, and one connect has been seen to neither complete nor
     /// time out until the executor's own timer ended it; see
     /// `Connection::connect_with`).
-    async fn connect_first(&mut self, li: usize) -> Result<i16, String> {
+    async fn connect_first(&mut self, li: usize) -> Result<i16, StreamError> {
         let mut attempt = 1;
         loop {
             match self.connect(li).await {
@@ -284,7 +289,10 @@ impl StreamTask {
                     let next = self.links[li].next_try;
                     glommio::timer::sleep(next.saturating_duration_since(Instant::now())).await;
                 }
-                Err(e) => return Err(self.books.failure.borrow().clone().unwrap_or(e)),
+                Err(e) => {
+                    let failure = self.books.failure.borrow().clone();
+                    return Err(failure.map_or(e, StreamError::Failed));
+                }
             }
         }
     }
@@ -450,14 +458,10 @@ impl StreamTask {
 
 /// Asks a broker for an idempotent producer id and epoch (InitProducerId
 /// without a transactional id).
-async fn init_producer_id(addr: &str, plan: &RunPlan) -> Result<(i64, i16), String> {
+async fn init_producer_id(addr: &str, plan: &RunPlan) -> Result<(i64, i16), StreamError> {
     use kafka_protocol::messages::InitProducerIdRequest;
-    let mut conn = Connection::connect_with(addr, &plan.connect_options())
-        .await
-        .map_err(|e| e.to_string())?;
-    let version = conn
-        .version_for::<InitProducerIdRequest>((0, 4))
-        .map_err(|e| e.to_string())?;
+    let mut conn = Connection::connect_with(addr, &plan.connect_options()).await?;
+    let version = conn.version_for::<InitProducerIdRequest>((0, 4))?;
     let req = InitProducerIdRequest::default()
         .with_transactional_id(None)
         .with_transaction_timeout_ms(60_000)
@@ -469,10 +473,7 @@ async fn init_producer_id(addr: &str, plan: &RunPlan) -> Result<(i64, i16), Stri
     let deadline = Instant::now() + plan.connect_timeout.max(Duration::from_secs(30));
     let mut wait = Duration::from_millis(100);
     let resp = loop {
-        let resp = conn
-            .request(&req, version)
-            .await
-            .map_err(|e| e.to_string())?;
+        let resp = conn.request(&req, version).await?;
         let code = datastorm_engine::wire::codes::lookup(resp.error_code);
         if resp.error_code == 0 || !code.retriable || Instant::now() + wait > deadline {
             break resp;
@@ -481,10 +482,10 @@ async fn init_producer_id(addr: &str, plan: &RunPlan) -> Result<(i64, i16), Stri
         wait = (wait * 2).min(Duration::from_secs(1));
     };
     if resp.error_code != 0 {
-        return Err(format!(
-            "{addr} refused an idempotent producer id: {} (see --idempotent)",
-            datastorm_engine::wire::codes::lookup(resp.error_code)
-        ));
+        return Err(StreamError::ProducerIdRefused {
+            addr: addr.to_owned(),
+            code: datastorm_engine::wire::codes::lookup(resp.error_code),
+        });
     }
     Ok((resp.producer_id.0, resp.producer_epoch))
 }
