@@ -399,102 +399,89 @@ impl<'a> Compiler<'a> {
         path: &str,
         h: Hints,
     ) -> Result<NodeId, Fail> {
-        // Logical types that do not fit their underlying type are ignored,
-        // as the Avro spec says readers must.
-        let kind = match (ty, logical) {
-            ("int", Some(l @ ("date" | "time-millis"))) => l,
-            (
-                "long",
-                Some(
-                    l @ ("time-micros"
-                    | "timestamp-millis"
-                    | "timestamp-micros"
-                    | "timestamp-nanos"
-                    | "local-timestamp-millis"
-                    | "local-timestamp-micros"
-                    | "local-timestamp-nanos"),
-                ),
-            ) => l,
-            ("string", Some("uuid")) => "uuid",
-            ("bytes", Some("decimal")) => "decimal",
-            _ => ty,
-        };
-        let file_path = path.to_owned();
-        let seed = self.seed;
-        let kind_owned = kind.to_owned();
-        let obj = obj.clone();
+        let kind = primitive_kind(ty, logical);
+        let sig = kind_signature(ty);
         self.wrap(kind, path, h, move |c, h| {
-            let sig = kind_signature(ty);
-            let node = match kind_owned.as_str() {
-                "null" => Node::Null,
-                "boolean" => Node::Bool {
-                    p_true: Chance::new(h.probability.unwrap_or(0.5)),
-                },
-                "int" => Node::Int(c.int_gen(h, i64::from(i32::MIN), i64::from(i32::MAX), true)?),
-                "long" => Node::Long(c.int_gen(h, i64::MIN, i64::MAX, false)?),
-                "time-millis" => Node::Int(c.int_gen(h, 0, 86_399_999, true)?),
-                "time-micros" => Node::Long(c.int_gen(h, 0, 86_399_999_999, false)?),
-                "float" => Node::Float(c.float_gen(h, 0.0, 1.0)?),
-                "double" => Node::Double(c.float_gen(h, 0.0, 1.0)?),
-                "date"
-                | "timestamp-millis"
-                | "timestamp-micros"
-                | "timestamp-nanos"
-                | "local-timestamp-millis"
-                | "local-timestamp-micros"
-                | "local-timestamp-nanos" => {
-                    let explicit = h.range.is_some() || h.iteration.is_some();
-                    if explicit {
-                        if h.now.is_some() {
-                            return Err(
-                                "`now` cannot be combined with `range` or `iteration`".into()
-                            );
-                        }
-                        if kind_owned == "date" {
-                            Node::Int(c.int_gen(
-                                h,
-                                i64::from(i32::MIN),
-                                i64::from(i32::MAX),
-                                true,
-                            )?)
-                        } else {
-                            Node::Long(c.int_gen(h, i64::MIN, i64::MAX, false)?)
-                        }
-                    } else {
-                        if h.distribution.is_some() {
-                            return Err("`distribution` needs a `range`".into());
-                        }
-                        let unit = match kind_owned.as_str() {
-                            "date" => TimeUnit::Days,
-                            k if k.ends_with("millis") => TimeUnit::Millis,
-                            k if k.ends_with("micros") => TimeUnit::Micros,
-                            _ => TimeUnit::Nanos,
-                        };
-                        let default_jitter = if unit == TimeUnit::Days {
-                            30 * 86_400_000
-                        } else {
-                            1_000
-                        };
-                        let (jitter_ms, offset_ms) = h.now.unwrap_or((default_jitter, 0));
-                        Node::Now {
-                            unit,
-                            jitter_ms,
-                            offset_ms,
-                        }
-                    }
-                }
-                "uuid" => Node::Str(StrGen {
-                    prefix: Box::default(),
-                    kind: StrKind::Uuid,
-                }),
-                "string" => Node::Str(c.str_gen(h, &file_path, seed)?),
-                "bytes" => Node::Bytes {
-                    len: len_of(h, 8, 16),
-                },
-                "decimal" => c.decimal(h, &obj, None)?,
-                other => return Err(format!("unsupported type {other}")),
-            };
+            let node = c.primitive_node(kind, h, obj, path)?;
             Ok(c.push(node, sig))
+        })
+    }
+
+    /// The node of a primitive type, or of the logical type `kind` over
+    /// one, at `path` (`obj` is its schema object, for a decimal's
+    /// precision and scale).
+    fn primitive_node(
+        &mut self,
+        kind: &str,
+        h: &Hints,
+        obj: &Map<String, Value>,
+        path: &str,
+    ) -> Result<Node, String> {
+        let seed = self.seed;
+        Ok(match kind {
+            "null" => Node::Null,
+            "boolean" => Node::Bool {
+                p_true: Chance::new(h.probability.unwrap_or(0.5)),
+            },
+            "int" => Node::Int(self.int_gen(h, i64::from(i32::MIN), i64::from(i32::MAX), true)?),
+            "long" => Node::Long(self.int_gen(h, i64::MIN, i64::MAX, false)?),
+            "time-millis" => Node::Int(self.int_gen(h, 0, 86_399_999, true)?),
+            "time-micros" => Node::Long(self.int_gen(h, 0, 86_399_999_999, false)?),
+            "float" => Node::Float(self.float_gen(h, 0.0, 1.0)?),
+            "double" => Node::Double(self.float_gen(h, 0.0, 1.0)?),
+            "date"
+            | "timestamp-millis"
+            | "timestamp-micros"
+            | "timestamp-nanos"
+            | "local-timestamp-millis"
+            | "local-timestamp-micros"
+            | "local-timestamp-nanos" => self.date_time(kind, h)?,
+            "uuid" => Node::Str(StrGen {
+                prefix: Box::default(),
+                kind: StrKind::Uuid,
+            }),
+            "string" => Node::Str(self.str_gen(h, path, seed)?),
+            "bytes" => Node::Bytes {
+                len: len_of(h, 8, 16),
+            },
+            "decimal" => self.decimal(h, obj, None)?,
+            other => return Err(format!("unsupported type {other}")),
+        })
+    }
+
+    /// A date or timestamp (`kind`): values around the clock at the time
+    /// of writing, or, with `range` or `iteration`, drawn as an int (date)
+    /// or a long.
+    fn date_time(&mut self, kind: &str, h: &Hints) -> Result<Node, String> {
+        if h.range.is_some() || h.iteration.is_some() {
+            if h.now.is_some() {
+                return Err("`now` cannot be combined with `range` or `iteration`".into());
+            }
+            return Ok(if kind == "date" {
+                Node::Int(self.int_gen(h, i64::from(i32::MIN), i64::from(i32::MAX), true)?)
+            } else {
+                Node::Long(self.int_gen(h, i64::MIN, i64::MAX, false)?)
+            });
+        }
+        if h.distribution.is_some() {
+            return Err("`distribution` needs a `range`".into());
+        }
+        let unit = match kind {
+            "date" => TimeUnit::Days,
+            k if k.ends_with("millis") => TimeUnit::Millis,
+            k if k.ends_with("micros") => TimeUnit::Micros,
+            _ => TimeUnit::Nanos,
+        };
+        let default_jitter = if unit == TimeUnit::Days {
+            30 * 86_400_000
+        } else {
+            1_000
+        };
+        let (jitter_ms, offset_ms) = h.now.unwrap_or((default_jitter, 0));
+        Ok(Node::Now {
+            unit,
+            jitter_ms,
+            offset_ms,
         })
     }
 
@@ -910,7 +897,7 @@ impl<'a> Compiler<'a> {
         branches: &[Value],
         ns: Option<&str>,
         path: &str,
-        mut h: Hints,
+        h: Hints,
     ) -> Result<NodeId, Fail> {
         let fail = |r: String| (show(path), r);
         if branches.is_empty() {
@@ -920,54 +907,12 @@ impl<'a> Compiler<'a> {
             b.as_str() == Some("null") || b.get("type").and_then(Value::as_str) == Some("null")
         };
         let null_branch = branches.iter().position(is_null);
-        let others: Vec<usize> = (0..branches.len())
-            .filter(|i| Some(*i) != null_branch)
-            .collect();
-        // Hints for the value go to the single non-null branch.
-        let mut branch_hints = Hints::default();
-        let union_keys = ["null_probability", "weights", "options"];
-        let passes: Vec<&str> = h
-            .keys_present()
-            .into_iter()
-            .filter(|k| !union_keys.contains(k))
-            .collect();
-        if !passes.is_empty() {
-            if others.len() != 1 {
-                return Err(fail(format!(
-                    "hint `{}` on a union of several types: put it on the branch type instead",
-                    passes[0]
-                )));
-            }
-            let union_part = Hints {
-                null_probability: h.null_probability.take(),
-                weights: h.weights.take(),
-                options: h.options.take(),
-                ..Hints::default()
-            };
-            branch_hints = std::mem::replace(&mut h, union_part);
-        }
-        if h.null_probability.is_some() && null_branch.is_none() {
-            return Err(fail(
-                "`null_probability` needs a union with \"null\"".into(),
-            ));
-        }
-        if let Some(w) = &h.weights {
-            if w.len() != branches.len() {
-                return Err(fail(format!(
-                    "`weights` has {} entries for a union of {} types",
-                    w.len(),
-                    branches.len()
-                )));
-            }
-            if h.null_probability.is_some() {
-                return Err(fail(
-                    "`weights` cannot be combined with `null_probability`".into(),
-                ));
-            }
-        }
+        let others = branches.len() - usize::from(null_branch.is_some());
+        let (h, mut branch_hints) = split_union_hints(h, others).map_err(fail)?;
+        check_union_hints(&h, branches.len(), null_branch).map_err(fail)?;
         let mut ids = Vec::with_capacity(branches.len());
         for (i, b) in branches.iter().enumerate() {
-            let bh = if Some(i) != null_branch && others.len() == 1 {
+            let bh = if Some(i) != null_branch && others == 1 {
                 std::mem::take(&mut branch_hints)
             } else {
                 Hints::default()
@@ -981,20 +926,7 @@ impl<'a> Compiler<'a> {
                 .collect::<Vec<_>>()
                 .join("|")
         );
-        let n = branches.len();
-        let weights: Vec<f64> = match (&h.weights, h.null_probability, null_branch) {
-            (Some(w), _, _) => w.clone(),
-            (None, Some(p), Some(nb)) => (0..n)
-                .map(|i| {
-                    if i == nb {
-                        p
-                    } else {
-                        (1.0 - p) / (n - 1).max(1) as f64
-                    }
-                })
-                .collect(),
-            _ => vec![1.0; n],
-        };
+        let weights = union_weights(&h, branches.len(), null_branch);
         if weights.iter().all(|w| *w == 0.0) {
             return Err(fail("the union's weights leave no branch to pick".into()));
         }
@@ -1013,24 +945,18 @@ impl<'a> Compiler<'a> {
 
     /// Reads an `options` value as a constant of node `id`'s type.
     fn constant(&self, id: NodeId, v: &Value) -> Result<Const, String> {
-        let want = |what: &str| format!("expected {what}, got {v}");
+        let want = |what: &str| expected(what, v);
         Ok(match &self.nodes[id as usize] {
             Node::Null => match v {
                 Value::Null => Const::Null,
                 _ => return Err(want("null")),
             },
             Node::Bool { .. } => Const::Bool(v.as_bool().ok_or_else(|| want("true or false"))?),
-            Node::Int(_) => {
-                let i = v.as_i64().ok_or_else(|| want("an int"))?;
-                Const::Int(i32::try_from(i).map_err(|_| want("an int"))?)
-            }
-            Node::Now {
+            Node::Int(_)
+            | Node::Now {
                 unit: TimeUnit::Days,
                 ..
-            } => {
-                let i = v.as_i64().ok_or_else(|| want("an int"))?;
-                Const::Int(i32::try_from(i).map_err(|_| want("an int"))?)
-            }
+            } => Const::Int(int_constant(v)?),
             Node::Long(_) | Node::Now { .. } => {
                 Const::Long(v.as_i64().ok_or_else(|| want("a long"))?)
             }
@@ -1038,48 +964,19 @@ impl<'a> Compiler<'a> {
             Node::Double(_) => Const::Double(v.as_f64().ok_or_else(|| want("a number"))?),
             Node::Str(_) => Const::Str(v.as_str().ok_or_else(|| want("a string"))?.to_owned()),
             Node::Bytes { .. } => Const::Bytes(latin1(v).ok_or_else(|| want("a string of bytes"))?),
-            Node::Fixed { size, .. } => {
-                let b = latin1(v).ok_or_else(|| want("a string of bytes"))?;
-                if b.len() != *size {
-                    return Err(format!("expected {size} bytes, got {}", b.len()));
-                }
-                Const::Fixed(b)
-            }
+            Node::Fixed { size, .. } => Const::Fixed(fixed_constant(v, *size)?),
             Node::Decimal {
                 factor,
                 limit,
                 scale,
                 size,
                 ..
-            } => {
-                let x = v.as_f64().ok_or_else(|| want("a number"))?;
-                let u = (x * factor).round() as i128;
-                if u.abs() > *limit {
-                    return Err(format!("{v} does not fit the decimal's precision"));
-                }
-                Const::Decimal(u, *scale, *size)
-            }
+            } => Const::Decimal(decimal_constant(v, *factor, *limit)?, *scale, *size),
             Node::Enum { symbols, .. } => {
-                let s = v.as_str().ok_or_else(|| want("a symbol"))?;
-                let i = symbols.iter().position(|x| x == s).ok_or_else(|| {
-                    format!("{s:?} is not one of the symbols {}", symbols.join(", "))
-                })?;
-                Const::Enum(i as u32, s.to_owned())
+                let (i, s) = enum_constant(v, symbols)?;
+                Const::Enum(i, s)
             }
-            Node::Record { fields, .. } => {
-                let o = v.as_object().ok_or_else(|| want("an object"))?;
-                if let Some(k) = o.keys().find(|k| !fields.iter().any(|(n, _)| n == *k)) {
-                    return Err(format!("the record has no field {k:?}"));
-                }
-                let mut out = Vec::with_capacity(fields.len());
-                for (name, f) in fields {
-                    let fv = o
-                        .get(name)
-                        .ok_or_else(|| format!("field {name:?} is missing"))?;
-                    out.push((name.clone(), self.constant(*f, fv)?));
-                }
-                Const::Record(out)
-            }
+            Node::Record { fields, .. } => Const::Record(self.record_constant(fields, v)?),
             Node::Array { item, .. } => Const::Array(
                 v.as_array()
                     .ok_or_else(|| want("an array"))?
@@ -1094,16 +991,7 @@ impl<'a> Compiler<'a> {
                     .map(|(k, x)| Ok((k.clone(), self.constant(*value, x)?)))
                     .collect::<Result<_, String>>()?,
             ),
-            Node::Union { branches, .. } => {
-                let mut last = String::new();
-                for (i, b) in branches.iter().enumerate() {
-                    match self.constant(*b, v) {
-                        Ok(c) => return Ok(Const::Union(i as u32, Box::new(c))),
-                        Err(e) => last = e,
-                    }
-                }
-                return Err(format!("fits no branch of the union ({last})"));
-            }
+            Node::Union { branches, .. } => return self.union_constant(branches, v),
             Node::Options { .. }
             | Node::Cardinality { .. }
             | Node::Set { .. }
@@ -1111,6 +999,81 @@ impl<'a> Compiler<'a> {
             | Node::Unresolved => return Err("options cannot be given here".into()),
         })
     }
+
+    /// [`Self::constant`] for a record of `fields`: every field, by name,
+    /// and no other.
+    fn record_constant(
+        &self,
+        fields: &[(String, NodeId)],
+        v: &Value,
+    ) -> Result<Vec<(String, Const)>, String> {
+        let o = v.as_object().ok_or_else(|| expected("an object", v))?;
+        if let Some(k) = o.keys().find(|k| !fields.iter().any(|(n, _)| n == *k)) {
+            return Err(format!("the record has no field {k:?}"));
+        }
+        let mut out = Vec::with_capacity(fields.len());
+        for (name, f) in fields {
+            let fv = o
+                .get(name)
+                .ok_or_else(|| format!("field {name:?} is missing"))?;
+            out.push((name.clone(), self.constant(*f, fv)?));
+        }
+        Ok(out)
+    }
+
+    /// [`Self::constant`] for a union: the first of `branches` that `v`
+    /// fits.
+    fn union_constant(&self, branches: &[NodeId], v: &Value) -> Result<Const, String> {
+        let mut last = String::new();
+        for (i, b) in branches.iter().enumerate() {
+            match self.constant(*b, v) {
+                Ok(c) => return Ok(Const::Union(i as u32, Box::new(c))),
+                Err(e) => last = e,
+            }
+        }
+        Err(format!("fits no branch of the union ({last})"))
+    }
+}
+
+/// The reason a constant `v` is not `what` was expected.
+fn expected(what: &str, v: &Value) -> String {
+    format!("expected {what}, got {v}")
+}
+
+/// An `options` value of an int (or date).
+fn int_constant(v: &Value) -> Result<i32, String> {
+    let i = v.as_i64().ok_or_else(|| expected("an int", v))?;
+    i32::try_from(i).map_err(|_| expected("an int", v))
+}
+
+/// An `options` value of a fixed of `size` bytes.
+fn fixed_constant(v: &Value, size: usize) -> Result<Vec<u8>, String> {
+    let b = latin1(v).ok_or_else(|| expected("a string of bytes", v))?;
+    if b.len() != size {
+        return Err(format!("expected {size} bytes, got {}", b.len()));
+    }
+    Ok(b)
+}
+
+/// An `options` value of a decimal, as its unscaled integer (`v` times
+/// `factor`), which must be within `limit`.
+fn decimal_constant(v: &Value, factor: f64, limit: i128) -> Result<i128, String> {
+    let x = v.as_f64().ok_or_else(|| expected("a number", v))?;
+    let u = (x * factor).round() as i128;
+    if u.abs() > limit {
+        return Err(format!("{v} does not fit the decimal's precision"));
+    }
+    Ok(u)
+}
+
+/// An `options` value of an enum: the index of its symbol, and the symbol.
+fn enum_constant(v: &Value, symbols: &[String]) -> Result<(u32, String), String> {
+    let s = v.as_str().ok_or_else(|| expected("a symbol", v))?;
+    let i = symbols
+        .iter()
+        .position(|x| x == s)
+        .ok_or_else(|| format!("{s:?} is not one of the symbols {}", symbols.join(", ")))?;
+    Ok((i as u32, s.to_owned()))
 }
 
 fn full_name(obj: &Map<String, Value>, ns: Option<&str>) -> (String, Option<String>) {
@@ -1137,6 +1100,98 @@ fn kind_signature(kind: &str) -> String {
         "uuid" => "string".into(),
         "decimal" => "bytes".into(),
         k => k.into(),
+    }
+}
+
+/// What a primitive type `ty` with the logical type `logical` generates:
+/// the logical type where it fits `ty`, else `ty` (the Avro spec says
+/// readers ignore logical types that do not fit).
+fn primitive_kind<'t>(ty: &'t str, logical: Option<&'t str>) -> &'t str {
+    match (ty, logical) {
+        ("int", Some(l @ ("date" | "time-millis"))) => l,
+        (
+            "long",
+            Some(
+                l @ ("time-micros"
+                | "timestamp-millis"
+                | "timestamp-micros"
+                | "timestamp-nanos"
+                | "local-timestamp-millis"
+                | "local-timestamp-micros"
+                | "local-timestamp-nanos"),
+            ),
+        ) => l,
+        ("string", Some("uuid")) => "uuid",
+        ("bytes", Some("decimal")) => "decimal",
+        _ => ty,
+    }
+}
+
+/// Splits a union's hints into its own (`null_probability`, `weights`,
+/// `options`) and the rest, which are for the value and go to its one
+/// non-null branch (`others` is how many non-null branches it has).
+fn split_union_hints(mut h: Hints, others: usize) -> Result<(Hints, Hints), String> {
+    let union_keys = ["null_probability", "weights", "options"];
+    let passes: Vec<&str> = h
+        .keys_present()
+        .into_iter()
+        .filter(|k| !union_keys.contains(k))
+        .collect();
+    if passes.is_empty() {
+        return Ok((h, Hints::default()));
+    }
+    if others != 1 {
+        return Err(format!(
+            "hint `{}` on a union of several types: put it on the branch type instead",
+            passes[0]
+        ));
+    }
+    let union_part = Hints {
+        null_probability: h.null_probability.take(),
+        weights: h.weights.take(),
+        options: h.options.take(),
+        ..Hints::default()
+    };
+    let branch = std::mem::replace(&mut h, union_part);
+    Ok((h, branch))
+}
+
+/// Checks a union's own hints against its `n` branches, `null_branch`
+/// the null one if it has one.
+fn check_union_hints(h: &Hints, n: usize, null_branch: Option<usize>) -> Result<(), String> {
+    if h.null_probability.is_some() && null_branch.is_none() {
+        return Err("`null_probability` needs a union with \"null\"".into());
+    }
+    if let Some(w) = &h.weights {
+        if w.len() != n {
+            return Err(format!(
+                "`weights` has {} entries for a union of {n} types",
+                w.len()
+            ));
+        }
+        if h.null_probability.is_some() {
+            return Err("`weights` cannot be combined with `null_probability`".into());
+        }
+    }
+    Ok(())
+}
+
+/// The weights of a union's `n` branches: its `weights`, or
+/// `null_probability` on the null branch and the rest shared evenly, or
+/// even.
+fn union_weights(h: &Hints, n: usize, null_branch: Option<usize>) -> Vec<f64> {
+    match (&h.weights, h.null_probability, null_branch) {
+        (Some(w), _, _) => w.clone(),
+        (None, Some(p), Some(nb)) => (0..n)
+            .map(|i| {
+                if i == nb {
+                    p
+                } else {
+                    (1.0 - p) / (n - 1).max(1) as f64
+                }
+            })
+            .collect(),
+        _ => vec![1.0; n],
     }
 }
 

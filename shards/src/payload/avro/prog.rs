@@ -320,6 +320,12 @@ impl Prog {
     /// `ops` is the program or a prefix of it that ends where a field ends.
     /// Always inlined: called, it would take the sink in memory, and the
     /// position would stay there.
+    ///
+    /// One function, over the length rules allow elsewhere, because it is
+    /// the per-record hot path: one dispatch loop whose state (random
+    /// stream, position, work count, array counters) lives in its locals,
+    /// so in registers. Splitting its arms into functions would add a call
+    /// per operation and move that state through memory.
     #[inline(always)]
     fn run<'b>(
         &self,
@@ -499,14 +505,41 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<usize>
     if ops.len() >= MAX_OPS {
         return None;
     }
+    match &plan.nodes[id as usize] {
+        Node::Null => Some(0),
+        Node::Record { fields, .. } => {
+            let mut bound = 0usize;
+            for (_, f) in fields {
+                bound = bound.saturating_add(emit(plan, *f, depth, ops)?);
+            }
+            Some(bound)
+        }
+        Node::Array { len, item } => emit_array(plan, *len, *item, depth, ops),
+        Node::Union {
+            branches,
+            pick,
+            null_branch,
+            ..
+        } => emit_union(plan, branches, pick, *null_branch, depth, ops),
+        node => {
+            let op = leaf_op(plan, id, node, depth);
+            let bound = reach(&op);
+            ops.push(op);
+            Some(bound)
+        }
+    }
+}
+
+/// The one operation that writes leaf `node` (node `id`): a specialised
+/// one where there is one for its type and distribution, else a walk.
+fn leaf_op(plan: &Plan, id: NodeId, node: &Node, depth: u32) -> Op {
     // Only for the nodes walked: a bound walks the node's whole subtree.
     let walked = || Op::Walk {
         id,
         depth,
         bound: plan.bound(id, depth),
     };
-    let op = match &plan.nodes[id as usize] {
-        Node::Null => return Some(0),
+    match node {
         Node::Bool { p_true } => Op::Bool(*p_true),
         // An int is written as `value as i32`; within the int range that
         // is the value itself, as a long would write it.
@@ -545,82 +578,81 @@ fn emit(plan: &Plan, id: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<usize>
         Node::Set { values } => {
             consts(values, Draw::Below(values.len() as u64)).unwrap_or_else(walked)
         }
-        Node::Record { fields, .. } => {
-            let mut bound = 0usize;
-            for (_, f) in fields {
-                bound = bound.saturating_add(emit(plan, *f, depth, ops)?);
-            }
-            return Some(bound);
-        }
-        Node::Array { len, item } => {
-            // Recursive schemas end here, at the walk's depth bound.
-            if depth >= MAX_DEPTH {
-                return None;
-            }
-            let start = ops.len();
-            ops.push(Op::Jump(0));
-            let each = emit(plan, *item, depth + 1, ops)?;
-            ops.push(Op::ArrayEnd {
-                body: to_u32(start + 1),
-            });
-            ops[start] = Op::ArrayStart {
-                len: *len,
-                end: to_u32(ops.len()),
-            };
-            // The count, the items, the end.
-            let items = usize::try_from(len.max).unwrap_or(usize::MAX);
-            return Some((VARINT + 1).saturating_add(each.saturating_mul(items)));
-        }
-        Node::Union {
-            branches,
-            pick,
-            null_branch,
-            ..
-        } => {
-            if depth >= MAX_DEPTH {
-                return None;
-            }
-            let start = ops.len();
-            ops.push(Op::Jump(0));
-            let is_null = |b: &NodeId| matches!(plan.nodes[*b as usize], Node::Null);
-            if let [a, b] = branches[..] {
-                if is_null(&a) != is_null(&b) {
-                    let (null, other) = if is_null(&a) { (0, b) } else { (1, a) };
-                    let bound = emit(plan, other, depth + 1, ops)?;
-                    ops[start] = Op::Nullable {
-                        draw: Draw::of(pick),
-                        exhausted: null_branch.unwrap_or(0),
-                        null,
-                        end: to_u32(ops.len()),
-                    };
-                    return Some(VARINT.saturating_add(bound));
-                }
-            }
-            let mut to = Vec::with_capacity(branches.len());
-            let mut jumps = Vec::with_capacity(branches.len());
-            let mut widest = 0;
-            for b in branches {
-                to.push(to_u32(ops.len()));
-                widest = widest.max(emit(plan, *b, depth + 1, ops)?);
-                jumps.push(ops.len());
-                ops.push(Op::Jump(0));
-            }
-            let end = to_u32(ops.len());
-            for j in jumps {
-                ops[j] = Op::Jump(end);
-            }
-            ops[start] = Op::Union {
+        _ => walked(),
+    }
+}
+
+/// [`emit`] for an array of `item`s: its start, the item's operations,
+/// its end.
+fn emit_array(plan: &Plan, len: Len, item: NodeId, depth: u32, ops: &mut Vec<Op>) -> Option<usize> {
+    // Recursive schemas end here, at the walk's depth bound.
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    let start = ops.len();
+    ops.push(Op::Jump(0));
+    let each = emit(plan, item, depth + 1, ops)?;
+    ops.push(Op::ArrayEnd {
+        body: to_u32(start + 1),
+    });
+    ops[start] = Op::ArrayStart {
+        len,
+        end: to_u32(ops.len()),
+    };
+    // The count, the items, the end.
+    let items = usize::try_from(len.max).unwrap_or(usize::MAX);
+    Some((VARINT + 1).saturating_add(each.saturating_mul(items)))
+}
+
+/// [`emit`] for a union: an [`Op::Nullable`] where it is null and one
+/// other type, else an [`Op::Union`] that jumps to its branches'
+/// operations, each of which jumps past the last.
+fn emit_union(
+    plan: &Plan,
+    branches: &[NodeId],
+    pick: &Pick,
+    null_branch: Option<u32>,
+    depth: u32,
+    ops: &mut Vec<Op>,
+) -> Option<usize> {
+    if depth >= MAX_DEPTH {
+        return None;
+    }
+    let start = ops.len();
+    ops.push(Op::Jump(0));
+    let is_null = |b: &NodeId| matches!(plan.nodes[*b as usize], Node::Null);
+    if let [a, b] = branches[..] {
+        if is_null(&a) != is_null(&b) {
+            let (null, other) = if is_null(&a) { (0, b) } else { (1, a) };
+            let bound = emit(plan, other, depth + 1, ops)?;
+            ops[start] = Op::Nullable {
                 draw: Draw::of(pick),
                 exhausted: null_branch.unwrap_or(0),
-                to: to.into(),
+                null,
+                end: to_u32(ops.len()),
             };
-            return Some(VARINT.saturating_add(widest));
+            return Some(VARINT.saturating_add(bound));
         }
-        _ => walked(),
+    }
+    let mut to = Vec::with_capacity(branches.len());
+    let mut jumps = Vec::with_capacity(branches.len());
+    let mut widest = 0;
+    for b in branches {
+        to.push(to_u32(ops.len()));
+        widest = widest.max(emit(plan, *b, depth + 1, ops)?);
+        jumps.push(ops.len());
+        ops.push(Op::Jump(0));
+    }
+    let end = to_u32(ops.len());
+    for j in jumps {
+        ops[j] = Op::Jump(end);
+    }
+    ops[start] = Op::Union {
+        draw: Draw::of(pick),
+        exhausted: null_branch.unwrap_or(0),
+        to: to.into(),
     };
-    let bound = reach(&op);
-    ops.push(op);
-    Some(bound)
+    Some(VARINT.saturating_add(widest))
 }
 
 /// The most a leaf operation moves the position by (what it writes past
