@@ -22,8 +22,76 @@ pub const POOL_VALUES: usize = 4096;
 /// Zipf ranges up to this many values get alias tables (8 bytes a value).
 const ZIPF_TABLE_MAX: usize = 1 << 20;
 
-/// A compile-time error before the file name is attached: (path, reason).
-pub type Fail = (String, String);
+/// A compile-time error before the file name is attached: where (the
+/// field path, `(root)` for the schema itself) and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct Fail {
+    pub path: String,
+    pub reason: Reason,
+}
+
+/// Why a type in a schema cannot be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum Reason {
+    #[error("unknown type {0:?}")]
+    UnknownType(String),
+    /// A type object that is not an object.
+    #[error("not a schema")]
+    NotAnObject,
+    /// A type that is neither a name, a union nor an object.
+    #[error("not a schema: {0}")]
+    NotASchema(Value),
+    #[error("type object without \"type\"")]
+    NoType,
+    /// An array without `items` or a map without `values`.
+    #[error("{0} without its item type")]
+    NoItemType(String),
+    #[error("record without \"fields\"")]
+    NoFields,
+    #[error("field is not an object")]
+    FieldNotAnObject,
+    #[error("field without \"type\"")]
+    FieldWithoutType,
+    /// The hint object itself is wrong.
+    #[error(transparent)]
+    Hints(#[from] hints::HintError),
+    #[error("hint `{key}` does not apply to {kind} (it applies to {})", applies_to(.key))]
+    NotApplicable { key: &'static str, kind: String },
+    /// Two hints that exclude each other.
+    #[error("`{0}` cannot be combined with `{1}`")]
+    Combined(&'static str, &'static str),
+    #[error("option {value} does not fit {kind}: {why}")]
+    OptionMisfit {
+        value: Value,
+        kind: String,
+        why: String,
+    },
+    #[error("a union needs at least one type")]
+    EmptyUnion,
+    /// A hint for the value on a union with several non-null branches.
+    #[error("hint `{0}` on a union of several types: put it on the branch type instead")]
+    UnionValueHint(&'static str),
+    #[error("`null_probability` needs a union with \"null\"")]
+    NoNullBranch,
+    #[error("`weights` has {given} entries for a union of {branches} types")]
+    WeightCount { given: usize, branches: usize },
+    #[error("the union's weights leave no branch to pick")]
+    NoBranchToPick,
+    /// A hint whose value does not fit its type (a range, a
+    /// distribution's parameters, a regex, a decimal's precision, ...).
+    #[error("{0}")]
+    Value(String),
+}
+
+impl Fail {
+    fn at(path: &str, reason: Reason) -> Fail {
+        Fail {
+            path: show(path),
+            reason,
+        }
+    }
+}
 
 struct Named {
     id: NodeId,
@@ -214,7 +282,7 @@ impl<'a> Compiler<'a> {
         path: &str,
         field: Hints,
     ) -> Result<NodeId, Fail> {
-        let fail = |r: String| (show(path), r);
+        let fail = |r| Fail::at(path, r);
         match schema {
             Value::String(name) => match name.as_str() {
                 "null" | "boolean" | "int" | "long" | "float" | "double" | "bytes" | "string" => {
@@ -223,7 +291,7 @@ impl<'a> Compiler<'a> {
                 _ => {
                     let full = self
                         .resolve_name(name, ns)
-                        .ok_or_else(|| fail(format!("unknown type {name:?}")))?;
+                        .ok_or_else(|| fail(Reason::UnknownType(name.clone())))?;
                     let named = &self.named[&full];
                     if field.is_empty() {
                         Ok(named.id)
@@ -237,7 +305,7 @@ impl<'a> Compiler<'a> {
             },
             Value::Array(branches) => self.union(branches, ns, path, field),
             Value::Object(_) => self.compile_object(schema, ns, path, field, true),
-            other => Err(fail(format!("not a schema: {other}"))),
+            other => Err(fail(Reason::NotASchema(other.clone()))),
         }
     }
 
@@ -259,15 +327,13 @@ impl<'a> Compiler<'a> {
         field: Hints,
         register: bool,
     ) -> Result<NodeId, Fail> {
-        let fail = |r: String| (show(path), r);
+        let fail = |r| Fail::at(path, r);
         let obj = schema
             .as_object()
-            .ok_or_else(|| fail("not a schema".into()))?;
-        let own = hints::hints_of(obj).map_err(|e| fail(e.to_string()))?;
+            .ok_or_else(|| fail(Reason::NotAnObject))?;
+        let own = hints::hints_of(obj).map_err(|e| fail(e.into()))?;
         let h = own.merged(field);
-        let ty = obj
-            .get("type")
-            .ok_or_else(|| fail("type object without \"type\"".into()))?;
+        let ty = obj.get("type").ok_or_else(|| fail(Reason::NoType))?;
         let ty_name = match ty {
             Value::String(s) => s.as_str(),
             // {"type": {...}} or {"type": [...]}: the hints wrap the inner type.
@@ -300,7 +366,7 @@ impl<'a> Compiler<'a> {
                     } else {
                         "values"
                     })
-                    .ok_or_else(|| fail(format!("{ty_name} without its item type")))?;
+                    .ok_or_else(|| fail(Reason::NoItemType(ty_name.to_owned())))?;
                 self.container(ty_name, inner, ns, path, h)
             }
             "null" | "boolean" | "int" | "long" | "float" | "double" | "bytes" | "string" => {
@@ -323,19 +389,19 @@ impl<'a> Compiler<'a> {
         mut h: Hints,
         build: impl FnOnce(&mut Self, &Hints) -> Result<NodeId, String>,
     ) -> Result<NodeId, Fail> {
-        let fail = |r: String| (show(path), r);
+        let fail = |r| Fail::at(path, r);
         let ok = allowed(kind);
         for key in h.keys_present() {
             if !ok.contains(&key) && !["options", "cardinality", "ref"].contains(&key) {
-                return Err(fail(format!(
-                    "hint `{key}` does not apply to {kind} (it applies to {})",
-                    applies_to(key)
-                )));
+                return Err(fail(Reason::NotApplicable {
+                    key,
+                    kind: kind.to_owned(),
+                }));
             }
         }
         if let Some(target) = h.reference.take() {
-            if let Some(other) = h.keys_present().first() {
-                return Err(fail(format!("`ref` cannot be combined with `{other}`")));
+            if let Some(&other) = h.keys_present().first() {
+                return Err(fail(Reason::Combined("ref", other)));
             }
             let sig = kind_signature(kind);
             let id = self.push(Node::Unresolved, sig);
@@ -349,19 +415,23 @@ impl<'a> Compiler<'a> {
         let options = h.options.take();
         let cardinality = h.cardinality.take();
         let mut id = if options.is_some() {
-            if let Some(other) = h.keys_present().first() {
-                return Err(fail(format!("`options` cannot be combined with `{other}`")));
+            if let Some(&other) = h.keys_present().first() {
+                return Err(fail(Reason::Combined("options", other)));
             }
-            build(self, &Hints::default()).map_err(fail)?
+            build(self, &Hints::default()).map_err(|e| fail(Reason::Value(e)))?
         } else {
-            build(self, &h).map_err(fail)?
+            build(self, &h).map_err(|e| fail(Reason::Value(e)))?
         };
         if let Some(opts) = options {
             let mut values = Vec::with_capacity(opts.len());
             for o in &opts {
-                let c = self
-                    .constant(id, &o.value)
-                    .map_err(|e| fail(format!("option {} does not fit {kind}: {e}", o.value)))?;
+                let c = self.constant(id, &o.value).map_err(|why| {
+                    fail(Reason::OptionMisfit {
+                        value: o.value.clone(),
+                        kind: kind.to_owned(),
+                        why,
+                    })
+                })?;
                 values.push(c);
             }
             let w: Vec<f64> = opts.iter().map(|o| o.weight).collect();
@@ -774,11 +844,11 @@ impl<'a> Compiler<'a> {
         h: Hints,
         register: bool,
     ) -> Result<NodeId, Fail> {
-        let fail = |r: String| (show(path), r);
+        let fail = |r| Fail::at(path, r);
         let fields = obj
             .get("fields")
             .and_then(Value::as_array)
-            .ok_or_else(|| fail("record without \"fields\"".into()))?
+            .ok_or_else(|| fail(Reason::NoFields))?
             .clone();
         let sig = format!("record:{full}");
         // Reserve the node first so the fields can refer to the record.
@@ -803,17 +873,18 @@ impl<'a> Compiler<'a> {
         for f in &fields {
             let fo = f
                 .as_object()
-                .ok_or_else(|| fail("field is not an object".into()))?;
+                .ok_or_else(|| fail(Reason::FieldNotAnObject))?;
             let name = fo
                 .get("name")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .to_owned();
             let fpath = join(path, &name);
-            let fh = hints::hints_of(fo).map_err(|e| (show(&fpath), e.to_string()))?;
+            let field_fail = |r| Fail::at(&fpath, r);
+            let fh = hints::hints_of(fo).map_err(|e| field_fail(e.into()))?;
             let ty = fo
                 .get("type")
-                .ok_or_else(|| (show(&fpath), "field without \"type\"".to_owned()))?;
+                .ok_or_else(|| field_fail(Reason::FieldWithoutType))?;
             let fid = self.compile(ty, own_ns.as_deref(), &fpath, fh)?;
             compiled.push((name, fid));
         }
@@ -899,9 +970,9 @@ impl<'a> Compiler<'a> {
         path: &str,
         h: Hints,
     ) -> Result<NodeId, Fail> {
-        let fail = |r: String| (show(path), r);
+        let fail = |r| Fail::at(path, r);
         if branches.is_empty() {
-            return Err(fail("a union needs at least one type".into()));
+            return Err(fail(Reason::EmptyUnion));
         }
         let is_null = |b: &Value| {
             b.as_str() == Some("null") || b.get("type").and_then(Value::as_str) == Some("null")
@@ -928,7 +999,7 @@ impl<'a> Compiler<'a> {
         );
         let weights = union_weights(&h, branches.len(), null_branch);
         if weights.iter().all(|w| *w == 0.0) {
-            return Err(fail("the union's weights leave no branch to pick".into()));
+            return Err(fail(Reason::NoBranchToPick));
         }
         self.wrap("union", path, h, move |c, _| {
             Ok(c.push(
@@ -1130,7 +1201,7 @@ fn primitive_kind<'t>(ty: &'t str, logical: Option<&'t str>) -> &'t str {
 /// Splits a union's hints into its own (`null_probability`, `weights`,
 /// `options`) and the rest, which are for the value and go to its one
 /// non-null branch (`others` is how many non-null branches it has).
-fn split_union_hints(mut h: Hints, others: usize) -> Result<(Hints, Hints), String> {
+fn split_union_hints(mut h: Hints, others: usize) -> Result<(Hints, Hints), Reason> {
     let union_keys = ["null_probability", "weights", "options"];
     let passes: Vec<&str> = h
         .keys_present()
@@ -1141,10 +1212,7 @@ fn split_union_hints(mut h: Hints, others: usize) -> Result<(Hints, Hints), Stri
         return Ok((h, Hints::default()));
     }
     if others != 1 {
-        return Err(format!(
-            "hint `{}` on a union of several types: put it on the branch type instead",
-            passes[0]
-        ));
+        return Err(Reason::UnionValueHint(passes[0]));
     }
     let union_part = Hints {
         null_probability: h.null_probability.take(),
@@ -1158,19 +1226,19 @@ fn split_union_hints(mut h: Hints, others: usize) -> Result<(Hints, Hints), Stri
 
 /// Checks a union's own hints against its `n` branches, `null_branch`
 /// the null one if it has one.
-fn check_union_hints(h: &Hints, n: usize, null_branch: Option<usize>) -> Result<(), String> {
+fn check_union_hints(h: &Hints, n: usize, null_branch: Option<usize>) -> Result<(), Reason> {
     if h.null_probability.is_some() && null_branch.is_none() {
-        return Err("`null_probability` needs a union with \"null\"".into());
+        return Err(Reason::NoNullBranch);
     }
     if let Some(w) = &h.weights {
         if w.len() != n {
-            return Err(format!(
-                "`weights` has {} entries for a union of {n} types",
-                w.len()
-            ));
+            return Err(Reason::WeightCount {
+                given: w.len(),
+                branches: n,
+            });
         }
         if h.null_probability.is_some() {
-            return Err("`weights` cannot be combined with `null_probability`".into());
+            return Err(Reason::Combined("weights", "null_probability"));
         }
     }
     Ok(())

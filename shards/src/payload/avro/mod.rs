@@ -330,10 +330,10 @@ fn compile_named(
         let mut compiler = Compiler::new(stream, dataset_seed);
         let root = compiler
             .compile(&value, None, "", hints::Hints::default())
-            .map_err(|(path, reason)| SchemaError::Hint {
+            .map_err(|e| SchemaError::Hint {
                 file: file.to_string(),
-                path,
-                reason,
+                path: e.path,
+                reason: e.reason.to_string(),
             })?;
         parts.push(Partial {
             file,

@@ -995,6 +995,11 @@ fn hint_errors_name_file_path_and_reason() {
         (json!({"type": "bytes", "logicalType": "decimal", "precision": 4, "scale": 2}), json!({"range": {"min": 0, "max": 100}}), "t.avsc: f: range bound 100 does not fit decimal(4, 2)"),
         (json!({"type": "fixed", "name": "F", "size": 2, "logicalType": "decimal", "precision": 9}), JV::Null, "t.avsc: f: decimal precision 9 does not fit in fixed size 2 (at most 4)"),
         (json!("long"), json!("fast"), "t.avsc: f: `datastorm` must be an object, got \"fast\""),
+        (json!("long"), json!({"ref": "s.f", "range": {"min": 1, "max": 2}}), "t.avsc: f: `ref` cannot be combined with `range`"),
+        (json!("long"), json!({"options": [1], "range": {"min": 1, "max": 2}}), "t.avsc: f: `options` cannot be combined with `range`"),
+        (json!(["int", "string"]), json!({"length": {"min": 1, "max": 2}}), "t.avsc: f: hint `length` on a union of several types: put it on the branch type instead"),
+        (json!(["null", "int"]), json!({"weights": [1, 1], "null_probability": 0.5}), "t.avsc: f: `weights` cannot be combined with `null_probability`"),
+        (json!(["null"]), json!({"null_probability": 0}), "t.avsc: f: the union's weights leave no branch to pick"),
     ];
     let mut bad = Vec::new();
     for (ty, hints, want) in cases {
