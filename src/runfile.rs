@@ -368,7 +368,11 @@ mod tests {
     fn parse(text: &str) -> Result<RunFile, String> {
         let dir = std::env::temp_dir().join(format!("ds-runfile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("t{}.toml", text.len()));
+        // One file per call: tests run in parallel, and two texts of the
+        // same length must not share (and remove) one file.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("t{n}.toml"));
         std::fs::write(&path, text).unwrap();
         let r = read(&path).map_err(|e| e.to_string().replace(&path.display().to_string(), "FILE"));
         let _ = std::fs::remove_file(&path);
