@@ -21,6 +21,22 @@ const BUCKETS_US: [u64; 17] = [
     1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000,
 ];
 
+/// Why the endpoint could not start. The messages carry their cause (no
+/// variant has a `source`): each is printed whole, as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    #[error("cannot serve metrics on {addr}: {error}")]
+    Bind {
+        addr: SocketAddr,
+        error: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot serve metrics on {addr}: not an IP address")]
+    NotIp { addr: SocketAddr },
+    /// The server thread could not be spawned.
+    #[error("{0}")]
+    Thread(std::io::Error),
+}
+
 #[derive(Default)]
 struct State {
     totals: Counters,
@@ -41,13 +57,13 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     /// Listens on `addr` and serves `/metrics` (any path, in fact).
-    pub fn start(addr: SocketAddr, instance: u32) -> Result<Self, String> {
-        let server = tiny_http::Server::http(addr)
-            .map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+    pub fn start(addr: SocketAddr, instance: u32) -> Result<Self, MetricsError> {
+        let server =
+            tiny_http::Server::http(addr).map_err(|error| MetricsError::Bind { addr, error })?;
         let local = server
             .server_addr()
             .to_ip()
-            .ok_or_else(|| format!("cannot serve metrics on {addr}: not an IP address"))?;
+            .ok_or(MetricsError::NotIp { addr })?;
         let server = Arc::new(server);
         let state = Arc::new(Mutex::new(State::default()));
         let thread = {
@@ -70,7 +86,7 @@ impl MetricsServer {
                             .respond(tiny_http::Response::from_string(body).with_header(header));
                     }
                 })
-                .map_err(|e| e.to_string())?
+                .map_err(MetricsError::Thread)?
         };
         Ok(Self {
             state,
@@ -105,10 +121,18 @@ impl MetricsServer {
     }
 }
 
+/// The exposition of `s`; `instance` labels every sample.
 fn render(s: &State, instance: u32) -> String {
     let mut out = String::with_capacity(4096);
     let l = format!("instance=\"{instance}\"");
-    let t = &s.totals;
+    write_counters(&mut out, &l, &s.totals);
+    write_gauges(&mut out, &l, s);
+    write_latency(&mut out, &l, s.latency.as_ref());
+    out
+}
+
+/// The run's totals, as `_total` counters; `l` is the label set.
+fn write_counters(out: &mut String, l: &str, t: &Counters) {
     let counters: [(&str, &str, u64); 11] = [
         (
             "records_sent",
@@ -167,6 +191,10 @@ fn render(s: &State, instance: u32) -> String {
         let _ = writeln!(out, "# TYPE datastorm_{name}_total counter");
         let _ = writeln!(out, "datastorm_{name}_total{{{l}}} {v}");
     }
+}
+
+/// The run's rates, in-flight requests, elapsed time and warm-up flag.
+fn write_gauges(out: &mut String, l: &str, s: &State) {
     let mut gauge = |name: &str, help: &str, v: f64| {
         let _ = writeln!(out, "# HELP datastorm_{name} {help}");
         let _ = writeln!(out, "# TYPE datastorm_{name} gauge");
@@ -175,7 +203,7 @@ fn render(s: &State, instance: u32) -> String {
     gauge(
         "requests_in_flight",
         "Produce requests awaiting a response.",
-        t.requests_in_flight as f64,
+        s.totals.requests_in_flight as f64,
     );
     gauge(
         "acked_records_per_second",
@@ -197,6 +225,10 @@ fn render(s: &State, instance: u32) -> String {
         "1 during the warm-up, 0 after.",
         if s.warmup { 1.0 } else { 0.0 },
     );
+}
+
+/// The cumulative latency histogram (empty before the first second).
+fn write_latency(out: &mut String, l: &str, latency: Option<&Histogram<u64>>) {
     let name = "datastorm_latency_seconds";
     let _ = writeln!(
         out,
@@ -204,7 +236,7 @@ fn render(s: &State, instance: u32) -> String {
     );
     let _ = writeln!(out, "# TYPE {name} histogram");
     let empty = latency_histogram();
-    let h = s.latency.as_ref().unwrap_or(&empty);
+    let h = latency.unwrap_or(&empty);
     for b in BUCKETS_US {
         let n = if h.is_empty() {
             0
@@ -221,7 +253,6 @@ fn render(s: &State, instance: u32) -> String {
     };
     let _ = writeln!(out, "{name}_sum{{{l}}} {sum_s}");
     let _ = writeln!(out, "{name}_count{{{l}}} {}", h.len());
-    out
 }
 
 #[cfg(test)]

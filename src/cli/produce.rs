@@ -2,21 +2,21 @@
 
 use super::produce_error::ProduceError;
 use super::settings;
-use crate::metrics::MetricsServer;
-use crate::runfile::{self, RunFile};
+use crate::metrics::{MetricsError, MetricsServer};
+use crate::runfile::{self, RunFile, StreamEntry};
 use crate::{exit, render, report, units};
 use clap::Args;
 use datastorm_engine::cluster::TopicSpec;
-use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec};
-use datastorm_engine::sink::{SinkConfig, SinkHandle};
+use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec, RuntimeError};
+use datastorm_engine::sink::{SinkConfig, SinkError, SinkHandle};
 use datastorm_shards::pacer::Profile;
 use datastorm_shards::payload::check_keys;
 use datastorm_shards::payload::{avro, registry};
 use datastorm_shards::plan::{
-    Acks, Header, KeySpec, OnError, PayloadSpec, PlanError, RateSpec, RunPlan, SchemaEncoding,
-    SchemaPayload, StopAt, StreamPlan,
+    Acks, Header, KeySpec, OnError, PayloadSpec, RateSpec, RunPlan, SchemaEncoding, SchemaPayload,
+    StopAt, StreamPlan,
 };
-use datastorm_shards::run::{run, RunOutcome};
+use datastorm_shards::run::{run, RunError, RunOutcome};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -234,111 +234,112 @@ impl ProduceArgs {
     );
 }
 
+/// Why a run did not start: one line each, exit code 2.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error(transparent)]
+    RunFile(#[from] runfile::RunFileError),
+    #[error(transparent)]
+    Produce(#[from] ProduceError),
+    #[error("could not start the embedded sink: {0}")]
+    Sink(SinkError),
+    /// `--cpus` or `--cores` that the allowed CPUs cannot give.
+    #[error(transparent)]
+    Cpus(#[from] RuntimeError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The run's own setup (the cluster, the executors).
+    #[error(transparent)]
+    Run(#[from] RunError),
+}
+
 /// `given` says which flags the command line gave: they win over a run
 /// file's `[run]` table.
 pub fn main(args: ProduceArgs, given: &dyn Fn(&str) -> bool) -> u8 {
+    let code = settle(args, given).and_then(|(args, streams)| {
+        let (plan, sink) = plan_run(&args, streams)?;
+        execute(&args, plan, sink)
+    });
+    code.unwrap_or_else(|e| {
+        eprintln!("datastorm produce: {e}");
+        exit::USAGE
+    })
+}
+
+/// The settings (the flags over a run file's `[run]`), checked, and the
+/// streams they describe. Schemas, keys and registrations are settled
+/// here, before anything starts.
+fn settle(
+    args: ProduceArgs,
+    given: &dyn Fn(&str) -> bool,
+) -> Result<(ProduceArgs, Vec<StreamPlan>), SetupError> {
     let (args, file) = match &args.run_file {
         None => (args, None),
-        Some(path) => match runfile::read(path).and_then(|f| Ok((f.settings(args, given)?, f))) {
-            Ok((a, f)) => (a, Some(f)),
-            Err(e) => {
-                eprintln!("datastorm produce: {e}");
-                return exit::USAGE;
-            }
-        },
-    };
-    if let Err(e) = validate(&args) {
-        eprintln!("datastorm produce: {e}");
-        return exit::USAGE;
-    }
-    // Schemas, keys and registrations are settled before anything starts.
-    let streams = match streams(&args, file.as_ref()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("datastorm produce: {e}");
-            return exit::USAGE;
+        Some(path) => {
+            let file = runfile::read(path)?;
+            (file.settings(args, given)?, Some(file))
         }
     };
-    let allowed = allowed_cpus();
+    validate(&args)?;
+    let streams = streams(&args, file.as_ref())?;
+    Ok((args, streams))
+}
 
-    // No bootstrap: an embedded sink, on its own core where one is free.
+/// The run plan: its brokers (with no --bootstrap, an embedded sink's,
+/// started here on its own core where one is free) and its CPUs.
+fn plan_run(
+    args: &ProduceArgs,
+    streams: Vec<StreamPlan>,
+) -> Result<(RunPlan, Option<SinkHandle>), SetupError> {
+    let allowed = allowed_cpus();
     let mut sink = None;
     let mut reserved = Vec::new();
     let bootstrap = if args.bootstrap.is_empty() {
         let sink_cpu = (allowed.len() > 1).then(|| *allowed.last().expect("non-empty"));
         reserved.extend(sink_cpu);
-        match SinkHandle::start(SinkConfig {
-            listen: "127.0.0.1:0".parse().expect("valid address"),
-            cpus: sink_cpu.into_iter().collect(),
-            default_partitions: args.partitions,
-            node_id: 0,
-            ..SinkConfig::default()
-        }) {
-            Ok(h) => {
-                let addr = h.local_addr();
-                outln!(
-                    "datastorm: no --bootstrap given: producing to an embedded sink broker on {addr} ({})",
-                    match sink_cpu {
-                        Some(c) => format!("pinned to CPU {c}"),
-                        None => "sharing the only CPU".into(),
-                    }
-                );
-                sink = Some(h);
-                vec![addr.to_string()]
-            }
-            Err(e) => {
-                eprintln!("datastorm produce: could not start the embedded sink: {e}");
-                return exit::USAGE;
-            }
-        }
+        let h = start_sink(args.partitions, sink_cpu)?;
+        let addr = h.local_addr();
+        sink = Some(h);
+        vec![addr.to_string()]
     } else {
         args.bootstrap.clone()
     };
-
     let spec = match (&args.cpus, args.cores) {
-        (Some(list), _) => match list.parse::<CpuSpec>() {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("datastorm produce: {e}");
-                return exit::USAGE;
-            }
-        },
+        (Some(list), _) => list.parse::<CpuSpec>()?,
         (None, Some(n)) => CpuSpec::Count(n),
         (None, None) => CpuSpec::All,
     };
-    let cpus = match resolve_cpus(&spec, &allowed, &reserved) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("datastorm produce: {e}");
-            return exit::USAGE;
-        }
-    };
-
-    let mut plan = match to_plan(&args, bootstrap, cpus) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("datastorm produce: {e}");
-            return exit::USAGE;
-        }
-    };
+    let cpus = resolve_cpus(&spec, &allowed, &reserved)?;
+    let mut plan = to_plan(args, bootstrap, cpus)?;
     plan.streams = streams;
-    let metrics = match args
-        .metrics_addr
-        .map(|a| MetricsServer::start(a, plan.instance))
-    {
-        None => None,
-        Some(Ok(m)) => {
-            outln!(
-                "datastorm: Prometheus metrics on http://{}/metrics",
-                m.addr()
-            );
-            Some(m)
+    Ok((plan, sink))
+}
+
+/// The embedded sink, pinned to `cpu` when there is one.
+fn start_sink(partitions: i32, cpu: Option<usize>) -> Result<SinkHandle, SetupError> {
+    let h = SinkHandle::start(SinkConfig {
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        cpus: cpu.into_iter().collect(),
+        default_partitions: partitions,
+        node_id: 0,
+        ..SinkConfig::default()
+    })
+    .map_err(SetupError::Sink)?;
+    outln!(
+        "datastorm: no --bootstrap given: producing to an embedded sink broker on {} ({})",
+        h.local_addr(),
+        match cpu {
+            Some(c) => format!("pinned to CPU {c}"),
+            None => "sharing the only CPU".into(),
         }
-        Some(Err(e)) => {
-            eprintln!("datastorm produce: {e}");
-            return exit::USAGE;
-        }
-    };
+    );
+    Ok(h)
+}
+
+/// Runs the plan with its live outputs (status lines, --metrics-addr),
+/// stops the embedded sink, then reports; the exit code is `finish`'s.
+fn execute(args: &ProduceArgs, plan: RunPlan, sink: Option<SinkHandle>) -> Result<u8, SetupError> {
+    let metrics = start_metrics(args, plan.instance)?;
     for note in args.knobs.capped_by_host() {
         eprintln!("datastorm produce: note: {note}");
     }
@@ -356,14 +357,22 @@ pub fn main(args: ProduceArgs, given: &dyn Fn(&str) -> bool) -> u8 {
     if let Some(m) = metrics {
         m.stop();
     }
-    let sink_stats = sink.map(SinkHandle::stop);
-    match outcome {
-        Ok(outcome) => finish(&args, &plan, &outcome, sink_stats.as_ref(), started_at),
-        Err(e) => {
-            eprintln!("datastorm produce: {e}");
-            exit::USAGE
-        }
-    }
+    let sink = sink.map(SinkHandle::stop);
+    let outcome = outcome?;
+    Ok(finish(args, &plan, &outcome, sink.as_ref(), started_at))
+}
+
+/// The `--metrics-addr` endpoint, when asked for.
+fn start_metrics(args: &ProduceArgs, instance: u32) -> Result<Option<MetricsServer>, MetricsError> {
+    let Some(addr) = args.metrics_addr else {
+        return Ok(None);
+    };
+    let m = MetricsServer::start(addr, instance)?;
+    outln!(
+        "datastorm: Prometheus metrics on http://{}/metrics",
+        m.addr()
+    );
+    Ok(Some(m))
 }
 
 fn finish(
@@ -516,42 +525,51 @@ fn verify_streams(plan: &RunPlan, outcome: &RunOutcome) -> report::Verification 
 
 /// The run's streams: one from flags, or those of the run file.
 fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, ProduceError> {
-    let Some(file) = file else {
-        validate_topic(&a.topic)?;
-        if a.schema_registry.is_some() && a.schema.is_none() {
-            return Err(ProduceError::RegistryWithoutSchema);
-        }
-        let mut s = StreamPlan::new(a.topic.clone());
-        s.create_topic = a.create_topic.then(|| TopicSpec {
-            name: a.topic.clone(),
-            partitions: a.partitions,
-            replication_factor: a.replication_factor,
-        });
-        s.payload = match &a.schema {
-            Some(path) => {
-                let compiled = avro::load_with_references(path)?;
-                PayloadSpec::Schema(schema_payload(
-                    a,
-                    path,
-                    compiled,
-                    a.encoding,
-                    a.schema_id,
-                    a.pool,
-                    &a.topic,
-                )?)
-            }
-            None => PayloadSpec::Fixed {
-                record_size: a.record_size,
-                pool: a.payload_pool.max(1),
-            },
-        };
-        s.keys = a.key.clone();
-        s.headers = a.headers.clone();
-        s.sequence_header = a.sequence_header || a.verify;
-        check_keys(&s.payload, &s.keys)?;
-        return Ok(vec![s]);
-    };
+    match file {
+        None => Ok(vec![flag_stream(a)?]),
+        Some(file) => file_streams(a, file),
+    }
+}
 
+/// The one stream the flags describe.
+fn flag_stream(a: &ProduceArgs) -> Result<StreamPlan, ProduceError> {
+    validate_topic(&a.topic)?;
+    if a.schema_registry.is_some() && a.schema.is_none() {
+        return Err(ProduceError::RegistryWithoutSchema);
+    }
+    let mut s = StreamPlan::new(a.topic.clone());
+    s.create_topic = a.create_topic.then(|| TopicSpec {
+        name: a.topic.clone(),
+        partitions: a.partitions,
+        replication_factor: a.replication_factor,
+    });
+    s.payload = match &a.schema {
+        Some(path) => {
+            let compiled = avro::load_with_references(path)?;
+            PayloadSpec::Schema(schema_payload(
+                a,
+                path,
+                compiled,
+                a.encoding,
+                a.schema_id,
+                a.pool,
+                &a.topic,
+            )?)
+        }
+        None => PayloadSpec::Fixed {
+            record_size: a.record_size,
+            pool: a.payload_pool.max(1),
+        },
+    };
+    s.keys = a.key.clone();
+    s.headers = a.headers.clone();
+    s.sequence_header = a.sequence_header || a.verify;
+    check_keys(&s.payload, &s.keys)?;
+    Ok(s)
+}
+
+/// The run file's streams; a mistake in one names the file and the stream.
+fn file_streams(a: &ProduceArgs, file: &RunFile) -> Result<Vec<StreamPlan>, ProduceError> {
     let shown = file_label(a);
     if a.schema_registry.is_some() && file.streams.iter().all(|e| e.schema.is_none()) {
         return Err(ProduceError::RegistryWithoutSchemaStreams(shown));
@@ -569,69 +587,83 @@ fn streams(a: &ProduceArgs, file: Option<&RunFile>) -> Result<Vec<StreamPlan>, P
     let mut compiled = avro::load_streams(&schema_streams)?.into_iter();
     let mut out = Vec::with_capacity(file.streams.len());
     for (i, e) in file.streams.iter().enumerate() {
-        let at = |source: ProduceError| ProduceError::Stream {
-            file: shown.clone(),
-            number: i + 1,
-            name: e.name().to_owned(),
-            source: Box::new(source),
-        };
-        validate_topic(&e.topic).map_err(at)?;
-        let mut s = StreamPlan::new(e.topic.clone());
-        s.name = e.name().to_owned();
-        let partitions = e.partitions.unwrap_or(a.partitions);
-        let replication_factor = e.replication_factor.unwrap_or(a.replication_factor);
-        if partitions < 1 || replication_factor < 1 {
-            return Err(at(ProduceError::StreamTopicSpec));
-        }
-        s.create_topic = e.create_topic.unwrap_or(a.create_topic).then(|| TopicSpec {
-            name: e.topic.clone(),
-            partitions,
-            replication_factor,
-        });
-        s.payload = match &e.schema {
-            Some(path) => {
-                let c = compiled
-                    .next()
-                    .expect("one compiled schema per schema stream");
-                PayloadSpec::Schema(
-                    schema_payload(
-                        a,
-                        &file.dir.join(path),
-                        c,
-                        e.encoding.unwrap_or(SchemaEncoding::Avro),
-                        e.schema_id,
-                        e.pool,
-                        &e.topic,
-                    )
-                    .map_err(at)?,
-                )
-            }
-            None => {
-                let record_size = e.record_size.unwrap_or(100);
-                if record_size > 16 * 1024 * 1024 {
-                    return Err(at(ProduceError::StreamRecordSize));
-                }
-                PayloadSpec::Fixed {
-                    record_size,
-                    pool: e.payload_pool.unwrap_or(1000).max(1),
-                }
-            }
-        };
-        if let Some(k) = &e.key {
-            s.keys = k.parse().map_err(|e: PlanError| at(e.into()))?;
-        }
-        s.headers = e
-            .headers
-            .iter()
-            .map(|(k, v)| format!("{k}={v}").parse::<Header>())
-            .collect::<Result<_, _>>()
-            .map_err(|e: PlanError| at(e.into()))?;
-        s.sequence_header = e.sequence_header || a.verify;
-        s.share = e.share.unwrap_or(1.0);
-        check_keys(&s.payload, &s.keys).map_err(|e| at(e.into()))?;
+        let s =
+            file_stream(a, &file.dir, e, &mut compiled).map_err(|source| ProduceError::Stream {
+                file: shown.clone(),
+                number: i + 1,
+                name: e.name().to_owned(),
+                source: Box::new(source),
+            })?;
         out.push(s);
     }
     Ok(out)
+}
+
+/// One `[[stream]]` table, with the flags' defaults for what it leaves
+/// out; `compiled` yields the schema of each schema stream in turn.
+fn file_stream(
+    a: &ProduceArgs,
+    dir: &Path,
+    e: &StreamEntry,
+    compiled: &mut impl Iterator<Item = avro::CompiledSchema>,
+) -> Result<StreamPlan, ProduceError> {
+    validate_topic(&e.topic)?;
+    let mut s = StreamPlan::new(e.topic.clone());
+    s.name = e.name().to_owned();
+    let partitions = e.partitions.unwrap_or(a.partitions);
+    let replication_factor = e.replication_factor.unwrap_or(a.replication_factor);
+    if partitions < 1 || replication_factor < 1 {
+        return Err(ProduceError::StreamTopicSpec);
+    }
+    s.create_topic = e.create_topic.unwrap_or(a.create_topic).then(|| TopicSpec {
+        name: e.topic.clone(),
+        partitions,
+        replication_factor,
+    });
+    s.payload = file_payload(a, dir, e, compiled)?;
+    if let Some(k) = &e.key {
+        s.keys = k.parse()?;
+    }
+    s.headers = e
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}={v}").parse::<Header>())
+        .collect::<Result<_, _>>()?;
+    s.sequence_header = e.sequence_header || a.verify;
+    s.share = e.share.unwrap_or(1.0);
+    check_keys(&s.payload, &s.keys)?;
+    Ok(s)
+}
+
+/// A `[[stream]]` table's payload: its schema, or fixed-size values.
+fn file_payload(
+    a: &ProduceArgs,
+    dir: &Path,
+    e: &StreamEntry,
+    compiled: &mut impl Iterator<Item = avro::CompiledSchema>,
+) -> Result<PayloadSpec, ProduceError> {
+    if let Some(path) = &e.schema {
+        let c = compiled
+            .next()
+            .expect("one compiled schema per schema stream");
+        return Ok(PayloadSpec::Schema(schema_payload(
+            a,
+            &dir.join(path),
+            c,
+            e.encoding.unwrap_or(SchemaEncoding::Avro),
+            e.schema_id,
+            e.pool,
+            &e.topic,
+        )?));
+    }
+    let record_size = e.record_size.unwrap_or(100);
+    if record_size > 16 * 1024 * 1024 {
+        return Err(ProduceError::StreamRecordSize);
+    }
+    Ok(PayloadSpec::Fixed {
+        record_size,
+        pool: e.payload_pool.unwrap_or(1000).max(1),
+    })
 }
 
 fn file_label(a: &ProduceArgs) -> String {

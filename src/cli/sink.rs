@@ -2,7 +2,7 @@
 
 use crate::exit;
 use clap::Args;
-use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec};
+use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec, RuntimeError};
 use datastorm_engine::sink::{SinkConfig, SinkHandle, Stall, MAX_ACK_DELAY};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -87,16 +87,9 @@ fn parse_stall(s: &str) -> Result<Stall, StallFlagError> {
 }
 
 pub fn main(args: SinkArgs) -> u8 {
-    let cpus = match args.cpus.as_deref().map(str::parse::<CpuSpec>) {
-        None => Vec::new(),
-        Some(Ok(spec)) => match resolve_cpus(&spec, &allowed_cpus(), &[]) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("datastorm sink: {e}");
-                return exit::USAGE;
-            }
-        },
-        Some(Err(e)) => {
+    let cpus = match cpus(&args) {
+        Ok(c) => c,
+        Err(e) => {
             eprintln!("datastorm sink: {e}");
             return exit::USAGE;
         }
@@ -127,12 +120,42 @@ pub fn main(args: SinkArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    outln!(
+        "datastorm sink listening on {} ({}){}; Ctrl-C prints what it received",
+        handle.local_addr(),
+        if cpus.is_empty() {
+            "unpinned".to_string()
+        } else {
+            format!("CPUs {cpus:?}")
+        },
+        pacing(&args, cpus.len().max(1))
+    );
+    let stop = super::stop_on_signals();
+    let start = Instant::now();
+    while !stop.load(Relaxed) && args.duration.is_none_or(|d| start.elapsed() < d) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stats = handle.stop();
+    outln!("{}", crate::render::sink_summary(&stats, start.elapsed()));
+    exit::OK
+}
+
+/// `--cpus` resolved against the allowed CPUs; none without it (unpinned).
+fn cpus(args: &SinkArgs) -> Result<Vec<usize>, RuntimeError> {
+    match args.cpus.as_deref() {
+        None => Ok(Vec::new()),
+        Some(list) => resolve_cpus(&list.parse::<CpuSpec>()?, &allowed_cpus(), &[]),
+    }
+}
+
+/// How the sink holds back its answers (--delay, --max-rate, --stall), as
+/// clauses for the line it starts with; empty when it does not.
+fn pacing(args: &SinkArgs, executors: usize) -> String {
     let mut pacing = String::new();
     if let Some(d) = args.delay.filter(|d| !d.is_zero()) {
         pacing.push_str(&format!("; Produce responses delayed {d:?}"));
     }
     if let Some(r) = args.max_rate {
-        let executors = cpus.len().max(1);
         pacing.push_str(&format!(
             "; at most {} records/s acknowledged",
             crate::render::group(r.round() as u64)
@@ -150,21 +173,5 @@ pub fn main(args: SinkArgs) -> u8 {
             s.after, s.lasting
         ));
     }
-    outln!(
-        "datastorm sink listening on {} ({}){pacing}; Ctrl-C prints what it received",
-        handle.local_addr(),
-        if cpus.is_empty() {
-            "unpinned".to_string()
-        } else {
-            format!("CPUs {cpus:?}")
-        }
-    );
-    let stop = super::stop_on_signals();
-    let start = Instant::now();
-    while !stop.load(Relaxed) && args.duration.is_none_or(|d| start.elapsed() < d) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let stats = handle.stop();
-    outln!("{}", crate::render::sink_summary(&stats, start.elapsed()));
-    exit::OK
+    pacing
 }

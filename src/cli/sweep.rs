@@ -258,34 +258,77 @@ fn to_sweep(a: &SweepArgs) -> Result<Sweep, SweepError> {
     let mut repeat = None;
     let mut produce = Vec::new();
     if let Some(path) = &a.matrix {
-        let text = std::fs::read_to_string(path).map_err(|source| SweepError::ReadMatrix {
-            path: path.clone(),
-            source,
-        })?;
-        let file: MatrixFile = toml::from_str(&text).map_err(|e| SweepError::Matrix {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        for (flag, values) in &file.vary {
-            let values = values
-                .iter()
-                .map(|v| match v {
-                    toml::Value::String(s) => Ok(s.clone()),
-                    toml::Value::Integer(i) => Ok(i.to_string()),
-                    toml::Value::Float(f) => Ok(f.to_string()),
-                    toml::Value::Boolean(b) => Ok(b.to_string()),
-                    _ => Err(SweepError::VaryValue {
-                        path: path.clone(),
-                        flag: flag.clone(),
-                    }),
-                })
-                .collect::<Result<Vec<String>, SweepError>>()?;
-            axes.push(Axis::from_values(flag, values)?);
-        }
+        let file = read_matrix(path)?;
+        axes = matrix_axes(path, &file.vary)?;
         duration = file.duration;
         repeat = file.repeat;
         produce = file.args;
     }
+    add_flag_axes(a, &mut axes)?;
+    produce.extend(a.produce.iter().cloned());
+    let duration = a
+        .duration
+        .clone()
+        .or(duration)
+        .unwrap_or_else(|| "10s".into());
+    if crate::units::parse_duration(&duration)?.is_zero() {
+        return Err(SweepError::ZeroDuration);
+    }
+    if axes.is_empty() {
+        return Err(SweepError::NothingToSweep);
+    }
+    let sweep = Sweep {
+        schema: sweep::SCHEMA.into(),
+        duration,
+        repeat: a.repeat.or(repeat).unwrap_or(1),
+        axes,
+        args: produce,
+    };
+    sweep.validate()?;
+    check_points(&sweep)?;
+    Ok(sweep)
+}
+
+fn read_matrix(path: &Path) -> Result<MatrixFile, SweepError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SweepError::ReadMatrix {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| SweepError::Matrix {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// The axes of a matrix file's `[vary]` table, whose values may be TOML
+/// strings, numbers or booleans.
+fn matrix_axes(
+    path: &Path,
+    vary: &BTreeMap<String, Vec<toml::Value>>,
+) -> Result<Vec<Axis>, SweepError> {
+    let mut axes = Vec::new();
+    for (flag, values) in vary {
+        let values = values
+            .iter()
+            .map(|v| match v {
+                toml::Value::String(s) => Ok(s.clone()),
+                toml::Value::Integer(i) => Ok(i.to_string()),
+                toml::Value::Float(f) => Ok(f.to_string()),
+                toml::Value::Boolean(b) => Ok(b.to_string()),
+                _ => Err(SweepError::VaryValue {
+                    path: path.to_path_buf(),
+                    flag: flag.clone(),
+                }),
+            })
+            .collect::<Result<Vec<String>, SweepError>>()?;
+        axes.push(Axis::from_values(flag, values)?);
+    }
+    Ok(axes)
+}
+
+/// The axes the flags give (the named ones, then each --vary); each
+/// replaces an axis of the same flag.
+fn add_flag_axes(a: &SweepArgs, axes: &mut Vec<Axis>) -> Result<(), SweepError> {
     let named = [
         ("batch-size", &a.batch_size),
         ("linger", &a.linger),
@@ -313,28 +356,12 @@ fn to_sweep(a: &SweepArgs) -> Result<Sweep, SweepError> {
         axes.retain(|x| x.flag != axis.flag);
         axes.push(axis);
     }
-    produce.extend(a.produce.iter().cloned());
-    let duration = a
-        .duration
-        .clone()
-        .or(duration)
-        .unwrap_or_else(|| "10s".into());
-    if crate::units::parse_duration(&duration)?.is_zero() {
-        return Err(SweepError::ZeroDuration);
-    }
-    if axes.is_empty() {
-        return Err(SweepError::NothingToSweep);
-    }
-    let sweep = Sweep {
-        schema: sweep::SCHEMA.into(),
-        duration,
-        repeat: a.repeat.or(repeat).unwrap_or(1),
-        axes,
-        args: produce,
-    };
-    sweep.validate()?;
-    // Every point's flags must parse as produce's: a typo fails now, not
-    // an hour into the sweep.
+    Ok(())
+}
+
+/// Every point's flags must parse as produce's: a typo fails now, not an
+/// hour into the sweep.
+fn check_points(sweep: &Sweep) -> Result<(), SweepError> {
     for p in sweep.points() {
         let mut argv = vec![
             "produce".to_owned(),
@@ -352,5 +379,5 @@ fn to_sweep(a: &SweepArgs) -> Result<Sweep, SweepError> {
             });
         }
     }
-    Ok(sweep)
+    Ok(())
 }
