@@ -48,7 +48,7 @@ mod tests {
     fn one_row_per_point_with_every_column() {
         let p = TimelinePoint {
             elapsed_s: 1.0,
-            phase: "warmup",
+            phase: datastorm_shards::run::Phase::Warmup,
             target_per_s: Some(1000.0),
             records_acked: 990,
             records_per_s: 990.0,

@@ -72,12 +72,29 @@ pub struct Progress {
     pub warmup: bool,
 }
 
+/// Whether a second of the run was part of the warm-up (excluded from the
+/// results) or measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Warmup,
+    Measure,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Warmup => "warmup",
+            Phase::Measure => "measure",
+        })
+    }
+}
+
 /// A per-second point for reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct TimelinePoint {
     pub elapsed_s: f64,
-    /// "warmup" or "measure".
-    pub phase: &'static str,
+    pub phase: Phase,
     /// This instance's target rate (paced runs).
     pub target_per_s: Option<f64>,
     pub records_acked: u64,
@@ -105,7 +122,11 @@ impl TimelinePoint {
         };
         TimelinePoint {
             elapsed_s: p.elapsed.as_secs_f64(),
-            phase: if p.warmup { "warmup" } else { "measure" },
+            phase: if p.warmup {
+                Phase::Warmup
+            } else {
+                Phase::Measure
+            },
             target_per_s: p.target_rate,
             records_acked: p.delta.records_acked,
             records_per_s: p.delta.records_acked as f64 / secs,

@@ -234,10 +234,9 @@ fn process_cpu(started_at: SystemTime, includes_sink: bool, records: u64) -> Opt
 fn timeline_point(p: &datastorm_shards::run::TimelinePoint) -> TimelinePoint {
     TimelinePoint {
         elapsed_s: p.elapsed_s,
-        phase: if p.phase == "warmup" {
-            Phase::Warmup
-        } else {
-            Phase::Measure
+        phase: match p.phase {
+            datastorm_shards::run::Phase::Warmup => Phase::Warmup,
+            datastorm_shards::run::Phase::Measure => Phase::Measure,
         },
         target_per_s: p.target_per_s,
         records_acked: p.records_acked,
