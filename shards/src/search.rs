@@ -4,10 +4,12 @@
 //! a step settles (queues drain or fill) and is not judged; over the rest,
 //! the step is *sustained* when the acknowledged rate follows the target
 //! (at least 97% of it) and, with `--max-p99`, the p99 latency stays within
-//! the bound. Rates grow by half each sustained step until one is not
-//! sustained, then the gap between the best sustained and the first failed
-//! rate is bisected until it is within 5%. The answer is the best sustained
-//! rate.
+//! the bound. A step that fails is held once more before it counts: one
+//! host hiccup (a paused broker, a busy load generator host) should not cut
+//! the search short, and a rate the cluster cannot take fails twice anyway.
+//! Rates grow by half each sustained step until one is not sustained, then
+//! the gap between the best sustained and the first failed rate is bisected
+//! until it is within 5%. The answer is the best sustained rate.
 
 use datastorm_engine::metrics::latency_histogram;
 use hdrhistogram::Histogram;
@@ -57,6 +59,8 @@ pub struct MaxRateSearch {
     best: Option<f64>,
     failed: Option<f64>,
     steps: Vec<RateStep>,
+    /// The current target failed once and is being held again.
+    confirming: bool,
     done: bool,
 }
 
@@ -73,6 +77,7 @@ impl MaxRateSearch {
             best: None,
             failed: None,
             steps: Vec::new(),
+            confirming: false,
             done: false,
         }
     }
@@ -122,6 +127,12 @@ impl MaxRateSearch {
             p99_us,
             sustained,
         });
+        if !sustained && !self.confirming && self.steps.len() < MAX_STEPS {
+            self.confirming = true;
+            self.restart_step();
+            return Some(self.target);
+        }
+        self.confirming = false;
         if sustained {
             self.best = Some(self.best.map_or(self.target, |b| b.max(self.target)));
         } else {
@@ -139,11 +150,15 @@ impl MaxRateSearch {
             self.done = true;
             return None;
         }
+        self.restart_step();
+        Some(self.target)
+    }
+
+    fn restart_step(&mut self) {
         self.in_step = Duration::ZERO;
         self.acked = 0;
         self.judged = Duration::ZERO;
         self.latency.reset();
-        Some(self.target)
     }
 
     pub fn result(&self) -> RateSearchResult {
@@ -218,5 +233,27 @@ mod tests {
         assert_eq!(s.observe(Duration::from_secs(1), 1_000, &h), None);
         assert_eq!(s.observe(Duration::from_secs(1), 1_000, &h), Some(1_500.0));
         assert!(s.result().steps[0].sustained);
+    }
+
+    #[test]
+    fn a_failed_step_is_held_again_before_it_counts() {
+        let mut s = MaxRateSearch::new(1_000.0, Duration::from_secs(2), None);
+        let h = latency_histogram();
+        // A hiccup: the step misses its rate once, then follows it.
+        assert_eq!(s.observe(Duration::from_secs(1), 1_000, &h), None);
+        assert_eq!(s.observe(Duration::from_secs(1), 500, &h), Some(1_000.0));
+        assert_eq!(s.observe(Duration::from_secs(1), 1_000, &h), None);
+        assert_eq!(s.observe(Duration::from_secs(1), 1_000, &h), Some(1_500.0));
+        let steps = s.result().steps;
+        assert_eq!(steps.len(), 2);
+        assert!(!steps[0].sustained && steps[1].sustained);
+        assert_eq!(s.result().found_per_s, Some(1_000.0));
+        // A rate that fails twice counts as failed: the search halves it.
+        for _ in 0..2 {
+            s.observe(Duration::from_secs(1), 0, &h);
+            s.observe(Duration::from_secs(1), 0, &h);
+        }
+        assert_eq!(s.target(), 1_250.0);
+        assert_eq!(s.result().steps.len(), 4);
     }
 }
