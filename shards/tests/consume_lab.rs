@@ -26,9 +26,45 @@ fn fresh_topic(what: &str) -> String {
     format!("consume-{what}-{}-{nanos}", std::process::id())
 }
 
+/// The tests that restart the broker run alone; the rest share it.
+static BROKER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    BROKER.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    BROKER.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The lab cluster's name (DATASTORM_TEST_SINGLE, as scripts/test sets it).
+fn cluster_name() -> String {
+    std::env::var("DATASTORM_TEST_SINGLE").unwrap_or_else(|_| "ds-test-single".to_owned())
+}
+
+/// Runs scripts/kafka-lab (its commands bound their own waits).
+fn lab(args: &[&str]) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka-lab");
+    let out = std::process::Command::new(script)
+        .args(args)
+        .output()
+        .expect("kafka-lab runs");
+    assert!(
+        out.status.success(),
+        "kafka-lab {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Writes `count` records with sequence headers to a new topic of
 /// `partitions` partitions.
 fn produce(topic: &str, partitions: i32, count: u64, codec: Compression) {
+    produce_to(topic, Some(partitions), count, codec);
+}
+
+/// Writes `count` records with sequence headers to `topic`, creating it
+/// with `partitions` partitions when given.
+fn produce_to(topic: &str, partitions: Option<i32>, count: u64, codec: Compression) {
     let mut plan = RunPlan::new(vec![bootstrap()], topic);
     plan.cpus = vec![allowed_cpus()[0]];
     plan.compression = codec;
@@ -40,7 +76,7 @@ fn produce(topic: &str, partitions: i32, count: u64, codec: Compression) {
     plan.stop.duration = Some(Duration::from_secs(60));
     let s = plan.stream_mut();
     s.sequence_header = true;
-    s.create_topic = Some(TopicSpec {
+    s.create_topic = partitions.map(|partitions| TopicSpec {
         name: topic.to_owned(),
         partitions,
         replication_factor: 1,
@@ -104,6 +140,7 @@ fn assert_exact(out: &ConsumeOutcome, count: u64, partitions: usize) {
 
 #[test]
 fn every_codec_reads_back_exactly() {
+    let _shared = shared();
     let codecs = [
         ("none", Compression::None),
         ("gzip", Compression::Gzip { level: 6 }),
@@ -123,6 +160,7 @@ fn every_codec_reads_back_exactly() {
 
 #[test]
 fn two_shards_split_the_partitions() {
+    let _shared = shared();
     let cpus: Vec<usize> = allowed_cpus().into_iter().take(2).collect();
     if cpus.len() < 2 {
         eprintln!("one CPU only: skipped");
@@ -144,6 +182,7 @@ fn two_shards_split_the_partitions() {
 
 #[test]
 fn a_start_beyond_the_end_is_reset_to_the_earliest_offset() {
+    let _shared = shared();
     let topic = fresh_topic("out-of-range");
     produce(&topic, 2, 5_000, Compression::Lz4);
     let out = consume(
@@ -167,6 +206,7 @@ fn a_start_beyond_the_end_is_reset_to_the_earliest_offset() {
 
 #[test]
 fn latest_reads_nothing_of_the_past() {
+    let _shared = shared();
     let topic = fresh_topic("latest");
     produce(&topic, 2, 1_000, Compression::None);
     let out = consume(&topic, vec![allowed_cpus()[0]], StartFrom::Latest);
@@ -179,4 +219,43 @@ fn latest_reads_nothing_of_the_past() {
         .map(|p| p.start_offset)
         .sum();
     assert_eq!(ends, 1_000, "started at the end");
+}
+
+#[test]
+fn a_broker_restart_is_ridden_out() {
+    let _alone = exclusive();
+    let name = cluster_name();
+    let topic = fresh_topic("restart");
+    produce(&topic, 4, 1_000, Compression::Lz4);
+    let mut plan = ConsumePlan::new(vec![bootstrap()], topic.as_str());
+    plan.cpus = vec![allowed_cpus()[0]];
+    plan.from = StartFrom::Latest;
+    plan.stop.count = Some(10_000);
+    plan.stop.duration = Some(Duration::from_secs(120));
+    plan.check_sequences = true;
+    let consumer = std::thread::spawn(move || {
+        run_consume(plan, Arc::new(AtomicBool::new(false)), |_| {}).expect("consume runs")
+    });
+    // Positioned and fetching (held by the broker for max wait) by now.
+    std::thread::sleep(Duration::from_secs(2));
+    lab(&["kill-node", "--node", "1", "--name", &name]);
+    std::thread::sleep(Duration::from_secs(1));
+    lab(&["start-node", "--node", "1", "--name", &name]);
+    lab(&["wait-healthy", "--name", &name, "--timeout", "90"]);
+    produce_to(&topic, None, 10_000, Compression::Lz4);
+    let out = consumer.join().expect("consumer thread");
+    assert_eq!(out.failure, None, "errors: {:?}", out.errors);
+    assert_eq!(
+        out.totals.records, 10_000,
+        "only what was written after the start"
+    );
+    assert!(
+        out.errors.get("connection").is_some_and(|n| *n >= 1),
+        "{:?}",
+        out.errors
+    );
+    assert!(out.totals.reconnects >= 1);
+    let distinct: u64 = out.sequences.values().map(|c| c.distinct).sum();
+    assert_eq!(distinct, 10_000);
+    assert!(out.sequences_exact());
 }

@@ -80,8 +80,10 @@ pub struct ConsumePlan {
     /// Track the `ds-seq` sequence headers (verify's gaps, duplicates and
     /// order), one bit per record.
     pub check_sequences: bool,
-    /// Connection attempts to a leader (with backoff from 100 ms doubling
-    /// to 1 s) before its shard fails.
+    /// Failed attempts in a row at a leader's connection (backoff from
+    /// 100 ms doubling to 1 s) or at the metadata (250 ms to 1 s) before
+    /// the shard fails: about half a minute by default, long enough for a
+    /// broker restart or a leader election.
     pub reconnect_tries: u32,
 }
 
@@ -107,7 +109,7 @@ impl ConsumePlan {
             stop: ConsumeStop::default(),
             e2e_across_hosts: false,
             check_sequences: false,
-            reconnect_tries: 20,
+            reconnect_tries: 30,
         }
     }
 

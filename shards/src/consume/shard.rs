@@ -229,10 +229,10 @@ impl MainLoop {
         if !self.ctx.shared.borrow().stale {
             return Ok(());
         }
-        if self
-            .last_refresh
-            .is_some_and(|t| t.elapsed() < REFRESH_EVERY)
-        {
+        // Failures in a row back off like connections (a broker restarting
+        // refuses at once): 250 ms, then doubling to 1 s.
+        let wait = (REFRESH_EVERY * (1 << self.meta_failures.min(2))).min(Duration::from_secs(1));
+        if self.last_refresh.is_some_and(|t| t.elapsed() < wait) {
             return Ok(());
         }
         self.last_refresh = Some(Instant::now());

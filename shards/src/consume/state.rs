@@ -135,6 +135,10 @@ impl Part {
     }
 }
 
+/// A link's next work: partitions to fetch (id, next offset), and those
+/// that need positioning first.
+pub(crate) type Work = (Vec<(i32, i64)>, Vec<(i32, Need)>);
+
 /// Everything the shard's main task and its link tasks share.
 pub(crate) struct Shared {
     pub parts: Vec<Part>,
@@ -186,7 +190,7 @@ impl Shared {
 
     /// What `broker` should do next: the partitions to fetch (id, next
     /// offset) and those that need positioning first.
-    pub fn work_for(&self, broker: i32) -> (Vec<(i32, i64)>, Vec<(i32, Need)>) {
+    pub fn work_for(&self, broker: i32) -> Work {
         let mine = self.parts.iter().filter(|p| p.leader == broker);
         let mut fetch = Vec::new();
         let mut position = Vec::new();
