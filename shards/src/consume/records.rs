@@ -176,3 +176,135 @@ fn count_sequence(seqs: &mut BTreeMap<Producer, SeqCheck>, r: &RecordView<'_>, p
         c.wrong_partition += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consume::plan::ConsumePlan;
+    use crate::consume::state::Part;
+    use bytes::{Bytes, BytesMut};
+    use datastorm_engine::wire::fetch::{FetchTopicRef, Uuid};
+    use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
+    use kafka_protocol::messages::TopicName;
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use std::cell::RefCell;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::sync::Arc;
+
+    fn ctx(across: bool) -> Ctx {
+        let mut plan = ConsumePlan::new(vec![], "t");
+        plan.e2e_across_hosts = across;
+        plan.check_sequences = true;
+        let mut part = Part::new(0, 1);
+        part.need = Need::Ready;
+        part.confirmed = true;
+        part.next = 0;
+        Ctx {
+            plan: Arc::new(plan),
+            topic: FetchTopicRef {
+                name: "t".into(),
+                id: Uuid::nil(),
+            },
+            shared: RefCell::new(Shared::new(vec![part], Default::default())),
+            counters: Arc::default(),
+            consumed: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+            host: 7,
+        }
+    }
+
+    /// Ten records: 0-4 stamped 5 ms ago by host 7, 5-7 by host 8, 8-9
+    /// without a stamp; all with sequence headers 0..10.
+    fn batch(now_us: u64) -> Bytes {
+        let records: Vec<Record> = (0..10i64)
+            .map(|i| {
+                let mut headers = kafka_protocol::indexmap::IndexMap::new();
+                let seq = format!("1/0/0/0/{i}");
+                headers.insert(StrBytes::from_static_str("ds-seq"), Some(Bytes::from(seq)));
+                if i < 8 {
+                    let mut v = (now_us - 5_000).to_be_bytes().to_vec();
+                    v.extend_from_slice(&(if i < 5 { 7u32 } else { 8 }).to_be_bytes());
+                    headers.insert(StrBytes::from_static_str("ds-t"), Some(Bytes::from(v)));
+                }
+                Record {
+                    transactional: false,
+                    control: false,
+                    delete_horizon: false,
+                    partition_leader_epoch: 0,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timestamp_type: TimestampType::Creation,
+                    offset: i,
+                    sequence: i as i32,
+                    timestamp: 0,
+                    key: None,
+                    value: Some(Bytes::from_static(b"v")),
+                    headers,
+                }
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let opts = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, &records, &opts).unwrap();
+        buf.freeze()
+    }
+
+    fn response(error: i16, records: Option<Bytes>) -> FetchResponse {
+        FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(vec![PartitionData::default()
+                .with_partition_index(0)
+                .with_error_code(error)
+                .with_high_watermark(12)
+                .with_records(records)])])
+    }
+
+    #[test]
+    fn records_are_counted_timed_and_sequenced() {
+        let c = ctx(false);
+        let resp = response(0, Some(batch(unix_now_us())));
+        take_response(&c, &resp, 12).unwrap();
+        let snap = c.counters.snapshot();
+        assert_eq!((snap.records, snap.batches), (10, 1));
+        assert_eq!((snap.records_timed, snap.records_untimed), (5, 5));
+        assert_eq!(snap.lag, 2, "high watermark 12, next 10");
+        let st = c.shared.borrow();
+        assert_eq!(st.e2e.len(), 5);
+        assert!(st.e2e.min() >= 4_990, "5 ms ago: {}", st.e2e.min());
+        assert_eq!(st.parts[0].next, 10);
+        assert_eq!(st.sequences[&(0, 0, 0)].distinct, 10);
+        drop(st);
+        // The same response again: nothing below the next offset twice.
+        take_response(&c, &resp, 12).unwrap();
+        assert_eq!(c.counters.snapshot().records, 10);
+        assert_eq!(c.consumed.load(Relaxed), 10);
+    }
+
+    #[test]
+    fn across_hosts_times_every_stamped_record() {
+        let c = ctx(true);
+        take_response(&c, &response(0, Some(batch(unix_now_us()))), 12).unwrap();
+        assert_eq!(c.counters.snapshot().records_timed, 8);
+    }
+
+    #[test]
+    fn partition_errors_reset_move_or_fail() {
+        let c = ctx(false);
+        take_response(&c, &response(1, None), 12).unwrap();
+        assert_eq!(c.shared.borrow().parts[0].need, Need::Reset);
+        let c = ctx(false);
+        take_response(&c, &response(6, None), 12).unwrap();
+        let st = c.shared.borrow();
+        assert!(st.stale && st.parts[0].leader == -1);
+        assert_eq!(st.errors["NOT_LEADER_OR_FOLLOWER"], 1);
+        drop(st);
+        let err = take_response(&ctx(false), &response(29, None), 12).unwrap_err();
+        assert!(err.contains("TOPIC_AUTHORIZATION_FAILED"), "{err}");
+    }
+}
