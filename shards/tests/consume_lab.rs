@@ -7,6 +7,7 @@
 use datastorm_engine::batch::Compression;
 use datastorm_engine::cluster::TopicSpec;
 use datastorm_engine::runtime::allowed_cpus;
+use datastorm_engine::wire::fetch::Isolation;
 use datastorm_shards::consume::{run_consume, ConsumeOutcome, ConsumePlan, StartFrom};
 use datastorm_shards::plan::{Acks, RunPlan};
 use std::sync::atomic::AtomicBool;
@@ -258,4 +259,51 @@ fn a_broker_restart_is_ridden_out() {
     let distinct: u64 = out.sequences.values().map(|c| c.distinct).sum();
     assert_eq!(distinct, 10_000);
     assert!(out.sequences_exact());
+}
+
+#[test]
+fn read_committed_reads_plain_records_to_the_end() {
+    let _shared = shared();
+    let topic = fresh_topic("committed");
+    produce(&topic, 3, 6_000, Compression::Zstd { level: 3 });
+    let mut plan = ConsumePlan::new(vec![bootstrap()], topic.as_str());
+    plan.cpus = vec![allowed_cpus()[0]];
+    plan.fetch.isolation = Isolation::ReadCommitted;
+    plan.stop.until_end = true;
+    plan.stop.duration = Some(Duration::from_secs(60));
+    plan.check_sequences = true;
+    let out = run_consume(plan, Arc::new(AtomicBool::new(false)), |_| {}).expect("consume runs");
+    // No transactions: the last stable offset is the high watermark.
+    assert_exact(&out, 6_000, 3);
+}
+
+#[test]
+fn a_timestamp_start_skips_what_came_before() {
+    let _shared = shared();
+    let topic = fresh_topic("timestamp");
+    produce(&topic, 2, 1_000, Compression::Snappy);
+    std::thread::sleep(Duration::from_millis(50));
+    let from_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    std::thread::sleep(Duration::from_millis(50));
+    produce_to(&topic, None, 3_000, Compression::Snappy);
+    let out = consume(
+        &topic,
+        vec![allowed_cpus()[0]],
+        StartFrom::Timestamp(from_ms),
+    );
+    assert_eq!(out.failure, None, "{:?}", out.errors);
+    assert_eq!(
+        out.totals.records, 3_000,
+        "only the records after the timestamp"
+    );
+    let starts: i64 = out
+        .shards
+        .iter()
+        .flat_map(|s| &s.partitions)
+        .map(|p| p.start_offset)
+        .sum();
+    assert_eq!(starts, 1_000, "started where the second run began");
 }
