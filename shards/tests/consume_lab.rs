@@ -18,6 +18,11 @@ fn bootstrap() -> String {
     std::env::var("DATASTORM_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".to_owned())
 }
 
+/// "a:1,b:2" as a list.
+fn servers(bootstrap: &str) -> Vec<String> {
+    bootstrap.split(',').map(str::to_owned).collect()
+}
+
 /// A topic name no earlier run used.
 fn fresh_topic(what: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -66,7 +71,25 @@ fn produce(topic: &str, partitions: i32, count: u64, codec: Compression) {
 /// Writes `count` records with sequence headers to `topic`, creating it
 /// with `partitions` partitions when given.
 fn produce_to(topic: &str, partitions: Option<i32>, count: u64, codec: Compression) {
-    let mut plan = RunPlan::new(vec![bootstrap()], topic);
+    produce_on(
+        &bootstrap(),
+        topic,
+        partitions.map(|p| (p, 1)),
+        count,
+        codec,
+    );
+}
+
+/// Writes `count` records with sequence headers to `topic` on `bootstrap`,
+/// creating it with (partitions, replication factor) when given.
+fn produce_on(
+    bootstrap: &str,
+    topic: &str,
+    create: Option<(i32, i16)>,
+    count: u64,
+    codec: Compression,
+) {
+    let mut plan = RunPlan::new(servers(bootstrap), topic);
     plan.cpus = vec![allowed_cpus()[0]];
     plan.compression = codec;
     // Idempotent: a retried batch cannot land behind a later one, so the
@@ -77,10 +100,10 @@ fn produce_to(topic: &str, partitions: Option<i32>, count: u64, codec: Compressi
     plan.stop.duration = Some(Duration::from_secs(60));
     let s = plan.stream_mut();
     s.sequence_header = true;
-    s.create_topic = partitions.map(|partitions| TopicSpec {
+    s.create_topic = create.map(|(partitions, replication_factor)| TopicSpec {
         name: topic.to_owned(),
         partitions,
-        replication_factor: 1,
+        replication_factor,
     });
     let out = datastorm_shards::run::run(plan, Arc::new(AtomicBool::new(false)), |_| {})
         .expect("produce runs");
@@ -90,7 +113,7 @@ fn produce_to(topic: &str, partitions: Option<i32>, count: u64, codec: Compressi
 
 /// Reads `topic` from `from` to the end it has at the start, on `cpus`.
 fn consume(topic: &str, cpus: Vec<usize>, from: StartFrom) -> ConsumeOutcome {
-    let mut plan = ConsumePlan::new(vec![bootstrap()], topic);
+    let mut plan = ConsumePlan::new(servers(&bootstrap()), topic);
     plan.cpus = cpus;
     plan.from = from;
     plan.stop.until_end = true;
@@ -228,7 +251,7 @@ fn a_broker_restart_is_ridden_out() {
     let name = cluster_name();
     let topic = fresh_topic("restart");
     produce(&topic, 4, 1_000, Compression::Lz4);
-    let mut plan = ConsumePlan::new(vec![bootstrap()], topic.as_str());
+    let mut plan = ConsumePlan::new(servers(&bootstrap()), topic.as_str());
     plan.cpus = vec![allowed_cpus()[0]];
     plan.from = StartFrom::Latest;
     plan.stop.count = Some(10_000);
@@ -266,7 +289,7 @@ fn read_committed_reads_plain_records_to_the_end() {
     let _shared = shared();
     let topic = fresh_topic("committed");
     produce(&topic, 3, 6_000, Compression::Zstd { level: 3 });
-    let mut plan = ConsumePlan::new(vec![bootstrap()], topic.as_str());
+    let mut plan = ConsumePlan::new(servers(&bootstrap()), topic.as_str());
     plan.cpus = vec![allowed_cpus()[0]];
     plan.fetch.isolation = Isolation::ReadCommitted;
     plan.stop.until_end = true;
@@ -306,4 +329,80 @@ fn a_timestamp_start_skips_what_came_before() {
         .map(|p| p.start_offset)
         .sum();
     assert_eq!(starts, 1_000, "started where the second run began");
+}
+
+/// The three-broker cluster (DATASTORM_TEST_KAFKA3 and DATASTORM_TEST_TRIO,
+/// as scripts/test sets them).
+fn trio() -> (String, String) {
+    (
+        std::env::var("DATASTORM_TEST_KAFKA3").unwrap_or_else(|_| "127.0.0.1:19192".to_owned()),
+        std::env::var("DATASTORM_TEST_TRIO").unwrap_or_else(|_| "ds-test-trio".to_owned()),
+    )
+}
+
+/// Partition leaders of `topic` (kafka-lab leaders: "PARTITION LEADER").
+fn leaders(topic: &str, name: &str) -> Vec<(i32, i32)> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/kafka-lab");
+    let out = std::process::Command::new(script)
+        .args(["leaders", topic, "--name", name])
+        .output()
+        .expect("kafka-lab runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn a_dead_leader_is_replaced() {
+    let _alone = exclusive();
+    let (boot, name) = trio();
+    let topic = fresh_topic("dead-leader");
+    produce_on(&boot, &topic, Some((6, 3)), 600, Compression::Lz4);
+    let mut plan = ConsumePlan::new(servers(&boot), topic.as_str());
+    plan.cpus = vec![allowed_cpus()[0]];
+    plan.from = StartFrom::Latest;
+    plan.stop.count = Some(30_000);
+    plan.stop.duration = Some(Duration::from_secs(150));
+    plan.check_sequences = true;
+    let consumer = std::thread::spawn(move || {
+        run_consume(plan, Arc::new(AtomicBool::new(false)), |_| {}).expect("consume runs")
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let node1 = leaders(&topic, &name)
+        .iter()
+        .filter(|(_, l)| *l == 1)
+        .count();
+    assert!(
+        node1 > 0,
+        "node 1 leads a partition: {:?}",
+        leaders(&topic, &name)
+    );
+    lab(&["kill-node", "--node", "1", "--name", &name]);
+    // Until the controller has fenced node 1 and moved its partitions.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while leaders(&topic, &name)
+        .iter()
+        .any(|(_, l)| *l == 1 || *l < 0)
+    {
+        assert!(Instant::now() < deadline, "leaders never moved");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    produce_on(&boot, &topic, None, 30_000, Compression::Lz4);
+    let out = consumer.join().expect("consumer thread");
+    lab(&["start-node", "--node", "1", "--name", &name]);
+    lab(&["wait-healthy", "--name", &name, "--timeout", "90"]);
+    assert_eq!(out.failure, None, "errors: {:?}", out.errors);
+    assert_eq!(out.totals.records, 30_000);
+    assert!(out.sequences_exact());
+    let distinct: u64 = out.sequences.values().map(|c| c.distinct).sum();
+    assert_eq!(distinct, 30_000);
+    assert!(
+        out.errors.get("connection").is_some_and(|n| *n >= 1),
+        "{:?}",
+        out.errors
+    );
 }
