@@ -120,7 +120,16 @@ fn consume(topic: &str, cpus: Vec<usize>, from: StartFrom) -> ConsumeOutcome {
     plan.stop.duration = Some(Duration::from_secs(60));
     plan.check_sequences = true;
     let started = Instant::now();
-    let out = run_consume(plan, Arc::new(AtomicBool::new(false)), |_| {}).expect("consume runs");
+    let mut last = None;
+    let out = run_consume(plan, Arc::new(AtomicBool::new(false)), |p| {
+        last = Some(p.totals)
+    })
+    .expect("consume runs");
+    let last = last.expect("at least the final progress point");
+    assert_eq!(
+        last.records, out.totals.records,
+        "the last point has it all"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(55),
         "until_end ended the run, not the duration"
