@@ -415,3 +415,26 @@ fn a_dead_leader_is_replaced() {
         out.errors
     );
 }
+
+#[test]
+fn an_idle_consumer_waits_max_wait_per_fetch_and_ends_on_time() {
+    let _shared = shared();
+    let topic = fresh_topic("idle");
+    produce(&topic, 1, 10, Compression::None);
+    let mut plan = ConsumePlan::new(servers(&bootstrap()), topic.as_str());
+    plan.cpus = vec![allowed_cpus()[0]];
+    plan.from = StartFrom::Latest;
+    plan.fetch.max_wait = Duration::from_millis(200);
+    plan.stop.duration = Some(Duration::from_secs(2));
+    let started = Instant::now();
+    let out = run_consume(plan, Arc::new(AtomicBool::new(false)), |_| {}).expect("consume runs");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "ended on time: {took:?}");
+    assert_eq!(out.failure, None);
+    assert_eq!(out.totals.records, 0);
+    // About one Fetch per max wait: held by the broker, not spinning.
+    let fetches = out.totals.fetch_responses;
+    assert!((4..=12).contains(&fetches), "{fetches} fetches in 2 s");
+    let p50 = out.fetch_latency.value_at_quantile(0.5);
+    assert!((150_000..400_000).contains(&p50), "fetch p50 {p50} µs");
+}

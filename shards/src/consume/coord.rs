@@ -114,6 +114,12 @@ pub fn run_consume(
     let (tx, rx) = mpsc::channel();
     let thread = start(&plan, &prepared, &layout, &counters, tx, &stop, origin)?;
     let mut view = View::new(origin);
+    // A run with a duration is over by its end plus one Fetch's time limit;
+    // shards still running well after that have stopped waking up.
+    let overdue = plan
+        .stop
+        .duration
+        .map(|d| origin + d + plan.fetch_timeout() + STALL_GRACE);
     while !thread.is_finished() {
         if let Ok(ev) = rx.recv_timeout(Duration::from_millis(100)) {
             view.take(ev);
@@ -121,12 +127,55 @@ pub fn run_consume(
         if Instant::now() >= view.next_tick {
             on_progress(&view.progress(&counters, &rx));
         }
+        if overdue.is_some_and(|t| Instant::now() > t) {
+            stop.store(true, Relaxed);
+            return Ok(abandon(&plan, layout.concat(), &counters, view, origin));
+        }
     }
     on_progress(&view.progress(&counters, &rx));
     let results = thread
         .join()
         .map_err(|_| ConsumeError::Setup("the consumer thread panicked".into()))??;
     Ok(outcome(&plan, layout.concat(), results, &stop))
+}
+
+/// How long past its end (and one Fetch's time limit) a run with a
+/// duration may go on before its shards count as stalled.
+const STALL_GRACE: Duration = Duration::from_secs(15);
+
+/// Gives up on shards that never ended: what their counters and handed-over
+/// histograms say, with the stall as the failure (the shard thread is left
+/// behind; it cannot be joined).
+fn abandon(
+    plan: &ConsumePlan,
+    mut partitions: Vec<i32>,
+    counters: &[Arc<ConsumeCounters>],
+    view: View,
+    origin: Instant,
+) -> ConsumeOutcome {
+    partitions.sort_unstable();
+    ConsumeOutcome {
+        topic: plan.topic.clone(),
+        partitions,
+        shards: Vec::new(),
+        totals: counters
+            .iter()
+            .fold(ConsumeCounts::default(), |a, c| a.plus(&c.snapshot())),
+        e2e: view.seen_e2e,
+        fetch_latency: view.seen_fetch,
+        errors: BTreeMap::new(),
+        sequences: BTreeMap::new(),
+        elapsed: origin.elapsed(),
+        failure: Some(format!(
+            "the consumer shards were still running {:.1?} into a run of {:?}; an executor \
+             stopped waking up (a glommio reactor stall). The run was ended with what it \
+             measured\nthreads at the stall:\n{}",
+            origin.elapsed(),
+            plan.stop.duration.unwrap_or_default(),
+            crate::threads::describe()
+        )),
+        interrupted: false,
+    }
 }
 
 type ShardThread = std::thread::JoinHandle<Result<Vec<ConsumeShardResult>, RuntimeError>>;
@@ -180,6 +229,9 @@ struct View {
     last_totals: ConsumeCounts,
     e2e: Histogram<u64>,
     fetch_latency: Histogram<u64>,
+    /// Everything handed over so far (for a run whose shards stall).
+    seen_e2e: Histogram<u64>,
+    seen_fetch: Histogram<u64>,
 }
 
 impl View {
@@ -193,6 +245,8 @@ impl View {
             last_totals: ConsumeCounts::default(),
             e2e: latency_histogram(),
             fetch_latency: latency_histogram(),
+            seen_e2e: latency_histogram(),
+            seen_fetch: latency_histogram(),
         }
     }
 
@@ -202,6 +256,8 @@ impl View {
         } = ev;
         let _ = self.e2e.add(&e2e);
         let _ = self.fetch_latency.add(&fetch_latency);
+        let _ = self.seen_e2e.add(&e2e);
+        let _ = self.seen_fetch.add(&fetch_latency);
     }
 
     /// The interval since the last progress point, ending now.
