@@ -69,8 +69,6 @@ struct Link {
     version: i16,
     /// Failed attempts in a row (connects and requests).
     failures: u32,
-    /// The link has been connected before (a later connect is a reconnect).
-    connected_once: bool,
 }
 
 /// Runs the link of `broker` until its partitions move away, the shard
@@ -87,7 +85,6 @@ async fn link_loop(broker: i32, ctx: &Ctx) -> Result<(), String> {
         session: FetchSession::new(0),
         version: 0,
         failures: 0,
-        connected_once: false,
     };
     loop {
         if ctx.quitting() {
@@ -132,11 +129,14 @@ impl Link {
         conn.set_timeout(ctx.plan.fetch_timeout());
         self.version = fetch_version(&conn, &ctx.topic)?;
         self.session = FetchSession::new(self.version);
-        ctx.shared.borrow_mut().fetch_version = Some(self.version);
-        if self.connected_once {
+        let mut st = ctx.shared.borrow_mut();
+        st.fetch_version = Some(self.version);
+        // A broker this shard was connected to before (by this link or an
+        // earlier one for the same broker): a reconnect.
+        if !st.connected.insert(self.broker) {
             ConsumeCounters::add(&ctx.counters.reconnects, 1);
         }
-        self.connected_once = true;
+        drop(st);
         self.conn = Some(conn);
         Ok(())
     }

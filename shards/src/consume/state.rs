@@ -159,6 +159,8 @@ pub(crate) struct Shared {
     pub errors: BTreeMap<String, u64>,
     pub sequences: BTreeMap<Producer, SeqCheck>,
     pub fetch_version: Option<i16>,
+    /// Brokers this shard has connected to (a later connection is a reconnect).
+    pub connected: std::collections::BTreeSet<i32>,
 }
 
 impl Shared {
@@ -175,6 +177,7 @@ impl Shared {
             errors: BTreeMap::new(),
             sequences: BTreeMap::new(),
             fetch_version: None,
+            connected: Default::default(),
         }
     }
 
