@@ -25,6 +25,8 @@ pub enum ConsumeError {
     Runtime(#[from] RuntimeError),
     #[error("could not start the consumer: {0}")]
     Setup(String),
+    #[error("{0}")]
+    Plan(String),
 }
 
 /// About a second of a consume run, for the status line and the timeline.
@@ -103,6 +105,7 @@ pub fn run_consume(
     stop: Arc<AtomicBool>,
     mut on_progress: impl FnMut(&ConsumeProgress),
 ) -> Result<ConsumeOutcome, ConsumeError> {
+    plan.check().map_err(ConsumeError::Plan)?;
     let prepared = run_unpinned("datastorm-consume-setup", prepare_consume(&plan))
         .map_err(ConsumeError::Setup)??;
     let plan = Arc::new(plan);

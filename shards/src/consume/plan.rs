@@ -123,6 +123,37 @@ impl ConsumePlan {
         .with_socket(self.socket)
     }
 
+    /// Refuses limits the client cannot honour, naming the flag to change.
+    pub fn check(&self) -> Result<(), String> {
+        let limit = datastorm_engine::wire::frame::DEFAULT_FRAME_LIMIT;
+        let f = &self.fetch;
+        if f.max_bytes <= 0 || f.max_bytes as usize > limit - 1024 * 1024 {
+            return Err(format!(
+                "--fetch-max-bytes {} is outside 1..={}: a response must fit the client's \
+                 {limit}-byte frame limit",
+                f.max_bytes,
+                limit - 1024 * 1024
+            ));
+        }
+        if f.partition_max_bytes <= 0 || f.min_bytes < 0 {
+            return Err(format!(
+                "--max-partition-fetch-bytes ({}) must be positive and --fetch-min-bytes ({}) \
+                 not negative",
+                f.partition_max_bytes, f.min_bytes
+            ));
+        }
+        if self.cpus.is_empty() || self.instances == 0 || self.instance >= self.instances {
+            return Err(format!(
+                "instance {} of {} on {} CPUs: --instance must be below --instances, with at \
+                 least one CPU",
+                self.instance,
+                self.instances,
+                self.cpus.len()
+            ));
+        }
+        Ok(())
+    }
+
     /// The time limit of one Fetch: the broker may hold it for its max wait.
     pub fn fetch_timeout(&self) -> Duration {
         self.request_timeout + self.fetch.max_wait
@@ -164,6 +195,18 @@ mod tests {
         assert_eq!(p.fetch.partition_max_bytes, 1_048_576);
         assert!(p.check_crcs);
         assert_eq!(p.fetch_timeout(), Duration::from_millis(30_500));
+        assert_eq!(p.check(), Ok(()));
+    }
+
+    #[test]
+    fn limits_past_the_frame_limit_are_refused() {
+        let mut p = ConsumePlan::new(vec!["b:9092".into()], "t");
+        p.fetch.max_bytes = 100 * 1024 * 1024;
+        assert!(p.check().unwrap_err().contains("--fetch-max-bytes"));
+        let mut p = ConsumePlan::new(vec!["b:9092".into()], "t");
+        p.instance = 2;
+        p.instances = 2;
+        assert!(p.check().is_err());
     }
 
     #[test]
