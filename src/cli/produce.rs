@@ -151,6 +151,12 @@ pub struct ProduceArgs {
     #[arg(long, conflicts_with = "run_file")]
     #[serde(skip)]
     pub sequence_header: bool,
+    /// Stamp every record with a `ds-t` header (its intended send time and
+    /// this host's id), so a consumer (`datastorm consume`, or
+    /// `--consumers`) can measure end-to-end latency.
+    #[arg(long)]
+    #[serde(default)]
+    pub e2e_header: bool,
     /// Seed for generated data; the same seed gives the same records.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -229,7 +235,7 @@ impl ProduceArgs {
         duration, acks, compression, compression_level, batch_size, linger, max_in_flight,
         schema_registry, seed, request_timeout, retries, delivery_timeout, idempotent,
         no_idempotent, on_error, drain_timeout, connect_timeout, client_id, report, timeline,
-        metrics_addr, verify, quiet;
+        metrics_addr, verify, e2e_header, quiet;
         nested: workload, security, knobs
     );
 }
@@ -564,6 +570,7 @@ fn flag_stream(a: &ProduceArgs) -> Result<StreamPlan, ProduceError> {
     s.keys = a.key.clone();
     s.headers = a.headers.clone();
     s.sequence_header = a.sequence_header || a.verify;
+    s.e2e_header = a.e2e_header;
     check_keys(&s.payload, &s.keys)?;
     Ok(s)
 }
@@ -630,6 +637,7 @@ fn file_stream(
         .map(|(k, v)| format!("{k}={v}").parse::<Header>())
         .collect::<Result<_, _>>()?;
     s.sequence_header = e.sequence_header || a.verify;
+    s.e2e_header = a.e2e_header;
     s.share = e.share.unwrap_or(1.0);
     check_keys(&s.payload, &s.keys)?;
     Ok(s)
