@@ -459,6 +459,12 @@ impl Connection {
         &self.client_id
     }
 
+    /// Sets the time limit of each later request: a consumer's Fetch may be
+    /// held by the broker for its max wait, longer than a connect timeout.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+    }
+
     /// Picks the version to use for `R`, given the range this code speaks.
     pub fn version_for<R: Request>(&self, ours: (i16, i16)) -> Result<i16, ConnError> {
         self.versions

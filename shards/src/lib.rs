@@ -5,6 +5,7 @@
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod assign;
+pub mod consume;
 pub mod e2e;
 pub mod pacer;
 pub mod payload;

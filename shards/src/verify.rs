@@ -58,7 +58,7 @@ pub struct SeqCheck {
 }
 
 impl SeqCheck {
-    fn add(&mut self, seq: u64) {
+    pub(crate) fn add(&mut self, seq: u64) {
         self.records += 1;
         let (word, bit) = ((seq / 64) as usize, seq % 64);
         if word >= self.seen.len() {
@@ -84,7 +84,7 @@ impl SeqCheck {
             .is_some_and(|w| w & (1 << (seq % 64)) != 0)
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.gaps = self.max_seq.map_or(0, |m| m + 1 - self.distinct);
     }
 

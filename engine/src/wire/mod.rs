@@ -4,6 +4,7 @@
 pub mod codes;
 pub mod control;
 mod cursor;
+pub mod fetch;
 pub mod frame;
 mod guard;
 pub mod produce;
