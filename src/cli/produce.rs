@@ -1,5 +1,6 @@
 //! `datastorm produce`: flags to a run plan, the run, the output.
 
+use super::consumers::Consumers;
 use super::produce_error::ProduceError;
 use super::settings;
 use crate::metrics::{MetricsError, MetricsServer};
@@ -16,6 +17,7 @@ use datastorm_shards::plan::{
     Acks, Header, KeySpec, OnError, PayloadSpec, RateSpec, RunPlan, SchemaEncoding, SchemaPayload,
     StopAt, StreamPlan,
 };
+use datastorm_shards::consume::ConsumeError;
 use datastorm_shards::run::{run, RunError, RunOutcome};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -157,6 +159,11 @@ pub struct ProduceArgs {
     #[arg(long)]
     #[serde(default)]
     pub e2e_header: bool,
+    /// Consumers reading the (first stream's) topic while the run writes
+    /// it, one pinned executor each on the run's CPUs: consumed records/s
+    /// and end-to-end latency (implies --e2e-header).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub consumers: usize,
     /// Seed for generated data; the same seed gives the same records.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -235,7 +242,7 @@ impl ProduceArgs {
         duration, acks, compression, compression_level, batch_size, linger, max_in_flight,
         schema_registry, seed, request_timeout, retries, delivery_timeout, idempotent,
         no_idempotent, on_error, drain_timeout, connect_timeout, client_id, report, timeline,
-        metrics_addr, verify, e2e_header, quiet;
+        metrics_addr, verify, e2e_header, consumers, quiet;
         nested: workload, security, knobs
     );
 }
@@ -352,20 +359,32 @@ fn execute(args: &ProduceArgs, plan: RunPlan, sink: Option<SinkHandle>) -> Resul
     let stop = super::stop_on_signals();
     let quiet = args.quiet;
     let started_at = std::time::SystemTime::now();
+    let mut consumers =
+        (args.consumers > 0).then(|| Consumers::new(&plan, args.consumers, started_at));
     let outcome = run(plan.clone(), stop, |p| {
         if let Some(m) = &metrics {
             m.update(p);
         }
+        if let Some(c) = consumers.as_mut() {
+            c.start_once();
+        }
         if !quiet {
-            outln!("{}", render::status_line(p));
+            match &consumers {
+                Some(c) => outln!("{}\n  {}", render::status_line(p), c.line()),
+                None => outln!("{}", render::status_line(p)),
+            }
         }
     });
     if let Some(m) = metrics {
         m.stop();
     }
+    let consumed = match &outcome {
+        Ok(o) => consumers.and_then(|c| c.finish(o.totals.records_acked, args.drain_timeout)),
+        Err(_) => consumers.and_then(|c| c.finish(0, Duration::ZERO)),
+    };
     let sink = sink.map(SinkHandle::stop);
     let outcome = outcome?;
-    Ok(finish(args, &plan, &outcome, sink.as_ref(), started_at))
+    Ok(finish(args, &plan, &outcome, sink.as_ref(), started_at, consumed))
 }
 
 /// The `--metrics-addr` endpoint, when asked for.
@@ -381,12 +400,16 @@ fn start_metrics(args: &ProduceArgs, instance: u32) -> Result<Option<MetricsServ
     Ok(Some(m))
 }
 
+/// What `--consumers` read, with their seconds.
+type Consumed = Result<(report::ConsumeResults, Vec<report::ConsumePoint>), ConsumeError>;
+
 fn finish(
     args: &ProduceArgs,
     plan: &RunPlan,
     outcome: &RunOutcome,
     sink: Option<&datastorm_engine::sink::SinkStats>,
     started_at: std::time::SystemTime,
+    consumed: Option<Consumed>,
 ) -> u8 {
     // The summary is the report's: the live run and `report show` print
     // one renderer's text.
@@ -398,13 +421,28 @@ fn finish(
         }
     };
     outln!("{}", report::summary::live(&report));
+    let mut code = exit::OK;
+    match consumed {
+        Some(Ok((results, points))) => {
+            outln!("{}", report::summary::consume(&results));
+            if results.failure.is_some() {
+                code = exit::RUN_FAILED;
+            }
+            report.consume = Some(results);
+            report.consume_timeline = points;
+        }
+        Some(Err(e)) => {
+            eprintln!("datastorm produce: the consumers could not run: {e}");
+            code = exit::RUN_FAILED;
+        }
+        None => {}
+    }
     if let Some(s) = sink {
         outln!(
             "{}",
             render::sink_summary(s, outcome.elapsed + outcome.warmup)
         );
     }
-    let mut code = exit::OK;
     if let Some(f) = &outcome.failure {
         eprintln!("datastorm produce: the run failed: {f}");
         code = exit::RUN_FAILED;
@@ -570,7 +608,7 @@ fn flag_stream(a: &ProduceArgs) -> Result<StreamPlan, ProduceError> {
     s.keys = a.key.clone();
     s.headers = a.headers.clone();
     s.sequence_header = a.sequence_header || a.verify;
-    s.e2e_header = a.e2e_header;
+    s.e2e_header = a.e2e_header || a.consumers > 0;
     check_keys(&s.payload, &s.keys)?;
     Ok(s)
 }
@@ -637,7 +675,7 @@ fn file_stream(
         .map(|(k, v)| format!("{k}={v}").parse::<Header>())
         .collect::<Result<_, _>>()?;
     s.sequence_header = e.sequence_header || a.verify;
-    s.e2e_header = a.e2e_header;
+    s.e2e_header = a.e2e_header || a.consumers > 0;
     s.share = e.share.unwrap_or(1.0);
     check_keys(&s.payload, &s.keys)?;
     Ok(s)

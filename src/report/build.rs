@@ -43,6 +43,8 @@ pub fn build(
         sink: sink.map(Sink::from),
         merge: None,
         verify: None,
+        consume: None,
+        consume_timeline: Vec::new(),
     })
 }
 

@@ -14,6 +14,7 @@
 
 mod build;
 mod config;
+mod consume;
 mod environment;
 mod error;
 mod histogram;
@@ -24,6 +25,7 @@ mod v1;
 
 pub use build::{build, verified, Verification};
 pub use config::{Acks, Config};
+pub use consume::{ConsumeConfig, ConsumePoint, ConsumeReport, ConsumeResults, CONSUME_SCHEMA};
 pub use environment::{Environment, ProfileVerdict, Tuning};
 pub use error::ReportError;
 pub use histogram::{distribution, percentiles};
@@ -37,7 +39,7 @@ pub const SCHEMA: &str = "datastorm.run/2";
 pub const SCHEMA_V1: &str = "datastorm.run/1";
 
 /// Writes `report` as pretty JSON.
-pub fn write(path: &Path, report: &RunReport) -> Result<(), ReportError> {
+pub fn write<T: serde::Serialize>(path: &Path, report: &T) -> Result<(), ReportError> {
     let write_error = |error| ReportError::Write {
         path: path.to_owned(),
         error,

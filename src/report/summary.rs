@@ -428,3 +428,65 @@ fn saved_only(r: &RunReport, s: &mut String) {
         );
     }
 }
+
+/// What consumers read: the lines `datastorm consume` prints at its end,
+/// and that a produce run with consumers adds to its summary.
+pub fn consume(c: &super::ConsumeResults) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  consumed        {:>14} records  {:>12.0} records/s  {:>8.1} MB/s  ({} consumer{} of {}, {:.1} s)",
+        group(c.records),
+        c.records_per_s,
+        c.mb_per_s,
+        c.consumers,
+        if c.consumers == 1 { "" } else { "s" },
+        c.topic,
+        c.elapsed_s
+    );
+    let _ = writeln!(
+        s,
+        "  fetches         {:>14} requests  {} batches  lag at end {} records{}",
+        group(c.fetch_requests),
+        group(c.batches),
+        group(c.lag),
+        c.fetch_version
+            .map_or(String::new(), |v| format!("  (Fetch v{v})"))
+    );
+    let picks: [Pick; 6] = [
+        ("p50", |p| p.p50),
+        ("p90", |p| p.p90),
+        ("p99", |p| p.p99),
+        ("p99.9", |p| p.p99_9),
+        ("p99.99", |p| p.p99_99),
+        ("max", |p| p.max),
+    ];
+    if c.e2e_latency.percentiles.count == 0 {
+        let _ = writeln!(
+            s,
+            "  end-to-end      n/a (no record carried this host's ds-t stamp: produce with --e2e-header)"
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "  end-to-end      {}  ({} records timed, {} not)",
+            latency_line(&c.e2e_latency, &picks),
+            group(c.records_timed),
+            group(c.records_untimed)
+        );
+    }
+    if c.fetch_latency.percentiles.count > 0 {
+        let _ = writeln!(
+            s,
+            "  fetch latency   {}",
+            latency_line(&c.fetch_latency, &picks[..3])
+        );
+    }
+    for (kind, n) in &c.errors_by_kind {
+        let _ = writeln!(s, "  consume errors  {kind}: {}", group(*n));
+    }
+    if let Some(f) = &c.failure {
+        let _ = writeln!(s, "  consume failed  {f}");
+    }
+    s
+}

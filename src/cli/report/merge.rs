@@ -442,6 +442,8 @@ pub fn merge(reports: &[Report]) -> anyhow::Result<RunReport> {
             reports: sources(&ordered),
         }),
         verify: None,
+        consume: None,
+        consume_timeline: Vec::new(),
     })
 }
 
