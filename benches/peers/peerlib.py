@@ -193,7 +193,7 @@ def consume_table(doc):
             f"| {fmt_ratio(rate_ratio)} | {fmt_ratio(cpu_ratio)} |"
         )
     if ds is None:
-        lines += ["", "DataStorm did not run (its binary had no `consume` command): no ratios."]
+        lines += ["", "DataStorm did not run (no `consume` command in its binary, or no figures in its report): no ratios."]
     return "\n".join(lines)
 
 
