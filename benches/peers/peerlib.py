@@ -215,6 +215,11 @@ def consume_runs_table(doc):
     return "\n".join(lines)
 
 
+def datastorm_args(settings):
+    extra = settings.get("datastorm_args")
+    return f"; DataStorm's extra flags: `{extra}`" if extra else ""
+
+
 def consume_settings_line(doc):
     s = doc["settings"]
     m = doc["machine"]
@@ -225,7 +230,7 @@ def consume_settings_line(doc):
         f"printable random values), compression {s['compression']}, {s['partitions']} partitions, "
         f"written once by {fill}; each client reads all of it from the beginning; {s['repeat']} rounds; "
         f"client on CPU {s['client_cpus']}, one Kafka {doc['versions']['kafka']} broker on CPU "
-        f"{s['server_cpus']}. Machine: {m['logical_cpus']} x {m['cpu_model']}, Linux {m['kernel']}, "
+        f"{s['server_cpus']}{datastorm_args(s)}. Machine: {m['logical_cpus']} x {m['cpu_model']}, Linux {m['kernel']}, "
         f"{m['memory_gib']} GiB. Run {doc['started_at'][:16].replace('T', ' ')} UTC at commit "
         f"{doc['git_commit']}, with `{doc['command']}`."
     )
@@ -299,7 +304,7 @@ def e2e_settings_line(doc):
         f"send time to consumption), Kafka's EndToEndLatency sending {s['kafka_records']:,} records one "
         f"at a time (each sent, acknowledged and polled back before the next; its percentiles are whole "
         f"milliseconds, rounded down); {s['repeat']} rounds; client on CPU {s['client_cpus']}, one Kafka "
-        f"{doc['versions']['kafka']} broker on CPU {s['server_cpus']}. Machine: {m['logical_cpus']} x "
+        f"{doc['versions']['kafka']} broker on CPU {s['server_cpus']}{datastorm_args(s)}. Machine: {m['logical_cpus']} x "
         f"{m['cpu_model']}, Linux {m['kernel']}, {m['memory_gib']} GiB. Run "
         f"{doc['started_at'][:16].replace('T', ' ')} UTC at commit {doc['git_commit']}, with "
         f"`{doc['command']}`."
