@@ -420,11 +420,9 @@ fn finish(
             return exit::RUN_FAILED;
         }
     };
-    outln!("{}", report::summary::live(&report));
     let mut code = exit::OK;
     match consumed {
         Some(Ok((results, points))) => {
-            outln!("{}", report::summary::consume(&results));
             if results.failure.is_some() {
                 code = exit::RUN_FAILED;
             }
@@ -437,6 +435,7 @@ fn finish(
         }
         None => {}
     }
+    outln!("{}", report::summary::live(&report));
     if let Some(s) = sink {
         outln!(
             "{}",

@@ -9,6 +9,7 @@
 use super::histogram::{distribution, percentiles};
 use super::{Distribution, Environment, Percentiles};
 use datastorm_shards::consume::{ConsumeOutcome, ConsumePlan, ConsumeProgress, StartFrom};
+use datastorm_engine::wire::fetch::Isolation;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -135,7 +136,10 @@ impl ConsumeConfig {
                 StartFrom::Timestamp(ms) => format!("timestamp:{ms}"),
                 StartFrom::Offset(o) => format!("offset:{o}"),
             },
-            isolation: format!("{:?}", p.fetch.isolation),
+            isolation: match p.fetch.isolation {
+                Isolation::ReadUncommitted => "read_uncommitted".into(),
+                Isolation::ReadCommitted => "read_committed".into(),
+            },
             fetch_min_bytes: p.fetch.min_bytes,
             fetch_max_wait_ms: p.fetch.max_wait.as_millis() as u64,
             fetch_max_bytes: p.fetch.max_bytes,

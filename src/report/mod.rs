@@ -59,6 +59,32 @@ pub fn read(path: &Path) -> Result<RunReport, ReportError> {
     parse(path, &text)
 }
 
+/// Reads a `datastorm consume` report, or `None` when `path` holds a
+/// report of another kind (a run report: [`read`] it).
+pub fn read_consume(path: &Path) -> Result<Option<ConsumeReport>, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ReportError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Version {
+        schema: Option<serde_json::Value>,
+    }
+    let version: Version = serde_json::from_str(&text).map_err(|error| ReportError::NotJson {
+        path: path.to_owned(),
+        error,
+    })?;
+    if version.schema.as_ref().and_then(|v| v.as_str()) != Some(CONSUME_SCHEMA) {
+        return Ok(None);
+    }
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|error| ReportError::Shape {
+            path: path.to_owned(),
+            error,
+        })
+}
+
 /// [`read`] of text already read from `path`.
 pub fn parse(path: &Path, text: &str) -> Result<RunReport, ReportError> {
     /// Only the version, so that a report of another version is refused by

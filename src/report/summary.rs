@@ -31,6 +31,9 @@ pub fn live(r: &RunReport) -> String {
     );
     settings(r, &mut s);
     figures(r, &mut s);
+    if let Some(c) = &r.consume {
+        s.push_str(&consume(c));
+    }
     s
 }
 
@@ -73,7 +76,34 @@ pub fn saved(r: &RunReport, name: &str) -> String {
     settings(r, &mut s);
     host(r, &mut s);
     figures(r, &mut s);
+    if let Some(c) = &r.consume {
+        s.push_str(&consume(c));
+    }
     saved_only(r, &mut s);
+    s
+}
+
+/// The summary `report show` prints for a `datastorm consume` report.
+pub fn consume_saved(r: &super::ConsumeReport, name: &str) -> String {
+    let c = &r.config;
+    let mut s = format!(
+        "DataStorm consume report {name} ({}, datastorm {}{})\n  \
+         settings        from={} isolation={} fetch-min-bytes={} fetch-max-wait={}ms \
+         fetch-max-bytes={} max-partition-fetch-bytes={} check-crcs={}\n",
+        r.schema,
+        r.datastorm_version,
+        r.started_at_unix_ms
+            .map(|ms| format!(", started {}", crate::render::utc(ms)))
+            .unwrap_or_default(),
+        c.from,
+        c.isolation,
+        c.fetch_min_bytes,
+        c.fetch_max_wait_ms,
+        c.fetch_max_bytes,
+        c.max_partition_fetch_bytes,
+        c.check_crcs
+    );
+    s.push_str(&consume(&r.consume));
     s
 }
 
@@ -435,9 +465,9 @@ pub fn consume(c: &super::ConsumeResults) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "  consumed        {:>14} records  {:>12.0} records/s  {:>8.1} MB/s  ({} consumer{} of {}, {:.1} s)",
+        "  consumed        {:>14} records  {:>12} records/s  {:>8.1} MB/s  ({} consumer{} of {}, {:.1} s)",
         group(c.records),
-        c.records_per_s,
+        group(c.records_per_s as u64),
         c.mb_per_s,
         c.consumers,
         if c.consumers == 1 { "" } else { "s" },
