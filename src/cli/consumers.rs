@@ -10,7 +10,9 @@
 
 use crate::report::{ConsumePoint, ConsumeResults};
 use datastorm_engine::wire::fetch::FetchLimits;
-use datastorm_shards::consume::{run_consume, ConsumeError, ConsumeOutcome, ConsumePlan, StartFrom};
+use datastorm_shards::consume::{
+    run_consume, ConsumeError, ConsumeOutcome, ConsumePlan, StartFrom,
+};
 use datastorm_shards::plan::RunPlan;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -33,7 +35,10 @@ pub struct Consumers {
 impl Consumers {
     /// `n` consumer shards for the first stream's topic of `run`.
     pub fn new(run: &RunPlan, n: usize, started: SystemTime) -> Self {
-        let topic = run.streams.first().map_or_else(String::new, |s| s.topic.clone());
+        let topic = run
+            .streams
+            .first()
+            .map_or_else(String::new, |s| s.topic.clone());
         let mut plan = ConsumePlan::new(run.bootstrap.clone(), topic);
         plan.cpus = (0..n.max(1))
             .map(|i| run.cpus[i % run.cpus.len().max(1)])
@@ -89,14 +94,16 @@ impl Consumers {
     ) -> Option<Result<(ConsumeResults, Vec<ConsumePoint>), ConsumeError>> {
         let thread = self.thread.take()?;
         let deadline = Instant::now() + drain;
-        while self.read.load(Relaxed) < produced && Instant::now() < deadline && !thread.is_finished()
+        while self.read.load(Relaxed) < produced
+            && Instant::now() < deadline
+            && !thread.is_finished()
         {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.stop.store(true, Relaxed);
-        let joined = thread.join().unwrap_or_else(|_| {
-            Err(ConsumeError::Setup("the consumers' thread panicked".into()))
-        });
+        let joined = thread
+            .join()
+            .unwrap_or_else(|_| Err(ConsumeError::Setup("the consumers' thread panicked".into())));
         Some(joined.map(|(o, points)| (ConsumeResults::from_outcome(&o), points)))
     }
 }

@@ -10,6 +10,7 @@ use clap::Args;
 use datastorm_engine::cluster::TopicSpec;
 use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec, RuntimeError};
 use datastorm_engine::sink::{SinkConfig, SinkError, SinkHandle};
+use datastorm_shards::consume::ConsumeError;
 use datastorm_shards::pacer::Profile;
 use datastorm_shards::payload::check_keys;
 use datastorm_shards::payload::{avro, registry};
@@ -17,7 +18,6 @@ use datastorm_shards::plan::{
     Acks, Header, KeySpec, OnError, PayloadSpec, RateSpec, RunPlan, SchemaEncoding, SchemaPayload,
     StopAt, StreamPlan,
 };
-use datastorm_shards::consume::ConsumeError;
 use datastorm_shards::run::{run, RunError, RunOutcome};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -384,7 +384,14 @@ fn execute(args: &ProduceArgs, plan: RunPlan, sink: Option<SinkHandle>) -> Resul
     };
     let sink = sink.map(SinkHandle::stop);
     let outcome = outcome?;
-    Ok(finish(args, &plan, &outcome, sink.as_ref(), started_at, consumed))
+    Ok(finish(
+        args,
+        &plan,
+        &outcome,
+        sink.as_ref(),
+        started_at,
+        consumed,
+    ))
 }
 
 /// The `--metrics-addr` endpoint, when asked for.

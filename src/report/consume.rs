@@ -8,8 +8,8 @@
 
 use super::histogram::{distribution, percentiles};
 use super::{Distribution, Environment, Percentiles};
-use datastorm_shards::consume::{ConsumeOutcome, ConsumePlan, ConsumeProgress, StartFrom};
 use datastorm_engine::wire::fetch::Isolation;
+use datastorm_shards::consume::{ConsumeOutcome, ConsumePlan, ConsumeProgress, StartFrom};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
