@@ -216,3 +216,103 @@ impl ConsumePoint {
         }
     }
 }
+
+/// Adds distributions exactly (their histograms), or says which lacks one.
+fn add_distributions<'a>(
+    parts: impl Iterator<Item = &'a Distribution>,
+) -> Result<Distribution, String> {
+    let mut sum = datastorm_engine::metrics::latency_histogram();
+    for d in parts {
+        match d.decoded() {
+            Some(h) => {
+                let h = h.map_err(|e| e.to_string())?;
+                sum.add(&h).map_err(|e| format!("cannot add: {e:?}"))?;
+            }
+            None if d.percentiles.count == 0 => {}
+            None => return Err("a latency distribution has no histogram".into()),
+        }
+    }
+    Ok(distribution(&sum))
+}
+
+/// The consumers of several instances as one: counters summed, rates over
+/// the longest instance's time, histograms added exactly.
+pub fn merge_consume(parts: &[&ConsumeResults]) -> Result<ConsumeResults, String> {
+    let first = parts.first().ok_or("nothing to merge")?;
+    let sum = |f: fn(&ConsumeResults) -> u64| parts.iter().map(|c| f(c)).sum::<u64>();
+    let elapsed = parts.iter().map(|c| c.elapsed_s).fold(0.0, f64::max);
+    let records = sum(|c| c.records);
+    let bytes = sum(|c| c.bytes);
+    let mut errors = BTreeMap::new();
+    for (k, n) in parts.iter().flat_map(|c| &c.errors_by_kind) {
+        *errors.entry(k.clone()).or_insert(0) += n;
+    }
+    let mut partitions: Vec<ConsumePartition> =
+        parts.iter().flat_map(|c| c.partitions.clone()).collect();
+    partitions.sort_by_key(|p| p.partition);
+    Ok(ConsumeResults {
+        topic: first.topic.clone(),
+        consumers: parts.iter().map(|c| c.consumers).sum(),
+        elapsed_s: elapsed,
+        records,
+        bytes,
+        batches: sum(|c| c.batches),
+        control_batches: sum(|c| c.control_batches),
+        fetch_requests: sum(|c| c.fetch_requests),
+        fetch_responses: sum(|c| c.fetch_responses),
+        records_per_s: records as f64 / elapsed.max(1e-9),
+        mb_per_s: bytes as f64 / elapsed.max(1e-9) / 1e6,
+        records_timed: sum(|c| c.records_timed),
+        records_untimed: sum(|c| c.records_untimed),
+        e2e_latency: add_distributions(parts.iter().map(|c| &c.e2e_latency))?,
+        fetch_latency: add_distributions(parts.iter().map(|c| &c.fetch_latency))?,
+        lag: sum(|c| c.lag),
+        reconnects: sum(|c| c.reconnects),
+        errors_by_kind: errors,
+        fetch_version: parts.iter().filter_map(|c| c.fetch_version).min(),
+        partitions,
+        failure: parts.iter().find_map(|c| c.failure.clone()),
+        interrupted: parts.iter().any(|c| c.interrupted),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(records: u64, elapsed_s: f64, latencies: &[u64]) -> ConsumeResults {
+        let mut h = datastorm_engine::metrics::latency_histogram();
+        for &l in latencies {
+            h.record(l).expect("in range");
+        }
+        ConsumeResults {
+            records,
+            bytes: records * 100,
+            elapsed_s,
+            records_timed: latencies.len() as u64,
+            e2e_latency: distribution(&h),
+            consumers: 1,
+            ..ConsumeResults::default()
+        }
+    }
+
+    #[test]
+    fn merged_consumers_add_counts_and_histograms_exactly() {
+        let a = part(1_000, 2.0, &[100, 200, 300]);
+        let b = part(3_000, 4.0, &[10_000]);
+        let m = merge_consume(&[&a, &b]).expect("merges");
+        assert_eq!((m.records, m.consumers, m.records_timed), (4_000, 2, 4));
+        assert_eq!(m.records_per_s, 1_000.0);
+        assert_eq!(m.e2e_latency.percentiles.count, 4);
+        // The max is the other instance's: read from the sum, not averaged.
+        assert!(m.e2e_latency.percentiles.max >= 10_000);
+        assert!(m.e2e_latency.percentiles.p50 < 400);
+    }
+
+    #[test]
+    fn a_distribution_without_its_histogram_is_refused() {
+        let mut a = part(10, 1.0, &[5]);
+        a.e2e_latency.histogram = None;
+        assert!(merge_consume(&[&a]).is_err());
+    }
+}
