@@ -1,6 +1,7 @@
 //! `datastorm consume`: read a topic from one pinned executor per core and
 //! report what was read, end-to-end latency included.
 
+use crate::metrics::MetricsServer;
 use crate::report::{
     self, summary, ConsumeConfig, ConsumePoint, ConsumeReport, ConsumeResults, Environment,
     CONSUME_SCHEMA,
@@ -76,6 +77,9 @@ pub struct ConsumeArgs {
     pub request_timeout: Duration,
     #[arg(long, default_value = datastorm_engine::DEFAULT_CLIENT_ID)]
     pub client_id: String,
+    /// Serve Prometheus metrics on this address while running (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Write the JSON report (datastorm.consume/1) here.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -117,6 +121,24 @@ pub fn main(args: ConsumeArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    let metrics = match args
+        .metrics_addr
+        .map(|a| MetricsServer::start(a, plan.instance))
+    {
+        None => None,
+        Some(Ok(m)) => {
+            outln!(
+                "datastorm: Prometheus metrics on http://{}/metrics",
+                m.addr()
+            );
+            Some(m)
+        }
+        Some(Err(e)) => {
+            eprintln!("datastorm consume: {e}");
+            return exit::USAGE;
+        }
+    };
+    let feed = metrics.as_ref().map(MetricsServer::consumers);
     let stop = super::stop_on_signals();
     let started_at = std::time::SystemTime::now();
     let mut timeline = Vec::new();
@@ -125,8 +147,14 @@ pub fn main(args: ConsumeArgs) -> u8 {
         if !quiet {
             outln!("{}", status_line(p));
         }
+        if let Some(m) = &feed {
+            m.update(p);
+        }
         timeline.push(ConsumePoint::from_progress(p));
     });
+    if let Some(m) = metrics {
+        m.stop();
+    }
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {

@@ -8,6 +8,7 @@
 //! were acknowledged, or until the drain timeout. Their shards are their
 //! own executors, pinned to the producers' CPUs.
 
+use crate::metrics::ConsumeMetrics;
 use crate::report::{ConsumePoint, ConsumeResults};
 use datastorm_engine::wire::fetch::FetchLimits;
 use datastorm_shards::consume::{
@@ -30,11 +31,17 @@ pub struct Consumers {
     /// The consumers' last second, for the status line.
     line: Arc<Mutex<String>>,
     thread: Option<JoinHandle<Outcome>>,
+    metrics: Option<ConsumeMetrics>,
 }
 
 impl Consumers {
     /// `n` consumer shards for the first stream's topic of `run`.
-    pub fn new(run: &RunPlan, n: usize, started: SystemTime) -> Self {
+    pub fn new(
+        run: &RunPlan,
+        n: usize,
+        started: SystemTime,
+        metrics: Option<ConsumeMetrics>,
+    ) -> Self {
         let topic = run
             .streams
             .first()
@@ -58,6 +65,7 @@ impl Consumers {
             read: Arc::default(),
             line: Arc::default(),
             thread: None,
+            metrics,
         }
     }
 
@@ -67,10 +75,14 @@ impl Consumers {
             return;
         };
         let (stop, read, line) = (self.stop.clone(), self.read.clone(), self.line.clone());
+        let metrics = self.metrics.clone();
         self.thread = Some(std::thread::spawn(move || {
             let mut points = Vec::new();
             let outcome = run_consume(plan, stop, |p| {
                 read.store(p.totals.records, Relaxed);
+                if let Some(m) = &metrics {
+                    m.update(p);
+                }
                 if let Ok(mut l) = line.lock() {
                     *l = super::consume::status_line(p);
                 }

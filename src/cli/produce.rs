@@ -359,8 +359,10 @@ fn execute(args: &ProduceArgs, plan: RunPlan, sink: Option<SinkHandle>) -> Resul
     let stop = super::stop_on_signals();
     let quiet = args.quiet;
     let started_at = std::time::SystemTime::now();
-    let mut consumers =
-        (args.consumers > 0).then(|| Consumers::new(&plan, args.consumers, started_at));
+    let mut consumers = (args.consumers > 0).then(|| {
+        let m = metrics.as_ref().map(MetricsServer::consumers);
+        Consumers::new(&plan, args.consumers, started_at, m)
+    });
     let outcome = run(plan.clone(), stop, |p| {
         if let Some(m) = &metrics {
             m.update(p);
