@@ -171,3 +171,30 @@ fn a_bad_start_position_is_a_usage_error() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn a_backlog_is_built_then_drained_while_the_run_goes_on() {
+    let kafka = env("DATASTORM_TEST_KAFKA");
+    let topic = fresh_topic("backlog");
+    let report = scratch("backlog").join("report.json");
+    let mut cmd = datastorm();
+    cmd.args(["produce", "--bootstrap", &kafka, "--topic", &topic])
+        .args(["--create-topic", "--partitions", "4", "--cores", "1"])
+        .args(["--rate", "10k", "--duration", "8s", "--acks", "1"])
+        .args(["--consumers", "1", "--backlog", "1MB", "-q", "--report"])
+        .arg(&report);
+    let stdout = ok(cmd, "produce --backlog");
+    assert!(stdout.contains("backlog "), "{stdout}");
+    let r = read_json(&report);
+    let acked = r["results"]["records_acked"].as_u64().expect("acked");
+    let c = &r["consume"];
+    assert_eq!(c["records"].as_u64(), Some(acked), "{c:#}");
+    let b = &c["backlog"];
+    assert_eq!(b["requested_bytes"].as_u64(), Some(1_000_000));
+    // 1 MB of 100-byte payloads: at least 10,000 records waited.
+    assert!(b["records"].as_u64().expect("records") >= 10_000, "{b:#}");
+    assert!(b["built_after_s"].as_f64().expect("built") >= 0.5, "{b:#}");
+    // The consumer reads far faster than 10k/s: drained well before the end.
+    assert!(b["drain_s"].as_f64().is_some(), "{b:#}");
+    assert_eq!(b["drained_while_producing"], true, "{b:#}");
+}

@@ -1,6 +1,6 @@
 //! `datastorm produce`: flags to a run plan, the run, the output.
 
-use super::consumers::Consumers;
+use super::consumers::{ConsumerSettings, Consumers};
 use super::produce_error::ProduceError;
 use super::settings;
 use crate::metrics::{MetricsError, MetricsServer};
@@ -164,6 +164,17 @@ pub struct ProduceArgs {
     /// and end-to-end latency (implies --e2e-header).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub consumers: usize,
+    /// With --consumers: they hold back until this many payload bytes are
+    /// produced and unread (OMB's consumerBacklogSizeGB), then drain the
+    /// backlog while the run goes on; the report times the drain.
+    #[arg(long, value_parser = units::parse_bytes, value_name = "SIZE", requires = "consumers")]
+    #[serde(default, deserialize_with = "settings::some_bytes")]
+    pub backlog: Option<usize>,
+    /// The share of the backlog that counts as drained (OMB's
+    /// backlogDrainRatio): at most max(1000, (1 - ratio) x backlog) records
+    /// left.
+    #[arg(long, default_value_t = 1.0, requires = "backlog")]
+    pub backlog_drain_ratio: f64,
     /// Seed for generated data; the same seed gives the same records.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -242,7 +253,7 @@ impl ProduceArgs {
         duration, acks, compression, compression_level, batch_size, linger, max_in_flight,
         schema_registry, seed, request_timeout, retries, delivery_timeout, idempotent,
         no_idempotent, on_error, drain_timeout, connect_timeout, client_id, report, timeline,
-        metrics_addr, verify, e2e_header, consumers, quiet;
+        metrics_addr, verify, e2e_header, consumers, backlog, backlog_drain_ratio, quiet;
         nested: workload, security, knobs
     );
 }
@@ -361,14 +372,19 @@ fn execute(args: &ProduceArgs, plan: RunPlan, sink: Option<SinkHandle>) -> Resul
     let started_at = std::time::SystemTime::now();
     let mut consumers = (args.consumers > 0).then(|| {
         let m = metrics.as_ref().map(MetricsServer::consumers);
-        Consumers::new(&plan, args.consumers, started_at, m)
+        let settings = ConsumerSettings {
+            count: args.consumers,
+            backlog: args.backlog.map(|b| b as u64),
+            drain_ratio: args.backlog_drain_ratio,
+        };
+        Consumers::new(&plan, &settings, started_at, m)
     });
     let outcome = run(plan.clone(), stop, |p| {
         if let Some(m) = &metrics {
             m.update(p);
         }
         if let Some(c) = consumers.as_mut() {
-            c.start_once();
+            c.observe(p.totals.records_acked, p.totals.payload_bytes_acked);
         }
         if !quiet {
             match &consumers {
@@ -778,6 +794,9 @@ fn validate(a: &ProduceArgs) -> Result<(), ProduceError> {
         .with_level(a.compression_level)
         .map_err(ProduceError::Compression)?;
     a.workload.instance()?;
+    if !(0.0..=1.0).contains(&a.backlog_drain_ratio) {
+        return Err(ProduceError::DrainRatio(a.backlog_drain_ratio));
+    }
     if a.idempotent && a.acks != Acks::All {
         return Err(ProduceError::IdempotentWithoutAcksAll);
     }

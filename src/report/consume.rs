@@ -56,6 +56,34 @@ pub struct ConsumeResults {
     pub partitions: Vec<ConsumePartition>,
     pub failure: Option<String>,
     pub interrupted: bool,
+    /// `produce --backlog`: the backlog built before the consumers started,
+    /// and how they drained it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog: Option<BacklogResult>,
+}
+
+/// OMB's backlog test: consumers hold back until the backlog is built,
+/// then read while the producers go on at the run's rate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
+pub struct BacklogResult {
+    /// `--backlog`: payload bytes produced and unread before consumers start.
+    pub requested_bytes: u64,
+    /// `--backlog-drain-ratio`: the share of the backlog that must be read
+    /// for it to count as drained (what may remain: the larger of 1,000
+    /// records and (1 - ratio) x the backlog).
+    pub drain_ratio: f64,
+    /// Seconds from the run's start until the backlog was built.
+    pub built_after_s: f64,
+    /// Records produced (acknowledged) when the consumers started.
+    pub records: u64,
+    /// Seconds from the consumers' start until the backlog was drained
+    /// (one-second resolution); null if it never was.
+    pub drain_s: Option<f64>,
+    /// Records read per second while draining.
+    pub drain_records_per_s: Option<f64>,
+    /// Drained while the producers still ran (false: only after they stopped).
+    pub drained_while_producing: bool,
 }
 
 /// One partition at the end of the run.
@@ -194,6 +222,7 @@ impl ConsumeResults {
             partitions,
             failure: o.failure.clone(),
             interrupted: o.interrupted,
+            backlog: None,
         }
     }
 }
@@ -273,6 +302,15 @@ pub fn merge_consume(parts: &[&ConsumeResults]) -> Result<ConsumeResults, String
         partitions,
         failure: parts.iter().find_map(|c| c.failure.clone()),
         interrupted: parts.iter().any(|c| c.interrupted),
+        // Each instance built and drained its own backlog: the slowest.
+        backlog: parts
+            .iter()
+            .filter_map(|c| c.backlog.clone())
+            .max_by(|a, b| {
+                a.drain_s
+                    .unwrap_or(f64::MAX)
+                    .total_cmp(&b.drain_s.unwrap_or(f64::MAX))
+            }),
     })
 }
 

@@ -26,7 +26,8 @@ mod v1;
 pub use build::{build, verified, Verification};
 pub use config::{Acks, Config};
 pub use consume::{
-    merge_consume, ConsumeConfig, ConsumePoint, ConsumeReport, ConsumeResults, CONSUME_SCHEMA,
+    merge_consume, BacklogResult, ConsumeConfig, ConsumePoint, ConsumeReport, ConsumeResults,
+    CONSUME_SCHEMA,
 };
 pub use environment::{Environment, ProfileVerdict, Tuning};
 pub use error::ReportError;

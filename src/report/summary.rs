@@ -512,6 +512,9 @@ pub fn consume(c: &super::ConsumeResults) -> String {
             latency_line(&c.fetch_latency, &picks[..3])
         );
     }
+    if let Some(b) = &c.backlog {
+        let _ = writeln!(s, "  backlog         {}", backlog(b));
+    }
     for (kind, n) in &c.errors_by_kind {
         let _ = writeln!(s, "  consume errors  {kind}: {}", group(*n));
     }
@@ -519,4 +522,27 @@ pub fn consume(c: &super::ConsumeResults) -> String {
         let _ = writeln!(s, "  consume failed  {f}");
     }
     s
+}
+
+/// The backlog line: built when, drained how fast.
+fn backlog(b: &super::BacklogResult) -> String {
+    let built = format!(
+        "{:.1} MB ({} records) built in {:.1} s",
+        b.requested_bytes as f64 / 1e6,
+        group(b.records),
+        b.built_after_s
+    );
+    match (b.drain_s, b.drain_records_per_s) {
+        (Some(secs), Some(rate)) => format!(
+            "{built}; drained to {:.0}% in {secs:.1} s at {} records/s{}",
+            b.drain_ratio * 100.0,
+            group(rate as u64),
+            if b.drained_while_producing {
+                " while producing"
+            } else {
+                " (only after the producers stopped)"
+            }
+        ),
+        _ => format!("{built}; not drained"),
+    }
 }
