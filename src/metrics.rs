@@ -11,6 +11,7 @@ use datastorm_engine::metrics::{latency_histogram, Counters};
 use datastorm_shards::consume::{ConsumeCounts, ConsumeProgress};
 use datastorm_shards::run::Progress;
 use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -46,8 +47,9 @@ struct State {
     acked_rate: f64,
     elapsed_s: f64,
     warmup: bool,
-    /// Consumers (`consume`, `produce --consumers`), once they report.
-    consume: Option<ConsumeState>,
+    /// Consumers (`consume`, `produce --consumers`) by group, once they
+    /// report.
+    consume: BTreeMap<usize, ConsumeState>,
 }
 
 #[derive(Default)]
@@ -57,15 +59,26 @@ struct ConsumeState {
     rate: f64,
 }
 
-/// A handle the consumers' thread updates the endpoint through.
+/// A handle a group of consumers updates the endpoint through.
 #[derive(Clone)]
-pub struct ConsumeMetrics(Arc<Mutex<State>>);
+pub struct ConsumeMetrics {
+    state: Arc<Mutex<State>>,
+    group: usize,
+}
 
 impl ConsumeMetrics {
+    /// The handle of another group (their figures are added up).
+    pub fn for_group(&self, group: usize) -> ConsumeMetrics {
+        ConsumeMetrics {
+            state: self.state.clone(),
+            group,
+        }
+    }
+
     /// Takes in one second of the consumers' progress.
     pub fn update(&self, p: &ConsumeProgress) {
-        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let c = s.consume.get_or_insert_with(ConsumeState::default);
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let c = s.consume.entry(self.group).or_default();
         c.totals = p.totals;
         let _ = c.e2e.get_or_insert_with(latency_histogram).add(&p.e2e);
         c.rate = p.delta.records as f64 / p.interval.as_secs_f64().max(1e-9);
@@ -139,7 +152,10 @@ impl MetricsServer {
 
     /// A handle for the consumers' figures.
     pub fn consumers(&self) -> ConsumeMetrics {
-        ConsumeMetrics(self.state.clone())
+        ConsumeMetrics {
+            state: self.state.clone(),
+            group: 0,
+        }
     }
 
     /// Stops serving.
@@ -157,11 +173,11 @@ fn render(s: &State, instance: u32) -> String {
     let l = format!("instance=\"{instance}\"");
     write_counters(&mut out, &l, &s.totals);
     write_gauges(&mut out, &l, s);
-    if s.latency.is_some() || s.consume.is_none() {
+    if s.latency.is_some() || s.consume.is_empty() {
         write_latency(&mut out, &l, PRODUCE_LATENCY, s.latency.as_ref());
     }
-    if let Some(c) = &s.consume {
-        write_consume(&mut out, &l, c);
+    if !s.consume.is_empty() {
+        write_consume(&mut out, &l, &added(s.consume.values()));
     }
     out
 }
@@ -171,6 +187,19 @@ const PRODUCE_LATENCY: (&str, &str) = (
     "datastorm_latency_seconds",
     "Record latency, intended send time (or creation) to acknowledgement.",
 );
+
+/// The groups' figures added up (lag too: unread records of every group).
+fn added<'a>(groups: impl Iterator<Item = &'a ConsumeState>) -> ConsumeState {
+    let mut sum = ConsumeState::default();
+    for g in groups {
+        sum.totals = sum.totals.plus(&g.totals);
+        sum.rate += g.rate;
+        if let Some(h) = &g.e2e {
+            let _ = sum.e2e.get_or_insert_with(latency_histogram).add(h);
+        }
+    }
+    sum
+}
 
 /// What the consumers read, their lag and end-to-end latency.
 fn write_consume(out: &mut String, l: &str, c: &ConsumeState) {
@@ -386,15 +415,18 @@ mod tests {
         let mut e2e = latency_histogram();
         e2e.record_n(2_000, 7).unwrap();
         let mut s = State {
-            consume: Some(ConsumeState {
-                totals: ConsumeCounts {
-                    records: 5_000,
-                    lag: 42,
-                    ..ConsumeCounts::default()
+            consume: BTreeMap::from([(
+                0,
+                ConsumeState {
+                    totals: ConsumeCounts {
+                        records: 5_000,
+                        lag: 42,
+                        ..ConsumeCounts::default()
+                    },
+                    e2e: Some(e2e),
+                    rate: 1_000.0,
                 },
-                e2e: Some(e2e),
-                rate: 1_000.0,
-            }),
+            )]),
             ..State::default()
         };
         let text = render(&s, 0);

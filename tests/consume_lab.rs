@@ -198,3 +198,31 @@ fn a_backlog_is_built_then_drained_while_the_run_goes_on() {
     assert!(b["drain_s"].as_f64().is_some(), "{b:#}");
     assert_eq!(b["drained_while_producing"], true, "{b:#}");
 }
+
+#[test]
+fn each_consumer_group_reads_every_record() {
+    let kafka = env("DATASTORM_TEST_KAFKA");
+    let topic = fresh_topic("groups");
+    let report = scratch("groups").join("report.json");
+    let mut cmd = datastorm();
+    cmd.args(["produce", "--bootstrap", &kafka, "--topic", &topic])
+        .args(["--create-topic", "--partitions", "4", "--cores", "1"])
+        .args(["--rate", "5k", "--duration", "3s", "--acks", "1"])
+        .args([
+            "--consumers",
+            "2",
+            "--consumer-groups",
+            "2",
+            "-q",
+            "--report",
+        ])
+        .arg(&report);
+    ok(cmd, "produce --consumer-groups 2");
+    let r = read_json(&report);
+    let acked = r["results"]["records_acked"].as_u64().expect("acked");
+    let c = &r["consume"];
+    assert_eq!(c["records"].as_u64(), Some(2 * acked), "{c:#}");
+    assert_eq!(c["groups"].as_u64(), Some(2));
+    assert_eq!(c["consumers"].as_u64(), Some(4));
+    assert_eq!(c["e2e_latency"]["count"].as_u64(), Some(2 * acked));
+}

@@ -12,7 +12,7 @@
 //! are their own executors, pinned to the producers' CPUs.
 
 use crate::metrics::ConsumeMetrics;
-use crate::report::{BacklogResult, ConsumePoint, ConsumeResults};
+use crate::report::{merge_consume, BacklogResult, ConsumePoint, ConsumeResults};
 use datastorm_engine::wire::fetch::FetchLimits;
 use datastorm_shards::consume::{
     run_consume, ConsumeError, ConsumeOutcome, ConsumePlan, StartFrom,
@@ -28,6 +28,7 @@ type Outcome = Result<(ConsumeOutcome, Vec<ConsumePoint>), ConsumeError>;
 /// `--consumers`, `--backlog`, `--backlog-drain-ratio`.
 pub struct ConsumerSettings {
     pub count: usize,
+    pub groups: usize,
     pub backlog: Option<u64>,
     pub drain_ratio: f64,
 }
@@ -63,46 +64,39 @@ impl BacklogWatch {
     }
 }
 
-/// The consumers of one produce run.
+/// The consumers of one produce run: `groups` independent sets (OMB's
+/// subscriptions), each reading every record of the topic.
 pub struct Consumers {
     backlog: Option<BacklogWatch>,
-    plan: Option<ConsumePlan>,
+    plans: Vec<ConsumePlan>,
     stop: Arc<AtomicBool>,
-    /// Records read so far, and the lag (from the consumers' progress).
-    read: Arc<AtomicU64>,
-    lag: Arc<AtomicU64>,
-    /// The consumers' last second, for the status line.
-    line: Arc<Mutex<String>>,
-    thread: Option<JoinHandle<Outcome>>,
+    groups: Vec<Group>,
     metrics: Option<ConsumeMetrics>,
 }
 
+/// One set of consumers and what its progress said last.
+#[derive(Default)]
+struct Group {
+    /// Records read so far, and the lag (from the consumers' progress).
+    read: Arc<AtomicU64>,
+    lag: Arc<AtomicU64>,
+    /// The last status line.
+    line: Arc<Mutex<String>>,
+    thread: Option<JoinHandle<Outcome>>,
+}
+
 impl Consumers {
-    /// `n` consumer shards for the first stream's topic of `run`.
+    /// `settings.count` consumer shards per group for the first stream's
+    /// topic of `run`.
     pub fn new(
         run: &RunPlan,
         settings: &ConsumerSettings,
         started: SystemTime,
         metrics: Option<ConsumeMetrics>,
     ) -> Self {
-        let n = settings.count;
-        let topic = run
-            .streams
-            .first()
-            .map_or_else(String::new, |s| s.topic.clone());
-        let mut plan = ConsumePlan::new(run.bootstrap.clone(), topic);
-        plan.cpus = (0..n.max(1))
-            .map(|i| run.cpus[i % run.cpus.len().max(1)])
-            .collect();
-        plan.client_id = format!("{}-consumer", run.client_id);
-        plan.security = run.security.clone();
-        plan.connect_timeout = run.connect_timeout;
-        plan.request_timeout = run.request_timeout;
-        plan.instance = run.instance;
-        plan.instances = run.instances;
-        let since = started.duration_since(UNIX_EPOCH).unwrap_or_default();
-        plan.from = StartFrom::Timestamp(since.as_millis() as i64);
-        plan.fetch = FetchLimits::default();
+        let plans = (0..settings.groups.max(1))
+            .map(|g| group_plan(run, settings.count, g, started))
+            .collect::<Vec<_>>();
         Consumers {
             backlog: settings.backlog.map(|bytes| BacklogWatch {
                 result: BacklogResult {
@@ -113,20 +107,24 @@ impl Consumers {
                 run_start: Instant::now(),
                 draining_since: None,
             }),
-            plan: Some(plan),
+            groups: plans.iter().map(|_| Group::default()).collect(),
+            plans,
             stop: Arc::new(AtomicBool::new(false)),
-            read: Arc::default(),
-            lag: Arc::default(),
-            line: Arc::default(),
-            thread: None,
             metrics,
         }
+    }
+
+    /// Records every group has read, and the lag of all groups together.
+    fn read_and_lag(&self) -> (u64, u64) {
+        let read = self.groups.iter().map(|g| g.read.load(Relaxed)).min();
+        let lag = self.groups.iter().map(|g| g.lag.load(Relaxed)).sum();
+        (read.unwrap_or(0), lag)
     }
 
     /// Takes in a second of the producers' progress: starts the consumers
     /// (at once, or once the backlog is built) and watches the drain.
     pub fn observe(&mut self, acked_records: u64, acked_bytes: u64) {
-        let (read, lag) = (self.read.load(Relaxed), self.lag.load(Relaxed));
+        let (read, lag) = self.read_and_lag();
         match &mut self.backlog {
             None => self.start_once(),
             Some(w) if w.draining_since.is_none() => {
@@ -143,66 +141,122 @@ impl Consumers {
 
     /// Starts the consumers (the first call only).
     fn start_once(&mut self) {
-        let Some(plan) = self.plan.take() else {
-            return;
-        };
-        let (stop, read, line) = (self.stop.clone(), self.read.clone(), self.line.clone());
-        let lag = self.lag.clone();
-        let metrics = self.metrics.clone();
-        self.thread = Some(std::thread::spawn(move || {
-            let mut points = Vec::new();
-            let outcome = run_consume(plan, stop, |p| {
-                read.store(p.totals.records, Relaxed);
-                lag.store(p.totals.lag, Relaxed);
-                if let Some(m) = &metrics {
-                    m.update(p);
-                }
-                if let Ok(mut l) = line.lock() {
-                    *l = super::consume::status_line(p);
-                }
-                points.push(ConsumePoint::from_progress(p));
-            })?;
-            Ok((outcome, points))
-        }));
+        for (g, (plan, group)) in self.plans.drain(..).zip(&mut self.groups).enumerate() {
+            let (read, lag, line) = (group.read.clone(), group.lag.clone(), group.line.clone());
+            let stop = self.stop.clone();
+            let metrics = self.metrics.as_ref().map(|m| m.for_group(g));
+            group.thread = Some(std::thread::spawn(move || {
+                let mut points = Vec::new();
+                let outcome = run_consume(plan, stop, |p| {
+                    read.store(p.totals.records, Relaxed);
+                    lag.store(p.totals.lag, Relaxed);
+                    if let Some(m) = &metrics {
+                        m.update(p);
+                    }
+                    if let Ok(mut l) = line.lock() {
+                        *l = super::consume::status_line(p);
+                    }
+                    points.push(ConsumePoint::from_progress(p));
+                })?;
+                Ok((outcome, points))
+            }));
+        }
     }
 
-    /// The consumers' last status line.
+    /// The consumers' last status lines, one per group.
     pub fn line(&self) -> String {
-        self.line.lock().map(|l| l.clone()).unwrap_or_default()
+        let lines: Vec<String> = self
+            .groups
+            .iter()
+            .map(|g| g.line.lock().map(|l| l.clone()).unwrap_or_default())
+            .collect();
+        lines.join("\n  ")
     }
 
-    /// Waits until `produced` records were read (or `drain` passed), stops
-    /// the consumers and returns what they read.
+    /// Waits until every group read `produced` records (or `drain`
+    /// passed), stops the consumers and returns what they read, the groups
+    /// added together.
     pub fn finish(
         mut self,
         produced: u64,
         drain: Duration,
     ) -> Option<Result<(ConsumeResults, Vec<ConsumePoint>), ConsumeError>> {
-        if self.thread.is_none() {
-            // The backlog was never built: read what there is anyway.
-            self.start_once();
-        }
-        let thread = self.thread.take()?;
+        // A backlog never built: read what there is anyway.
+        self.start_once();
         let deadline = Instant::now() + drain;
-        while self.read.load(Relaxed) < produced
+        while self.read_and_lag().0 < produced
             && Instant::now() < deadline
-            && !thread.is_finished()
+            && self
+                .groups
+                .iter()
+                .any(|g| g.thread.as_ref().is_some_and(|t| !t.is_finished()))
         {
             std::thread::sleep(Duration::from_millis(50));
         }
+        let (read, _) = self.read_and_lag();
         if let Some(w) = &mut self.backlog {
-            let read = self.read.load(Relaxed);
             w.check(produced.saturating_sub(read), read, false);
         }
         self.stop.store(true, Relaxed);
+        let mut outcomes = Vec::new();
+        for g in &mut self.groups {
+            let joined = g.thread.take()?.join().unwrap_or_else(|_| {
+                Err(ConsumeError::Setup("a consumers' thread panicked".into()))
+            });
+            match joined {
+                Ok(o) => outcomes.push(o),
+                Err(e) => return Some(Err(e)),
+            }
+        }
         let backlog = self.backlog.map(|w| w.result);
-        let joined = thread
-            .join()
-            .unwrap_or_else(|_| Err(ConsumeError::Setup("the consumers' thread panicked".into())));
-        Some(joined.map(|(o, points)| {
-            let mut results = ConsumeResults::from_outcome(&o);
+        Some(added(&outcomes).map(|(mut results, points)| {
             results.backlog = backlog;
             (results, points)
         }))
     }
+}
+
+/// One group's plan: its consumers on the run's CPUs, from the run's start.
+fn group_plan(run: &RunPlan, n: usize, group: usize, started: SystemTime) -> ConsumePlan {
+    let topic = run
+        .streams
+        .first()
+        .map_or_else(String::new, |s| s.topic.clone());
+    let mut plan = ConsumePlan::new(run.bootstrap.clone(), topic);
+    plan.cpus = (0..n.max(1))
+        .map(|i| run.cpus[(group * n + i) % run.cpus.len().max(1)])
+        .collect();
+    plan.client_id = format!("{}-consumer-{group}", run.client_id);
+    plan.security = run.security.clone();
+    plan.connect_timeout = run.connect_timeout;
+    plan.request_timeout = run.request_timeout;
+    plan.instance = run.instance;
+    plan.instances = run.instances;
+    let since = started.duration_since(UNIX_EPOCH).unwrap_or_default();
+    plan.from = StartFrom::Timestamp(since.as_millis() as i64);
+    plan.fetch = FetchLimits::default();
+    plan
+}
+
+/// The groups' results added (histograms exactly) and their seconds
+/// summed by index (a second's percentiles: the highest group's).
+fn added(
+    outcomes: &[(ConsumeOutcome, Vec<ConsumePoint>)],
+) -> Result<(ConsumeResults, Vec<ConsumePoint>), ConsumeError> {
+    let results: Vec<ConsumeResults> = outcomes
+        .iter()
+        .map(|(o, _)| ConsumeResults::from_outcome(o))
+        .collect();
+    let refs: Vec<&ConsumeResults> = results.iter().collect();
+    let mut merged = merge_consume(&refs).map_err(ConsumeError::Setup)?;
+    merged.groups = outcomes.len();
+    let len = outcomes.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
+    let points = (0..len)
+        .map(|i| {
+            let seconds: Vec<&ConsumePoint> =
+                outcomes.iter().filter_map(|(_, p)| p.get(i)).collect();
+            ConsumePoint::sum(&seconds)
+        })
+        .collect();
+    Ok((merged, points))
 }

@@ -164,6 +164,10 @@ pub struct ProduceArgs {
     /// and end-to-end latency (implies --e2e-header).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub consumers: usize,
+    /// With --consumers: this many independent groups of them, each reading
+    /// every record (OMB's subscriptions per topic).
+    #[arg(long, default_value_t = 1, value_name = "K", requires = "consumers")]
+    pub consumer_groups: usize,
     /// With --consumers: they hold back until this many payload bytes are
     /// produced and unread (OMB's consumerBacklogSizeGB), then drain the
     /// backlog while the run goes on; the report times the drain.
@@ -253,7 +257,7 @@ impl ProduceArgs {
         duration, acks, compression, compression_level, batch_size, linger, max_in_flight,
         schema_registry, seed, request_timeout, retries, delivery_timeout, idempotent,
         no_idempotent, on_error, drain_timeout, connect_timeout, client_id, report, timeline,
-        metrics_addr, verify, e2e_header, consumers, backlog, backlog_drain_ratio, quiet;
+        metrics_addr, verify, e2e_header, consumers, consumer_groups, backlog, backlog_drain_ratio, quiet;
         nested: workload, security, knobs
     );
 }
@@ -374,6 +378,7 @@ fn execute(args: &ProduceArgs, plan: RunPlan, sink: Option<SinkHandle>) -> Resul
         let m = metrics.as_ref().map(MetricsServer::consumers);
         let settings = ConsumerSettings {
             count: args.consumers,
+            groups: args.consumer_groups,
             backlog: args.backlog.map(|b| b as u64),
             drain_ratio: args.backlog_drain_ratio,
         };

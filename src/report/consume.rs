@@ -22,8 +22,12 @@ pub const CONSUME_SCHEMA: &str = "datastorm.consume/1";
 #[serde(default)]
 pub struct ConsumeResults {
     pub topic: String,
-    /// Consumer shards (one pinned executor each).
+    /// Consumer shards (one pinned executor each), over all groups.
     pub consumers: usize,
+    /// Independent groups, each reading every record (`--consumer-groups`,
+    /// OMB's subscriptions); 0 in a report of one group.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub groups: usize,
     #[schemars(range(min = 0.0))]
     pub elapsed_s: f64,
     /// Records walked (transaction markers excluded).
@@ -84,6 +88,10 @@ pub struct BacklogResult {
     pub drain_records_per_s: Option<f64>,
     /// Drained while the producers still ran (false: only after they stopped).
     pub drained_while_producing: bool,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// One partition at the end of the run.
@@ -202,6 +210,7 @@ impl ConsumeResults {
         ConsumeResults {
             topic: o.topic.clone(),
             consumers: o.shards.len(),
+            groups: 0,
             elapsed_s: o.elapsed.as_secs_f64(),
             records: t.records,
             bytes: t.bytes,
@@ -228,6 +237,30 @@ impl ConsumeResults {
 }
 
 impl ConsumePoint {
+    /// Seconds of several groups as one: counts and rates summed, each
+    /// percentile the highest (an upper bound: seconds keep no histogram).
+    pub fn sum(points: &[&ConsumePoint]) -> ConsumePoint {
+        let max = |f: fn(&ConsumePoint) -> u64| points.iter().map(|p| f(p)).max().unwrap_or(0);
+        ConsumePoint {
+            elapsed_s: points.iter().map(|p| p.elapsed_s).fold(0.0, f64::max),
+            records: points.iter().map(|p| p.records).sum(),
+            records_per_s: points.iter().map(|p| p.records_per_s).sum(),
+            mb_per_s: points.iter().map(|p| p.mb_per_s).sum(),
+            lag: points.iter().map(|p| p.lag).sum(),
+            e2e: Percentiles {
+                count: points.iter().map(|p| p.e2e.count).sum(),
+                p50: max(|p| p.e2e.p50),
+                p90: max(|p| p.e2e.p90),
+                p99: max(|p| p.e2e.p99),
+                p99_9: max(|p| p.e2e.p99_9),
+                p99_99: max(|p| p.e2e.p99_99),
+                max: max(|p| p.e2e.max),
+                ..Percentiles::default()
+            },
+            fetch_p99_us: max(|p| p.fetch_p99_us),
+        }
+    }
+
     pub fn from_progress(p: &ConsumeProgress) -> Self {
         let secs = p.interval.as_secs_f64().max(1e-9);
         ConsumePoint {
@@ -282,6 +315,8 @@ pub fn merge_consume(parts: &[&ConsumeResults]) -> Result<ConsumeResults, String
     Ok(ConsumeResults {
         topic: first.topic.clone(),
         consumers: parts.iter().map(|c| c.consumers).sum(),
+        // Instances split one group's partitions: as many groups as each.
+        groups: parts.iter().map(|c| c.groups).max().unwrap_or(0),
         elapsed_s: elapsed,
         records,
         bytes,

@@ -465,12 +465,17 @@ pub fn consume(c: &super::ConsumeResults) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "  consumed        {:>14} records  {:>12} records/s  {:>8.1} MB/s  ({} consumer{} of {}, {:.1} s)",
+        "  consumed        {:>14} records  {:>12} records/s  {:>8.1} MB/s  ({} consumer{}{} of {}, {:.1} s)",
         group(c.records),
         group(c.records_per_s as u64),
         c.mb_per_s,
         c.consumers,
         if c.consumers == 1 { "" } else { "s" },
+        if c.groups > 1 {
+            format!(" in {} groups", c.groups)
+        } else {
+            String::new()
+        },
         c.topic,
         c.elapsed_s
     );
