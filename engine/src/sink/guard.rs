@@ -208,7 +208,10 @@ pub(crate) fn fetch(body: &[u8], version: i16) -> R<()> {
             if version >= 12 {
                 c.skip(4)?; // last_fetched_epoch
             }
-            c.skip(8 + 4)?; // log_start_offset, partition_max_bytes
+            if version >= 5 {
+                c.skip(8)?; // log_start_offset
+            }
+            c.skip(4)?; // partition_max_bytes
             c.tagged_fields(flex)?;
         }
         c.tagged_fields(flex)?;

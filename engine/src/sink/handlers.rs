@@ -296,7 +296,7 @@ fn answer_control(
             guard::list_offsets(&buf, version).map_err(|e| req.bad_body(e.0))?;
             let decoded =
                 ListOffsetsRequest::decode(&mut buf, version).map_err(|e| req.bad_body(e))?;
-            let resp = list_offsets::handle(exec, decoded);
+            let resp = list_offsets::handle(exec, decoded, version);
             write_response(out, key, version, correlation_id, &resp)
         }
         ApiKey::FindCoordinator => {
@@ -464,7 +464,7 @@ fn produce_partition(
 
 /// The topic id as kafka-protocol's `Uuid` (the `uuid` crate's, which the
 /// sink cannot name without depending on it: built through `FromStr`).
-fn topic_uuid<T: std::str::FromStr>(id: &[u8; 16]) -> Result<T, FrameError> {
+pub(crate) fn topic_uuid<T: std::str::FromStr>(id: &[u8; 16]) -> Result<T, FrameError> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(32);
     for b in id {

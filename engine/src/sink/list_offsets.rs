@@ -27,13 +27,17 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub(crate) fn handle(exec: &ExecState, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub(crate) fn handle(
+    exec: &ExecState,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     bump(&exec.counters().list_offsets_requests, 1);
-    let topics = req.topics.iter().map(|t| topic(exec, t)).collect();
+    let topics = req.topics.iter().map(|t| topic(exec, t, version)).collect();
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-fn topic(exec: &ExecState, t: &ListOffsetsTopic) -> ListOffsetsTopicResponse {
+fn topic(exec: &ExecState, t: &ListOffsetsTopic, version: i16) -> ListOffsetsTopicResponse {
     let entry = exec.shared.registry.get(&t.name.0);
     let synthetic = entry
         .as_ref()
@@ -44,7 +48,8 @@ fn topic(exec: &ExecState, t: &ListOffsetsTopic) -> ListOffsetsTopicResponse {
         .map(|p| {
             let resp = ListOffsetsPartitionResponse::default()
                 .with_partition_index(p.partition_index)
-                .with_leader_epoch(0);
+                // The field exists from v4 (an error to set before).
+                .with_leader_epoch(if version >= 4 { 0 } else { -1 });
             let Some(log) = entry.as_ref().and_then(|e| e.log(p.partition_index)) else {
                 return resp
                     .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION)
