@@ -203,7 +203,8 @@ impl PartitionLog {
         };
         for b in g.batches.range(g.find(offset)..) {
             let fits = read.bytes + b.bytes.len() <= budget;
-            if !fits && !(min_one && read.parts.is_empty()) {
+            let first_anyway = min_one && read.parts.is_empty();
+            if !(fits || first_anyway) {
                 break;
             }
             read.bytes += b.bytes.len();
