@@ -431,3 +431,69 @@ fn only_named_topics_are_synthetic_when_asked() {
     assert!(decode(only(&resp)).is_empty());
     sink.stop();
 }
+
+/// Connections each executor has accepted so far.
+fn per_executor(sink: &SinkHandle) -> Vec<u64> {
+    use std::sync::atomic::Ordering::Relaxed;
+    sink.shared
+        .counters
+        .iter()
+        .map(|c| c.connections.load(Relaxed))
+        .collect()
+}
+
+/// A produce on one executor wakes a fetch waiting on another (glommio
+/// queues the waker to the other executor's thread).
+#[test]
+fn a_produce_on_another_executor_wakes_a_long_poll() {
+    let sink = SinkHandle::start(SinkConfig {
+        cpus: vec![0, 1],
+        ..config()
+    })
+    .expect("2-cpu sink starts");
+    let mut consumer = Client::connect(sink.local_addr());
+    let id = topic_id(&mut consumer, "across");
+    let counts = per_executor(&sink);
+    let consumer_exec = counts.iter().position(|&n| n == 1).expect("one executor");
+    // Connect until a connection lands on the other executor (the kernel
+    // spreads them by a hash of the address pair).
+    let mut producer = None;
+    for _ in 0..64 {
+        let mut c = Client::connect(sink.local_addr());
+        let _: MetadataResponse = c.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+        let now = per_executor(&sink);
+        if now[1 - consumer_exec] > counts[1 - consumer_exec] {
+            producer = Some(c);
+            break;
+        }
+    }
+    let mut producer = producer.expect("a connection on the other executor");
+    // Produced to: a kept topic (not synthetic), offset 1 is its end.
+    produce(
+        &mut consumer,
+        "across",
+        0,
+        batch(0, 1, 0, Compression::None),
+    );
+    let started = Instant::now();
+    consumer.send(
+        ApiKey::Fetch,
+        12,
+        &fetch_request("across", id, 0, 1).with_max_wait_ms(4_000),
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    produce(
+        &mut producer,
+        "across",
+        0,
+        batch(0, 4, 0, Compression::None),
+    );
+    let (_, resp) = consumer.recv::<FetchResponse>(ApiKey::Fetch, 12);
+    let waited = started.elapsed();
+    assert_eq!(decode(only(&resp)).len(), 4);
+    assert!(
+        waited < Duration::from_millis(3_000),
+        "not woken: {waited:?}"
+    );
+    sink.stop();
+}
