@@ -40,7 +40,10 @@ struct KeptBatch {
     /// One past its last offset.
     end: i64,
     max_timestamp: i64,
-    bytes: Bytes,
+    /// The buffer of the Produce it came in (shared by its batches).
+    chunk: Bytes,
+    start: usize,
+    len: usize,
 }
 
 #[derive(Debug, Default)]
@@ -103,8 +106,10 @@ impl Staged {
 /// What a read found.
 #[derive(Debug, Default)]
 pub(crate) struct LogRead {
-    /// The batches, whole, from the one holding the fetch offset.
-    pub parts: Vec<Bytes>,
+    /// The batches, whole, from the one holding the fetch offset, as
+    /// ranges of their Produce buffers (adjacent batches of one buffer
+    /// make one range).
+    pub parts: Vec<(Bytes, usize, usize)>,
     pub bytes: usize,
     pub records: u64,
     pub high_watermark: i64,
@@ -158,7 +163,9 @@ impl PartitionLog {
                 base: offset,
                 end: offset + offsets,
                 max_timestamp,
-                bytes: chunk.slice(start..start + len),
+                chunk: chunk.clone(),
+                start,
+                len,
             });
             g.kept_bytes += len;
             offset += offsets;
@@ -168,7 +175,7 @@ impl PartitionLog {
             let Some(old) = g.batches.pop_front() else {
                 break;
             };
-            g.kept_bytes -= old.bytes.len();
+            g.kept_bytes -= old.len;
         }
         (base, g.log_start())
     }
@@ -202,14 +209,19 @@ impl PartitionLog {
             ..LogRead::default()
         };
         for b in g.batches.range(g.find(offset)..) {
-            let fits = read.bytes + b.bytes.len() <= budget;
+            let fits = read.bytes + b.len <= budget;
             let first_anyway = min_one && read.parts.is_empty();
             if !(fits || first_anyway) {
                 break;
             }
-            read.bytes += b.bytes.len();
+            read.bytes += b.len;
             read.records += (b.end - b.base) as u64;
-            read.parts.push(b.bytes.clone());
+            match read.parts.last_mut() {
+                Some((chunk, _, end)) if chunk.as_ptr() == b.chunk.as_ptr() && *end == b.start => {
+                    *end += b.len;
+                }
+                _ => read.parts.push((b.chunk.clone(), b.start, b.start + b.len)),
+            }
         }
         Ok(read)
     }
@@ -239,15 +251,15 @@ impl PartitionLog {
 }
 
 /// Joins a read's batches into the one `records` field of a Fetch
-/// partition: no copy when they are one slice already.
-pub(crate) fn join(parts: Vec<Bytes>, bytes: usize) -> Bytes {
-    match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.into_iter().next().unwrap_or_default(),
+/// partition: no copy when they are one range of one buffer.
+pub(crate) fn join(parts: Vec<(Bytes, usize, usize)>, bytes: usize) -> Bytes {
+    match parts.as_slice() {
+        [] => Bytes::new(),
+        [(chunk, start, end)] => chunk.slice(*start..*end),
         _ => {
             let mut out = BytesMut::with_capacity(bytes);
-            for p in parts {
-                out.extend_from_slice(&p);
+            for (chunk, start, end) in &parts {
+                out.extend_from_slice(&chunk[*start..*end]);
             }
             out.freeze()
         }

@@ -164,6 +164,26 @@ fn produced_records_are_fetched_back_with_their_offsets() {
 }
 
 #[test]
+fn batches_of_one_produce_request_get_consecutive_offsets() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    let id = topic_id(&mut c, "multi");
+    produce(&mut c, "multi", 0, batch(0, 2, 0, Compression::None));
+    let mut two = BytesMut::new();
+    two.extend_from_slice(&batch(2, 3, 0, Compression::Lz4));
+    two.extend_from_slice(&batch(5, 4, 0, Compression::None));
+    assert_eq!(produce(&mut c, "multi", 0, two.freeze()), (2, 0));
+    // From inside the first batch of the request: both of its batches (one
+    // range of its buffer), offsets 2..9.
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &fetch_request("multi", id, 0, 3));
+    let records = decode(only(&resp));
+    let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (2..9).collect::<Vec<_>>());
+    assert_eq!(value(&records[6]), val(8));
+    sink.stop();
+}
+
+#[test]
 fn byte_limits_cut_at_whole_batches_but_always_return_one() {
     let sink = start();
     let mut c = Client::connect(sink.local_addr());
