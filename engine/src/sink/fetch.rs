@@ -3,11 +3,7 @@
 //! long poll (min_bytes, max_wait) that the connection task awaits
 //! (`server::long_poll`).
 //!
-//! Sessions (KIP-227): the sink creates none. It answers every full fetch
-//! (session id 0, epoch -1 or 0) with session id 0, which tells the client
-//! that no session was made, so each request names all its partitions;
-//! a request naming a session gets FETCH_SESSION_ID_NOT_FOUND, as from a
-//! broker that evicted it.
+//! Sessions (KIP-227) are in `session`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,13 +18,10 @@ use super::handlers::{write_response, FrameError};
 use super::log::{self, OutOfRange};
 use super::registry::TopicEntry;
 use super::server::{ExecState, LocalTopic};
+use super::session::SessionUse;
 use super::stats::bump;
 use crate::wire::codes as code;
 
-/// Kafka's FETCH_SESSION_ID_NOT_FOUND.
-const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
-/// Kafka's INVALID_FETCH_SESSION_EPOCH.
-const INVALID_FETCH_SESSION_EPOCH: i16 = 71;
 /// Longest long poll the sink honours (a client asking more gets this).
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
@@ -40,26 +33,25 @@ pub(crate) struct ParkedFetch {
     pub correlation_id: i32,
     /// When max_wait runs out.
     pub deadline: Instant,
+    pub session: SessionUse,
 }
 
 impl ParkedFetch {
-    pub(crate) fn new(req: FetchRequest, version: i16, correlation_id: i32, now: Instant) -> Self {
+    pub(crate) fn new(
+        req: FetchRequest,
+        version: i16,
+        correlation_id: i32,
+        now: Instant,
+        session: SessionUse,
+    ) -> Self {
         let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
         ParkedFetch {
             req,
             version,
             correlation_id,
             deadline: now + wait.min(MAX_WAIT),
+            session,
         }
-    }
-}
-
-/// A session error for the whole request, if any.
-fn session_error(req: &FetchRequest) -> Option<i16> {
-    match (req.session_id, req.session_epoch) {
-        (0, -1 | 0) => None,
-        (0, _) => Some(INVALID_FETCH_SESSION_EPOCH),
-        _ => Some(FETCH_SESSION_ID_NOT_FOUND),
     }
 }
 
@@ -73,12 +65,6 @@ pub(crate) fn try_answer(
 ) -> Result<bool, FrameError> {
     let req = &parked.req;
     let (key, version) = (kafka_protocol::messages::ApiKey::Fetch, parked.version);
-    if let Some(error_code) = session_error(req) {
-        let resp = FetchResponse::default().with_error_code(error_code);
-        write_response(out, key, version, parked.correlation_id, &resp)?;
-        bump(&exec.counters().fetch_requests, 1);
-        return Ok(true);
-    }
     let mut topics = exec.topics.borrow_mut();
     let mut collect = Collect {
         exec,
@@ -99,9 +85,16 @@ pub(crate) fn try_answer(
     if !(last || enough || collect.error || req.max_wait_ms <= 0 || req.topics.is_empty()) {
         return Ok(false);
     }
+    let mut responses = responses;
+    if let SessionUse::Full(id) | SessionUse::Incremental(id) = parked.session {
+        let incremental = matches!(parked.session, SessionUse::Incremental(_));
+        exec.sessions
+            .borrow_mut()
+            .filter(id, incremental, version, &req.topics, &mut responses);
+    }
     let resp = FetchResponse::default()
         .with_error_code(code::NONE)
-        .with_session_id(0)
+        .with_session_id(parked.session.id())
         .with_responses(responses);
     write_response(out, key, version, parked.correlation_id, &resp)?;
     let c = exec.counters();
@@ -277,4 +270,19 @@ fn resolve(
     let entry = exec.shared.registry.get(name)?;
     topics.insert(Box::from(name), LocalTopic::new(Arc::clone(&entry)));
     Some(entry)
+}
+
+/// Answers a Fetch whose session fields were refused.
+pub(crate) fn answer_session_error(
+    exec: &ExecState,
+    version: i16,
+    correlation_id: i32,
+    error_code: i16,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let resp = FetchResponse::default().with_error_code(error_code);
+    let key = kafka_protocol::messages::ApiKey::Fetch;
+    write_response(out, key, version, correlation_id, &resp)?;
+    bump(&exec.counters().fetch_requests, 1);
+    Ok(())
 }

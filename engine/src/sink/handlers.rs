@@ -240,9 +240,21 @@ fn answer_fetch(
     read_at: Option<Instant>,
 ) -> Result<Reply, FrameError> {
     guard::fetch(&buf, req.version).map_err(|e| req.bad_body(e.0))?;
-    let decoded = FetchRequest::decode(&mut buf, req.version).map_err(|e| req.bad_body(e))?;
+    let mut decoded = FetchRequest::decode(&mut buf, req.version).map_err(|e| req.bad_body(e))?;
     let now = read_at.unwrap_or_else(Instant::now);
-    let parked = ParkedFetch::new(decoded, req.version, req.correlation_id, now);
+    let applied = exec
+        .sessions
+        .borrow_mut()
+        .apply(&mut decoded, req.version, now);
+    let session = match applied {
+        Ok(session) => session,
+        Err(error_code) => {
+            let (v, id) = (req.version, req.correlation_id);
+            fetch::answer_session_error(exec, v, id, error_code, out)?;
+            return Ok(Reply::Control);
+        }
+    };
+    let parked = ParkedFetch::new(decoded, req.version, req.correlation_id, now, session);
     if fetch::try_answer(exec, &parked, false, out)? {
         Ok(Reply::Control)
     } else {

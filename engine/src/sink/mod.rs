@@ -35,6 +35,7 @@ mod log;
 mod pace;
 mod registry;
 mod server;
+mod session;
 mod stall;
 mod stats;
 mod synthetic;

@@ -19,6 +19,7 @@ use super::fetch::{self, ParkedFetch};
 use super::handlers::{self, ConnInfo, FrameError, Reply, FIRST_PRODUCER_ID};
 use super::pace::Pacing;
 use super::registry::{Registry, TopicEntry};
+use super::session::Sessions;
 use super::stall::StallWindow;
 use super::stats::{bump, ExecCounters};
 use super::synthetic::Synthetic;
@@ -145,6 +146,8 @@ pub(crate) struct ExecState {
     pub shared: Arc<Shared>,
     index: usize,
     pub topics: RefCell<HashMap<Box<str>, LocalTopic>>,
+    /// This executor's fetch sessions.
+    pub sessions: RefCell<Sessions>,
     /// Topics Fetch v13+ named by id, by id.
     pub topic_ids: RefCell<HashMap<[u8; 16], Arc<TopicEntry>>>,
     /// Open connections' sockets, so that stop can shut them down.
@@ -218,6 +221,7 @@ pub(crate) fn run_executor(
             index,
             topics: RefCell::new(HashMap::new()),
             topic_ids: RefCell::new(HashMap::new()),
+            sessions: RefCell::new(Sessions::new(index)),
             conns: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             stopping: Cell::new(false),

@@ -517,3 +517,96 @@ fn a_produce_on_another_executor_wakes_a_long_poll() {
     );
     sink.stop();
 }
+
+/// A Fetch naming `partitions` ((partition, offset)) of `topic`, in session
+/// `id` at `epoch`, forgetting `forget`.
+fn session_fetch(
+    topic: &str,
+    partitions: &[(i32, i64)],
+    id: i32,
+    epoch: i32,
+    forget: &[i32],
+) -> FetchRequest {
+    use kafka_protocol::messages::fetch_request::ForgottenTopic;
+    let mut req = fetch_request(topic, [0; 16], 0, 0)
+        .with_session_id(id)
+        .with_session_epoch(epoch);
+    req.topics[0].partitions = partitions
+        .iter()
+        .map(|&(p, offset)| {
+            FetchPartition::default()
+                .with_partition(p)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)
+        })
+        .collect();
+    if partitions.is_empty() {
+        req.topics.clear();
+    }
+    if !forget.is_empty() {
+        req.forgotten_topics_data = vec![ForgottenTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(forget.to_vec())];
+    }
+    req
+}
+
+/// (partition, records) of every partition in a response.
+fn answered(resp: &FetchResponse) -> Vec<(i32, usize)> {
+    assert_eq!(resp.error_code, code::NONE);
+    resp.responses
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| (p.partition_index, decode(p).len()))
+        .collect()
+}
+
+#[test]
+fn fetch_sessions_answer_only_what_changed() {
+    let sink = start();
+    let mut c = Client::connect(sink.local_addr());
+    topic_id(&mut c, "sess");
+    produce(&mut c, "sess", 0, batch(0, 5, 0, Compression::None));
+    // Epoch 0 opens a session: a full answer.
+    let resp: FetchResponse = c.call(
+        ApiKey::Fetch,
+        12,
+        &session_fetch("sess", &[(0, 0), (1, 0)], 0, 0, &[]),
+    );
+    let id = resp.session_id;
+    assert!(id > 0, "a session id");
+    assert_eq!(answered(&resp), [(0, 5), (1, 0)]);
+    // Partition 0 moves on; nothing changed anywhere: an empty answer.
+    let resp: FetchResponse = c.call(
+        ApiKey::Fetch,
+        12,
+        &session_fetch("sess", &[(0, 5)], id, 1, &[]),
+    );
+    assert_eq!((resp.session_id, answered(&resp)), (id, vec![]));
+    // New records on partition 1: only it is answered.
+    produce(&mut c, "sess", 1, batch(0, 3, 0, Compression::None));
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &session_fetch("sess", &[], id, 2, &[]));
+    assert_eq!(answered(&resp), [(1, 3)]);
+    // Forgotten partitions are not fetched any more.
+    let resp: FetchResponse = c.call(
+        ApiKey::Fetch,
+        12,
+        &session_fetch("sess", &[(1, 3)], id, 3, &[1]),
+    );
+    assert_eq!(answered(&resp), []);
+    produce(&mut c, "sess", 1, batch(3, 2, 0, Compression::None));
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &session_fetch("sess", &[], id, 4, &[]));
+    assert_eq!(answered(&resp), []);
+    // A wrong epoch; then epoch -1 closes the session.
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &session_fetch("sess", &[], id, 9, &[]));
+    assert_eq!(resp.error_code, 71, "INVALID_FETCH_SESSION_EPOCH");
+    let resp: FetchResponse = c.call(
+        ApiKey::Fetch,
+        12,
+        &session_fetch("sess", &[(1, 3)], id, -1, &[]),
+    );
+    assert_eq!((resp.session_id, answered(&resp)), (0, vec![(1, 2)]));
+    let resp: FetchResponse = c.call(ApiKey::Fetch, 12, &session_fetch("sess", &[], id, 5, &[]));
+    assert_eq!(resp.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+    sink.stop();
+}
