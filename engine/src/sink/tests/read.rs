@@ -610,3 +610,48 @@ fn fetch_sessions_answer_only_what_changed() {
     assert_eq!(resp.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
     sink.stop();
 }
+
+/// The structural guard accepts every valid Fetch and ListOffsets body,
+/// refuses an array length the body cannot hold, and never panics on a
+/// truncated one.
+#[test]
+fn fetch_and_list_offsets_guards_follow_every_version() {
+    use crate::sink::guard;
+    use kafka_protocol::protocol::Encodable;
+    let fetch = session_fetch("guarded", &[(0, 1), (1, 2)], 0, -1, &[3]).with_rack_id("r".into());
+    for version in 4..=18i16 {
+        let mut body = BytesMut::new();
+        let mut req = fetch.clone();
+        if version < 7 {
+            req.forgotten_topics_data.clear();
+        }
+        if version < 11 {
+            req.rack_id = Default::default();
+        }
+        req.encode(&mut body, version).expect("encode");
+        assert_eq!(guard::fetch(&body, version), Ok(()), "Fetch v{version}");
+        for cut in 0..body.len() {
+            let _ = guard::fetch(&body[..cut], version);
+        }
+    }
+    let list = ListOffsetsRequest::default().with_topics(vec![ListOffsetsTopic::default()
+        .with_name(topic_name("guarded"))
+        .with_partitions(vec![ListOffsetsPartition::default(); 2])]);
+    for version in 1..=10i16 {
+        let mut body = BytesMut::new();
+        list.encode(&mut body, version).expect("encode");
+        assert_eq!(
+            guard::list_offsets(&body, version),
+            Ok(()),
+            "ListOffsets v{version}"
+        );
+        for cut in 0..body.len() {
+            let _ = guard::list_offsets(&body[..cut], version);
+        }
+    }
+    // Fetch v4 claiming 2^31-1 topics in a 30-byte body.
+    let mut huge = vec![0u8; 17];
+    huge.extend_from_slice(&i32::MAX.to_be_bytes());
+    huge.extend_from_slice(&[0; 9]);
+    assert!(guard::fetch(&huge, 4).is_err());
+}
