@@ -611,6 +611,9 @@ async fn long_poll(
         let now = Instant::now();
         let last = now >= parked.deadline || state.stopping.get() || state.shared.stopping();
         if fetch::try_answer(state, parked, last, out)? {
+            // An answer made as a stall begins waits for its end, like
+            // every other response.
+            sit_out_stall(state).await;
             return Ok(());
         }
         let left = parked

@@ -655,3 +655,42 @@ fn fetch_and_list_offsets_guards_follow_every_version() {
     huge.extend_from_slice(&[0; 9]);
     assert!(guard::fetch(&huge, 4).is_err());
 }
+
+/// With held Produce responses (ack delay), a long poll still waits, is
+/// woken by a produce, and responses stay in request order.
+#[test]
+fn a_long_poll_on_a_paced_sink() {
+    let sink = SinkHandle::start(SinkConfig {
+        ack_delay: Duration::from_millis(50),
+        ..config()
+    })
+    .expect("sink starts");
+    let mut consumer = Client::connect(sink.local_addr());
+    let mut producer = Client::connect(sink.local_addr());
+    let id = topic_id(&mut producer, "paced");
+    produce(&mut producer, "paced", 0, batch(0, 1, 0, Compression::None));
+    // A held Produce response, then a fetch behind it on one connection.
+    let p = consumer.send(
+        ApiKey::Produce,
+        9,
+        &produce_request("paced", 0, batch(1, 1, 0, Compression::None), 1),
+    );
+    let f = consumer.send(
+        ApiKey::Fetch,
+        12,
+        &fetch_request("paced", id, 0, 2).with_max_wait_ms(4_000),
+    );
+    let started = Instant::now();
+    assert_eq!(consumer.recv::<ProduceResponse>(ApiKey::Produce, 9).0, p);
+    std::thread::sleep(Duration::from_millis(200));
+    produce(&mut producer, "paced", 0, batch(2, 2, 0, Compression::None));
+    let (got, resp) = consumer.recv::<FetchResponse>(ApiKey::Fetch, 12);
+    assert_eq!(got, f);
+    assert_eq!(decode(only(&resp)).len(), 2);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_millis(3_000),
+        "{waited:?}"
+    );
+    sink.stop();
+}
