@@ -245,3 +245,49 @@ fn fetch_summary(stats: &datastorm_engine::sink::SinkStats, elapsed: Duration) -
         stats.fetch_bytes as f64 / 1e6 / secs,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sink: SinkArgs,
+    }
+
+    fn parse(args: &[&str]) -> SinkArgs {
+        let argv = std::iter::once("sink").chain(args.iter().copied());
+        Cli::try_parse_from(argv).expect("flags parse").sink
+    }
+
+    #[test]
+    fn read_side_flags_default_and_parse() {
+        let args = parse(&[]);
+        assert_eq!(args.keep_per_partition, 16 << 20);
+        assert_eq!(synthetic(&args), Ok(SyntheticConfig::default()));
+        let args = parse(&[
+            "--keep-per-partition",
+            "64MiB",
+            "--synthetic-topics",
+            "a, b",
+            "--synthetic-record-size",
+            "1k",
+            "--synthetic-records-per-batch",
+            "10",
+            "--synthetic-compression",
+            "zstd",
+        ]);
+        assert_eq!(args.keep_per_partition, 64 << 20);
+        let s = synthetic(&args).expect("valid");
+        assert_eq!(
+            s.topics,
+            SyntheticTopics::Only(vec!["a".into(), "b".into()])
+        );
+        assert_eq!((s.record_size, s.records_per_batch), (1024, 10));
+        assert_eq!(s.compression.name(), "zstd");
+        let none = synthetic(&parse(&["--synthetic-topics", "none"])).expect("valid");
+        assert_eq!(none.topics, SyntheticTopics::Only(Vec::new()));
+    }
+}
