@@ -10,6 +10,8 @@
 //! `i * records_per_batch ..`. The high watermark a fetch reports is always
 //! ahead of what it served.
 
+use std::cell::RefCell;
+
 use bytes::{Bytes, BytesMut};
 
 use crate::arena::WriteBuf;
@@ -76,6 +78,44 @@ impl SyntheticConfig {
     }
 }
 
+/// Recent synthetic reads of this thread (a sink executor), by first
+/// batch and count: every partition holds the same synthetic batches at the
+/// same offsets, so a consumer reading its partitions in step asks for the
+/// same bytes again and again, and gets them without a copy.
+struct Recent {
+    entries: Vec<(i64, usize, Bytes)>,
+    next: usize,
+}
+
+/// Recent reads kept per executor.
+const RECENT_READS: usize = 8;
+
+impl Recent {
+    fn get(&mut self, first: i64, count: usize, make: impl FnOnce() -> Bytes) -> Bytes {
+        if let Some((_, _, b)) = self
+            .entries
+            .iter()
+            .find(|(f, c, _)| *f == first && *c == count)
+        {
+            return b.clone();
+        }
+        let bytes = make();
+        if self.entries.len() < RECENT_READS {
+            self.entries.push((first, count, bytes.clone()));
+        } else {
+            self.entries[self.next] = (first, count, bytes.clone());
+            self.next = (self.next + 1) % RECENT_READS;
+        }
+        bytes
+    }
+}
+
+thread_local! {
+    static RECENT: RefCell<Recent> = const {
+        RefCell::new(Recent { entries: Vec::new(), next: 0 })
+    };
+}
+
 /// The synthetic batch, built once.
 #[derive(Debug)]
 pub(crate) struct Synthetic {
@@ -139,6 +179,22 @@ impl Synthetic {
             count = 1;
         }
         let first = offset / self.records_per_batch;
+        let served_end = first.saturating_add(count as i64);
+        SyntheticRead {
+            records: RECENT.with(|r| {
+                r.borrow_mut()
+                    .get(first, count, || self.copies(first, count))
+            }),
+            record_count: count as u64 * self.records_per_batch as u64,
+            high_watermark: served_end
+                .saturating_add(AHEAD_BATCHES)
+                .saturating_mul(self.records_per_batch),
+        }
+    }
+
+    /// `count` copies of the batch, the first holding batch `first`.
+    fn copies(&self, first: i64, count: usize) -> Bytes {
+        let len = self.batch.len();
         let mut out = BytesMut::with_capacity(count * len);
         for i in 0..count as i64 {
             let base = first
@@ -148,14 +204,7 @@ impl Synthetic {
             out.extend_from_slice(&self.batch);
             out[at..at + 8].copy_from_slice(&base.to_be_bytes());
         }
-        let served_end = first.saturating_add(count as i64);
-        SyntheticRead {
-            records: out.freeze(),
-            record_count: count as u64 * self.records_per_batch as u64,
-            high_watermark: served_end
-                .saturating_add(AHEAD_BATCHES)
-                .saturating_mul(self.records_per_batch),
-        }
+        out.freeze()
     }
 
     /// Whether `topic` is synthetic whatever is produced to it (named by
