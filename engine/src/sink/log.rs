@@ -16,6 +16,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
 
+use super::batch::BATCH_HEADER_LEN;
+
 /// Header fields of a v2 batch, by byte position.
 const LAST_OFFSET_DELTA_AT: usize = 23;
 const MAX_TIMESTAMP_AT: usize = 35;
@@ -89,7 +91,7 @@ impl Staged {
         while at + LOG_OVERHEAD <= records.len() {
             let b = &records[at..];
             let len = usize::try_from(be_i32(b, BATCH_LENGTH_AT)).unwrap_or(0) + LOG_OVERHEAD;
-            if len < 61 || len > b.len() {
+            if len < BATCH_HEADER_LEN || len > b.len() {
                 break;
             }
             let offsets = i64::from(be_i32(b, LAST_OFFSET_DELTA_AT)) + 1;
