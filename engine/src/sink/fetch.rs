@@ -55,14 +55,24 @@ impl ParkedFetch {
     }
 }
 
+/// What `try_answer` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// The response is in `out`.
+    Sent,
+    /// Not enough data yet; more becomes visible at this instant, if known
+    /// (batches whose Produce is still held by the ack delay).
+    Wait(Option<Instant>),
+}
+
 /// Answers `parked` into `out` if it has enough data, an error, or `last`
-/// (max_wait is over or the sink stops); returns whether it answered.
+/// (max_wait is over or the sink stops).
 pub(crate) fn try_answer(
     exec: &ExecState,
     parked: &ParkedFetch,
     last: bool,
     out: &mut Vec<u8>,
-) -> Result<bool, FrameError> {
+) -> Result<Answer, FrameError> {
     let req = &parked.req;
     let (key, version) = (kafka_protocol::messages::ApiKey::Fetch, parked.version);
     let mut topics = exec.topics.borrow_mut();
@@ -70,6 +80,8 @@ pub(crate) fn try_answer(
         exec,
         max_bytes: usize::try_from(req.max_bytes).unwrap_or(0),
         read_committed: req.isolation_level == 1,
+        now: Instant::now(),
+        next_visible: None,
         bytes: 0,
         records: 0,
         error: false,
@@ -83,7 +95,7 @@ pub(crate) fn try_answer(
     }
     let enough = collect.bytes >= usize::try_from(req.min_bytes).unwrap_or(0);
     if !(last || enough || collect.error || req.max_wait_ms <= 0 || req.topics.is_empty()) {
-        return Ok(false);
+        return Ok(Answer::Wait(collect.next_visible));
     }
     let mut responses = responses;
     if let SessionUse::Full(id) | SessionUse::Incremental(id) = parked.session {
@@ -107,7 +119,7 @@ pub(crate) fn try_answer(
             local.stats.fetch_bytes += bytes;
         }
     }
-    Ok(true)
+    Ok(Answer::Sent)
 }
 
 /// One response being assembled: what it holds so far.
@@ -115,6 +127,9 @@ struct Collect<'a> {
     exec: &'a ExecState,
     max_bytes: usize,
     read_committed: bool,
+    now: Instant,
+    /// The earliest instant a batch not yet visible becomes visible.
+    next_visible: Option<Instant>,
     bytes: usize,
     records: u64,
     error: bool,
@@ -195,13 +210,18 @@ impl Collect<'_> {
                 .read(p.fetch_offset, budget, min_one);
             (read.records, read.record_count, read.high_watermark, 0)
         } else {
-            match log.read(p.fetch_offset, budget, min_one) {
-                Ok(read) => (
-                    log::join(read.parts, read.bytes),
-                    read.records,
-                    read.high_watermark,
-                    read.log_start,
-                ),
+            match log.read(p.fetch_offset, budget, min_one, self.now) {
+                Ok(read) => {
+                    if let Some(t) = read.next_visible {
+                        self.next_visible = Some(self.next_visible.map_or(t, |n| n.min(t)));
+                    }
+                    (
+                        log::join(read.parts, read.bytes),
+                        read.records,
+                        read.high_watermark,
+                        read.log_start,
+                    )
+                }
                 Err(OutOfRange {
                     high_watermark,
                     log_start,

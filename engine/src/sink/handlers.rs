@@ -19,7 +19,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
 
 use super::batch::{self, BatchError};
-use super::fetch::{self, ParkedFetch};
+use super::fetch::{self, Answer, ParkedFetch};
 use super::guard;
 use super::list_offsets;
 use super::log::Staged;
@@ -215,7 +215,12 @@ fn answer_produce(
     let produce = ProduceRequest::decode(&mut buf, version).map_err(|e| req.bad_body(e))?;
     bump(&exec.counters().produce_requests, 1);
     let acks = produce.acks;
-    let (mut resp, records) = handle_produce(exec, produce, version);
+    // Consumers see the records when the producer gets its ack (as with
+    // acks=all on a broker, where both wait for the high watermark).
+    let visible_at = read_at
+        .filter(|_| !exec.shared.ack_delay.is_zero())
+        .map(|t| t + exec.shared.ack_delay);
+    let (mut resp, records) = handle_produce(exec, produce, version, visible_at);
     if acks == 0 {
         return Ok(Reply::None);
     }
@@ -255,10 +260,9 @@ fn answer_fetch(
         }
     };
     let parked = ParkedFetch::new(decoded, req.version, req.correlation_id, now, session);
-    if fetch::try_answer(exec, &parked, false, out)? {
-        Ok(Reply::Control)
-    } else {
-        Ok(Reply::FetchWait(Box::new(parked)))
+    match fetch::try_answer(exec, &parked, false, out)? {
+        Answer::Sent => Ok(Reply::Control),
+        Answer::Wait(_) => Ok(Reply::FetchWait(Box::new(parked))),
     }
 }
 
@@ -368,7 +372,12 @@ pub(crate) fn api_versions_body(error_code: i16) -> ApiVersionsResponse {
 }
 
 /// The response and the number of records accepted.
-fn handle_produce(exec: &ExecState, req: ProduceRequest, version: i16) -> (ProduceResponse, u64) {
+fn handle_produce(
+    exec: &ExecState,
+    req: ProduceRequest,
+    version: i16,
+    visible_at: Option<Instant>,
+) -> (ProduceResponse, u64) {
     let acks = req.acks;
     let mut tally = ProduceTally::default();
     let mut responses = Vec::with_capacity(if acks == 0 { 0 } else { req.topic_data.len() });
@@ -397,7 +406,7 @@ fn handle_produce(exec: &ExecState, req: ProduceRequest, version: i16) -> (Produ
                 local.as_deref_mut(),
                 part.index,
                 part.records.as_deref(),
-                keeps.then_some(keep),
+                keeps.then_some((keep, visible_at)),
                 &mut tally,
             );
             if acks != 0 {
@@ -437,7 +446,7 @@ fn produce_partition(
     local: Option<&mut LocalTopic>,
     partition: i32,
     records: Option<&[u8]>,
-    keep: Option<usize>,
+    keep: Option<(usize, Option<Instant>)>,
     tally: &mut ProduceTally,
 ) -> (i16, i64, i64) {
     let Some(local) = local else {
@@ -464,7 +473,7 @@ fn produce_partition(
     };
     local.entry.mark_produced();
     let (base_offset, log_start) = match keep {
-        Some(keep) => log.append(Staged::copy(records), keep),
+        Some((keep, visible_at)) => log.append(Staged::copy(records), keep, visible_at),
         None => log.skip(scan.offsets),
     };
     local.stats.batches += scan.batches;

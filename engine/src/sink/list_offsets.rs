@@ -73,7 +73,7 @@ fn topic(exec: &ExecState, t: &ListOffsetsTopic, version: i16) -> ListOffsetsTop
 
 /// (timestamp, offset) for a query; (-1, -1) when nothing matches.
 fn lookup(log: &PartitionLog, query: i64) -> (i64, i64) {
-    let (log_start, high_watermark) = log.bounds();
+    let (log_start, high_watermark) = log.bounds(std::time::Instant::now());
     match query {
         LATEST => (-1, high_watermark),
         EARLIEST | EARLIEST_LOCAL => (-1, log_start),

@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
@@ -46,6 +47,9 @@ struct KeptBatch {
     chunk: Bytes,
     start: usize,
     len: usize,
+    /// When consumers may see it (its Produce is acknowledged); `None`: at
+    /// once.
+    visible_at: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +68,21 @@ impl LogInner {
     /// Index of the batch holding `offset` (or the first after it).
     fn find(&self, offset: i64) -> usize {
         self.batches.partition_point(|b| b.end <= offset)
+    }
+
+    /// How many batches consumers may see at `now`, and the high watermark
+    /// they see: batches become visible in append order, so those not yet
+    /// visible are a tail of the log.
+    fn visible(&self, now: Instant) -> (usize, i64) {
+        let shown = |b: &KeptBatch| b.visible_at.is_none_or(|t| t <= now);
+        match self.batches.back() {
+            None => (0, self.next_offset),
+            Some(last) if shown(last) => (self.batches.len(), self.next_offset),
+            Some(_) => {
+                let n = self.batches.partition_point(shown);
+                (n, self.batches[n].base)
+            }
+        }
     }
 }
 
@@ -116,9 +135,11 @@ pub(crate) struct LogRead {
     pub records: u64,
     pub high_watermark: i64,
     pub log_start: i64,
+    /// When the first batch not yet visible becomes visible.
+    pub next_visible: Option<Instant>,
 }
 
-/// A fetch offset outside `log_start..=high_watermark`.
+/// A fetch offset outside the log (below its start, past its end).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct OutOfRange {
     pub high_watermark: i64,
@@ -149,7 +170,12 @@ impl PartitionLog {
     /// Gives the staged batches their offsets (patched into each header's
     /// baseOffset, which the CRC does not cover), keeps them, and drops the
     /// oldest batches past `keep` bytes. Returns (base offset, log start).
-    pub(crate) fn append(&self, staged: Staged, keep: usize) -> (i64, i64) {
+    pub(crate) fn append(
+        &self,
+        staged: Staged,
+        keep: usize,
+        visible_at: Option<Instant>,
+    ) -> (i64, i64) {
         let Staged { mut chunk, spans } = staged;
         let mut g = self.lock();
         let base = g.next_offset;
@@ -168,6 +194,7 @@ impl PartitionLog {
                 chunk: chunk.clone(),
                 start,
                 len,
+                visible_at,
             });
             g.kept_bytes += len;
             offset += offsets;
@@ -182,10 +209,10 @@ impl PartitionLog {
         (base, g.log_start())
     }
 
-    /// (log start, high watermark).
-    pub(crate) fn bounds(&self) -> (i64, i64) {
+    /// (log start, high watermark) as consumers see them at `now`.
+    pub(crate) fn bounds(&self, now: Instant) -> (i64, i64) {
         let g = self.lock();
-        (g.log_start(), g.next_offset)
+        (g.log_start(), g.visible(now).1)
     }
 
     /// Whole batches from the one holding `offset`, up to `budget` bytes,
@@ -196,10 +223,14 @@ impl PartitionLog {
         offset: i64,
         budget: usize,
         min_one: bool,
+        now: Instant,
     ) -> Result<LogRead, OutOfRange> {
         let g = self.lock();
-        let (log_start, high_watermark) = (g.log_start(), g.next_offset);
-        if offset < log_start || offset > high_watermark {
+        let (shown, high_watermark) = g.visible(now);
+        let log_start = g.log_start();
+        // As Kafka: out of range past the log end, not past the high
+        // watermark (between them a fetch finds nothing yet).
+        if offset < log_start || offset > g.next_offset {
             return Err(OutOfRange {
                 high_watermark,
                 log_start,
@@ -208,9 +239,10 @@ impl PartitionLog {
         let mut read = LogRead {
             high_watermark,
             log_start,
+            next_visible: g.batches.get(shown).and_then(|b| b.visible_at),
             ..LogRead::default()
         };
-        for b in g.batches.range(g.find(offset)..) {
+        for b in g.batches.range(g.find(offset).min(shown)..shown) {
             let fits = read.bytes + b.len <= budget;
             let first_anyway = min_one && read.parts.is_empty();
             if !(fits || first_anyway) {

@@ -15,7 +15,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use super::fetch::{self, ParkedFetch};
+use super::fetch::{self, Answer, ParkedFetch};
 use super::handlers::{self, ConnInfo, FrameError, Reply, FIRST_PRODUCER_ID};
 use super::pace::Pacing;
 use super::registry::{Registry, TopicEntry};
@@ -610,16 +610,24 @@ async fn long_poll(
         wake::register(slot).await;
         let now = Instant::now();
         let last = now >= parked.deadline || state.stopping.get() || state.shared.stopping();
-        if fetch::try_answer(state, parked, last, out)? {
-            // An answer made as a stall begins waits for its end, like
-            // every other response.
-            sit_out_stall(state).await;
-            return Ok(());
-        }
-        let left = parked
+        let visible = match fetch::try_answer(state, parked, last, out)? {
+            Answer::Sent => {
+                // An answer made as a stall begins waits for its end, like
+                // every other response.
+                sit_out_stall(state).await;
+                return Ok(());
+            }
+            Answer::Wait(visible) => visible,
+        };
+        // Wake at max_wait, when held batches become visible, or at the
+        // stop poll, whichever is first.
+        let mut left = parked
             .deadline
             .saturating_duration_since(now)
             .min(STOP_POLL);
+        if let Some(t) = visible {
+            left = left.min(t.saturating_duration_since(now));
+        }
         futures_lite::future::or(Woken::default(), glommio::timer::sleep(left)).await;
     }
 }

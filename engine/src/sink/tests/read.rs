@@ -694,3 +694,47 @@ fn a_long_poll_on_a_paced_sink() {
     );
     sink.stop();
 }
+
+/// With an ack delay, consumers see records when their Produce is
+/// acknowledged, not before (as with acks=all on a broker): the high
+/// watermark stays put meanwhile, and a long poll is answered then.
+#[test]
+fn records_become_visible_when_their_produce_is_acknowledged() {
+    let sink = SinkHandle::start(SinkConfig {
+        ack_delay: Duration::from_millis(300),
+        ..config()
+    })
+    .expect("sink starts");
+    let mut consumer = Client::connect(sink.local_addr());
+    let mut producer = Client::connect(sink.local_addr());
+    let id = topic_id(&mut consumer, "held");
+    let started = Instant::now();
+    let p = producer.send(
+        ApiKey::Produce,
+        9,
+        &produce_request("held", 0, batch(0, 3, 0, Compression::None), 1),
+    );
+    // Wait until the sink has the batch (counted), then look: not visible.
+    super::wait_for(&sink, "the batch", |s| s.records == 3);
+    let resp: FetchResponse = consumer.call(ApiKey::Fetch, 12, &fetch_request("held", id, 0, 0));
+    if started.elapsed() < Duration::from_millis(250) {
+        assert_eq!(only(&resp).high_watermark, 0);
+        assert!(decode(only(&resp)).is_empty());
+        assert_eq!(list_offset(&mut consumer, "held", -1), (-1, 0));
+    }
+    let resp: FetchResponse = consumer.call(
+        ApiKey::Fetch,
+        12,
+        &fetch_request("held", id, 0, 0).with_max_wait_ms(4_000),
+    );
+    let seen = started.elapsed();
+    assert_eq!(decode(only(&resp)).len(), 3);
+    assert_eq!(only(&resp).high_watermark, 3);
+    assert!(seen >= Duration::from_millis(290), "visible after {seen:?}");
+    assert!(
+        seen < Duration::from_millis(3_000),
+        "visible after {seen:?}"
+    );
+    assert_eq!(producer.recv::<ProduceResponse>(ApiKey::Produce, 9).0, p);
+    sink.stop();
+}
