@@ -9,6 +9,7 @@ use crate::report::{
 use crate::{exit, render, units};
 use clap::{Args, ValueEnum};
 use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec};
+use datastorm_engine::sink::{SinkConfig, SinkHandle};
 use datastorm_engine::wire::fetch::Isolation;
 use datastorm_shards::consume::{run_consume, ConsumePlan, ConsumeProgress, StartFrom};
 use std::path::PathBuf;
@@ -16,8 +17,10 @@ use std::time::Duration;
 
 #[derive(Args)]
 pub struct ConsumeArgs {
-    /// Brokers to bootstrap from (host:port, comma-separated).
-    #[arg(long, short = 'b', value_delimiter = ',', required = true)]
+    /// Brokers to bootstrap from (host:port, comma-separated). None: read
+    /// synthetic records (100-byte LZ4) from an embedded sink broker on its
+    /// own core, for 10 s unless told otherwise: the consumer's ceiling.
+    #[arg(long, short = 'b', value_delimiter = ',')]
     pub bootstrap: Vec<String>,
     /// The topic to read.
     #[arg(long, short = 't', default_value = "datastorm")]
@@ -114,7 +117,7 @@ pub fn parse_from(s: &str) -> Result<StartFrom, String> {
 }
 
 pub fn main(args: ConsumeArgs) -> u8 {
-    let plan = match to_plan(&args) {
+    let (plan, sink) = match to_plan(&args) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("datastorm consume: {e}");
@@ -144,7 +147,8 @@ pub fn main(args: ConsumeArgs) -> u8 {
     let mut timeline = Vec::new();
     let quiet = args.quiet;
     let outcome = run_consume(plan.clone(), stop, |p| {
-        if !quiet {
+        // The last call may close an interval of a few milliseconds.
+        if !quiet && p.interval >= Duration::from_millis(200) {
             outln!("{}", status_line(p));
         }
         if let Some(m) = &feed {
@@ -155,6 +159,7 @@ pub fn main(args: ConsumeArgs) -> u8 {
     if let Some(m) = metrics {
         m.stop();
     }
+    let sink = sink.map(SinkHandle::stop);
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -164,6 +169,9 @@ pub fn main(args: ConsumeArgs) -> u8 {
     };
     let results = ConsumeResults::from_outcome(&outcome);
     outln!("{}", summary::consume(&results));
+    if let Some(s) = &sink {
+        outln!("{}", render::sink_summary(s, outcome.elapsed));
+    }
     let mut code = exit::OK;
     if let Some(f) = &outcome.failure {
         eprintln!("datastorm consume: the run failed: {f}");
@@ -226,7 +234,25 @@ fn sequences(o: &datastorm_shards::consume::ConsumeOutcome) -> u8 {
     }
 }
 
-fn to_plan(a: &ConsumeArgs) -> Result<ConsumePlan, String> {
+/// The embedded sink serving synthetic records, on the last allowed CPU
+/// when there is more than one.
+fn start_sink(allowed: &[usize]) -> Result<(SinkHandle, Option<usize>), String> {
+    let cpu = (allowed.len() > 1).then(|| allowed[allowed.len() - 1]);
+    let h = SinkHandle::start(SinkConfig {
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        cpus: cpu.into_iter().collect(),
+        ..SinkConfig::default()
+    })
+    .map_err(|e| e.to_string())?;
+    outln!(
+        "datastorm: no --bootstrap given: reading synthetic records from an embedded sink broker on {} ({})",
+        h.local_addr(),
+        cpu.map_or("sharing the only CPU".into(), |c| format!("pinned to CPU {c}"))
+    );
+    Ok((h, cpu))
+}
+
+fn to_plan(a: &ConsumeArgs) -> Result<(ConsumePlan, Option<SinkHandle>), String> {
     let spec = match (&a.cpus, a.cores) {
         (Some(list), _) => list.parse::<CpuSpec>().map_err(|e| e.to_string())?,
         (None, Some(n)) => CpuSpec::Count(n),
@@ -240,8 +266,19 @@ fn to_plan(a: &ConsumeArgs) -> Result<ConsumePlan, String> {
     }
     let int =
         |n: usize, flag: &str| i32::try_from(n).map_err(|_| format!("--{flag} {n} is over 2 GiB"));
-    let mut plan = ConsumePlan::new(a.bootstrap.clone(), a.topic.clone());
-    plan.cpus = resolve_cpus(&spec, &allowed_cpus(), &[]).map_err(|e| e.to_string())?;
+    let allowed = allowed_cpus();
+    let (bootstrap, sink, reserved) = if a.bootstrap.is_empty() {
+        let (h, cpu) = start_sink(&allowed)?;
+        (
+            vec![h.local_addr().to_string()],
+            Some(h),
+            cpu.into_iter().collect(),
+        )
+    } else {
+        (a.bootstrap.clone(), None, Vec::new())
+    };
+    let mut plan = ConsumePlan::new(bootstrap, a.topic.clone());
+    plan.cpus = resolve_cpus(&spec, &allowed, &reserved).map_err(|e| e.to_string())?;
     plan.client_id = a.client_id.clone();
     plan.security = a.security.to_config().map_err(|e| e.to_string())?;
     plan.connect_timeout = a.connect_timeout;
@@ -263,7 +300,11 @@ fn to_plan(a: &ConsumeArgs) -> Result<ConsumePlan, String> {
     plan.stop.count = a.count.map(|c| c as u64);
     plan.stop.duration = a.duration;
     plan.stop.until_end = a.until_end;
-    Ok(plan)
+    let endless = plan.stop.count.is_none() && plan.stop.duration.is_none() && !a.until_end;
+    if sink.is_some() && endless {
+        plan.stop.duration = Some(Duration::from_secs(10));
+    }
+    Ok((plan, sink))
 }
 
 /// One second of a consume run, for people.
