@@ -189,6 +189,7 @@ pub fn main(args: ConsumeArgs) -> u8 {
             .map(|d| d.as_millis() as u64),
         config: ConsumeConfig::from_plan(&plan),
         environment: Environment::of_host(outcome.shards.iter().map(|s| s.cpu)),
+        process_cpu: report::process_cpu(started_at, sink.is_some(), results.records),
         consume: results,
         timeline,
     };

@@ -118,6 +118,10 @@ pub struct ConsumeReport {
     #[serde(default)]
     pub environment: Environment,
     pub consume: ConsumeResults,
+    /// CPU time of the consuming process (with the embedded sink when one
+    /// ran in it); per million records read.
+    #[serde(default)]
+    pub process_cpu: Option<super::ProcessCpu>,
     pub timeline: Vec<ConsumePoint>,
 }
 

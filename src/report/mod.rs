@@ -23,7 +23,7 @@ pub mod schema;
 pub mod summary;
 mod v1;
 
-pub use build::{build, verified, Verification};
+pub use build::{build, process_cpu, verified, Verification};
 pub use config::{Acks, Config};
 pub use consume::{
     merge_consume, BacklogResult, ConsumeConfig, ConsumePoint, ConsumeReport, ConsumeResults,
