@@ -56,6 +56,9 @@ struct Cli {
 enum Command {
     /// Produce records to a topic and report throughput and latency.
     Produce(Box<cli::produce::ProduceArgs>),
+    /// Read a topic from one pinned executor per core: records/s, lag,
+    /// fetch and end-to-end latency (records stamped with --e2e-header).
+    Consume(Box<cli::consume::ConsumeArgs>),
     /// Run a Kafka-speaking blackhole broker that counts what it receives.
     Sink(cli::sink::SinkArgs),
     /// Print records generated from an Avro schema, as JSON lines.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Sink(args) => cli::sink::main(args),
         Command::Sample(args) => cli::sample::main(args),
         Command::Report(args) => cli::report::main(args),
+        Command::Consume(args) => cli::consume::main(*args),
         Command::Verify(args) => cli::verify::main(args),
         Command::Tune(args) => cli::tune::main(args),
         Command::Sweep(args) => cli::sweep::main(*args),

@@ -8,8 +8,10 @@
 //! duplicate the counters the engine already keeps.
 
 use datastorm_engine::metrics::{latency_histogram, Counters};
+use datastorm_shards::consume::{ConsumeCounts, ConsumeProgress};
 use datastorm_shards::run::Progress;
 use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -45,6 +47,42 @@ struct State {
     acked_rate: f64,
     elapsed_s: f64,
     warmup: bool,
+    /// Consumers (`consume`, `produce --consumers`) by group, once they
+    /// report.
+    consume: BTreeMap<usize, ConsumeState>,
+}
+
+#[derive(Default)]
+struct ConsumeState {
+    totals: ConsumeCounts,
+    e2e: Option<Histogram<u64>>,
+    rate: f64,
+}
+
+/// A handle a group of consumers updates the endpoint through.
+#[derive(Clone)]
+pub struct ConsumeMetrics {
+    state: Arc<Mutex<State>>,
+    group: usize,
+}
+
+impl ConsumeMetrics {
+    /// The handle of another group (their figures are added up).
+    pub fn for_group(&self, group: usize) -> ConsumeMetrics {
+        ConsumeMetrics {
+            state: self.state.clone(),
+            group,
+        }
+    }
+
+    /// Takes in one second of the consumers' progress.
+    pub fn update(&self, p: &ConsumeProgress) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let c = s.consume.entry(self.group).or_default();
+        c.totals = p.totals;
+        let _ = c.e2e.get_or_insert_with(latency_histogram).add(&p.e2e);
+        c.rate = p.delta.records as f64 / p.interval.as_secs_f64().max(1e-9);
+    }
 }
 
 /// The endpoint's shared state and its server thread.
@@ -112,6 +150,14 @@ impl MetricsServer {
         s.warmup = p.warmup;
     }
 
+    /// A handle for the consumers' figures.
+    pub fn consumers(&self) -> ConsumeMetrics {
+        ConsumeMetrics {
+            state: self.state.clone(),
+            group: 0,
+        }
+    }
+
     /// Stops serving.
     pub fn stop(mut self) {
         self.server.unblock();
@@ -127,8 +173,90 @@ fn render(s: &State, instance: u32) -> String {
     let l = format!("instance=\"{instance}\"");
     write_counters(&mut out, &l, &s.totals);
     write_gauges(&mut out, &l, s);
-    write_latency(&mut out, &l, s.latency.as_ref());
+    if s.latency.is_some() || s.consume.is_empty() {
+        write_latency(&mut out, &l, PRODUCE_LATENCY, s.latency.as_ref());
+    }
+    if !s.consume.is_empty() {
+        write_consume(&mut out, &l, &added(s.consume.values()));
+    }
     out
+}
+
+/// The producers' latency histogram: name and help.
+const PRODUCE_LATENCY: (&str, &str) = (
+    "datastorm_latency_seconds",
+    "Record latency, intended send time (or creation) to acknowledgement.",
+);
+
+/// The groups' figures added up (lag too: unread records of every group).
+fn added<'a>(groups: impl Iterator<Item = &'a ConsumeState>) -> ConsumeState {
+    let mut sum = ConsumeState::default();
+    for g in groups {
+        sum.totals = sum.totals.plus(&g.totals);
+        sum.rate += g.rate;
+        if let Some(h) = &g.e2e {
+            let _ = sum.e2e.get_or_insert_with(latency_histogram).add(h);
+        }
+    }
+    sum
+}
+
+/// What the consumers read, their lag and end-to-end latency.
+fn write_consume(out: &mut String, l: &str, c: &ConsumeState) {
+    let t = &c.totals;
+    let counters: [(&str, &str, u64); 5] = [
+        ("consumed_records", "Records consumers read.", t.records),
+        (
+            "consumed_bytes",
+            "Record batch bytes consumers read (as on the wire).",
+            t.bytes,
+        ),
+        (
+            "fetch_requests",
+            "Fetch requests written.",
+            t.fetch_requests,
+        ),
+        (
+            "consume_errors",
+            "Fetch error answers and connection failures.",
+            t.errors,
+        ),
+        (
+            "e2e_untimed_records",
+            "Records read without this host's ds-t stamp.",
+            t.records_untimed,
+        ),
+    ];
+    for (name, help, v) in counters {
+        let _ = writeln!(out, "# HELP datastorm_{name}_total {help}");
+        let _ = writeln!(out, "# TYPE datastorm_{name}_total counter");
+        let _ = writeln!(out, "datastorm_{name}_total{{{l}}} {v}");
+    }
+    for (name, help, v) in [
+        (
+            "consumer_lag_records",
+            "Records between the consumers' positions and the high watermarks.",
+            t.lag as f64,
+        ),
+        (
+            "consumed_records_per_second",
+            "Records read per second over the last second.",
+            c.rate,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP datastorm_{name} {help}");
+        let _ = writeln!(out, "# TYPE datastorm_{name} gauge");
+        let _ = writeln!(out, "datastorm_{name}{{{l}}} {v}");
+    }
+    write_latency(
+        out,
+        l,
+        (
+            "datastorm_e2e_latency_seconds",
+            "End-to-end latency, intended send time to the fetch that read the record.",
+        ),
+        c.e2e.as_ref(),
+    );
 }
 
 /// The run's totals, as `_total` counters; `l` is the label set.
@@ -228,12 +356,13 @@ fn write_gauges(out: &mut String, l: &str, s: &State) {
 }
 
 /// The cumulative latency histogram (empty before the first second).
-fn write_latency(out: &mut String, l: &str, latency: Option<&Histogram<u64>>) {
-    let name = "datastorm_latency_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Record latency, intended send time (or creation) to acknowledgement."
-    );
+fn write_latency(
+    out: &mut String,
+    l: &str,
+    (name, help): (&str, &str),
+    latency: Option<&Histogram<u64>>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} histogram");
     let empty = latency_histogram();
     let h = latency.unwrap_or(&empty);
@@ -279,5 +408,37 @@ mod tests {
             let v = line.rsplit(' ').next().unwrap();
             assert!(v.parse::<f64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn consumers_add_their_counters_lag_and_end_to_end_histogram() {
+        let mut e2e = latency_histogram();
+        e2e.record_n(2_000, 7).unwrap();
+        let mut s = State {
+            consume: BTreeMap::from([(
+                0,
+                ConsumeState {
+                    totals: ConsumeCounts {
+                        records: 5_000,
+                        lag: 42,
+                        ..ConsumeCounts::default()
+                    },
+                    e2e: Some(e2e),
+                    rate: 1_000.0,
+                },
+            )]),
+            ..State::default()
+        };
+        let text = render(&s, 0);
+        assert!(text.contains("datastorm_consumed_records_total{instance=\"0\"} 5000"));
+        assert!(text.contains("datastorm_consumer_lag_records{instance=\"0\"} 42"));
+        assert!(
+            text.contains("datastorm_e2e_latency_seconds_bucket{instance=\"0\",le=\"0.0025\"} 7")
+        );
+        // A consume-only endpoint has no producer latency histogram...
+        assert!(!text.contains("datastorm_latency_seconds"));
+        // ...a produce run with consumers has both.
+        s.latency = Some(latency_histogram());
+        assert!(render(&s, 0).contains("datastorm_latency_seconds_count"));
     }
 }

@@ -11,6 +11,9 @@ import statistics
 import subprocess
 
 SCHEMA = "datastorm.peers/1"
+# benches/peers/consume and benches/peers/e2e: their own run shapes.
+CONSUME_SCHEMA = "datastorm.peers-consume/1"
+E2E_SCHEMA = "datastorm.peers-e2e/1"
 
 # Display order and names of the clients.
 CLIENTS = [
@@ -19,6 +22,11 @@ CLIENTS = [
     ("kafka", "Kafka ProducerPerformance (Java)"),
 ]
 CLIENT_NAMES = dict(CLIENTS)
+CONSUME_CLIENTS = [
+    ("datastorm", "DataStorm"),
+    ("librdkafka", "librdkafka (rdkafka crate)"),
+    ("kafka", "Kafka ConsumerPerformance (Java)"),
+]
 
 # A run whose client cores were more than this busy with other processes'
 # user time is flagged as disturbed.
@@ -45,8 +53,8 @@ def summarize(runs, key="client"):
             "records_per_s_max": max(rates),
             "payload_mb_per_s": median([r["payload_mb_per_s"] for r in rs]),
             "cpu_s_per_million": median([r["cpu_s_per_million"] for r in rs]),
-            "latency_p50_us": median([r["latency_p50_us"] for r in rs]),
-            "latency_p99_us": median([r["latency_p99_us"] for r in rs]),
+            "latency_p50_us": median([r.get("latency_p50_us") for r in rs]),
+            "latency_p99_us": median([r.get("latency_p99_us") for r in rs]),
             "client_busy_other": max(r.get("client_cpus_other_user_share") or 0 for r in rs),
             "server_cpu": median([r.get("server_process_cpu_share") for r in rs]),
         }
@@ -62,6 +70,16 @@ def fmt_ms(us):
         return "n/a"
     ms = us / 1000
     return f"{ms:.2f} ms" if ms < 100 else f"{ms:.0f} ms"
+
+
+def fmt_pct(us, floor_us=None):
+    """A latency percentile; with floor_us, one kept rounded down to that
+    unit (Kafka's EndToEndLatency: whole ms), shown as its range."""
+    if us is None or not floor_us:
+        return fmt_ms(us)
+    if us < floor_us:
+        return f"< {floor_us / 1000:g} ms"
+    return f"{us / 1000:g} to {(us + floor_us) / 1000:g} ms"
 
 
 def fmt_share(x):
@@ -148,6 +166,149 @@ def scaling_table(doc):
             f"| {fmt_share(s['server_cpu'])} |"
         )
     return "\n".join(lines)
+
+
+def consume_table(doc):
+    """The consumers side by side (Markdown)."""
+    summary = summarize(doc["runs"])
+    ds = summary.get("datastorm")
+    lines = [
+        "| client | records/s (median, ± half range) | MB/s | client CPU s per M records "
+        "| DataStorm records/s ÷ client's | client's CPU/record ÷ DataStorm's |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for client, name in CONSUME_CLIENTS:
+        s = summary.get(client)
+        if s is None:
+            continue
+        rate_ratio = cpu_ratio = None
+        if ds and s["records_per_s"]:
+            rate_ratio = ds["records_per_s"] / s["records_per_s"]
+        if ds and ds["cpu_s_per_million"]:
+            cpu_ratio = s["cpu_s_per_million"] / ds["cpu_s_per_million"]
+        flag = " (disturbed)" if s["client_busy_other"] > CONTENTION_FLAG else ""
+        lines.append(
+            f"| {name}{flag} | {fmt_int(s['records_per_s'])}{spread(s)} "
+            f"| {s['payload_mb_per_s']:.1f} | {s['cpu_s_per_million']:.3f} "
+            f"| {fmt_ratio(rate_ratio)} | {fmt_ratio(cpu_ratio)} |"
+        )
+    if ds is None:
+        lines += ["", "DataStorm did not run (no `consume` command in its binary, or no figures in its report): no ratios."]
+    return "\n".join(lines)
+
+
+def consume_runs_table(doc):
+    """Every consume run, in the order it ran (Markdown)."""
+    names = dict(CONSUME_CLIENTS)
+    lines = [
+        "| round | client | records/s | client CPU s | measured s | wall s "
+        "| other processes on client cores | broker process CPU |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in doc["runs"]:
+        lines.append(
+            f"| {r['round']} | {names.get(r['client'], r['client'])} | {fmt_int(r['records_per_s'])} "
+            f"| {r['cpu_user_s'] + r['cpu_system_s']:.2f} | {r['elapsed_s']:.1f} | {r['wall_s']:.1f} "
+            f"| {fmt_share(r.get('client_cpus_other_user_share'))} "
+            f"| {fmt_share(r.get('server_process_cpu_share'))} |"
+        )
+    return "\n".join(lines)
+
+
+def datastorm_args(settings):
+    extra = settings.get("datastorm_args")
+    return f"; DataStorm's extra flags: `{extra}`" if extra else ""
+
+
+def consume_settings_line(doc):
+    s = doc["settings"]
+    m = doc["machine"]
+    fill = {"kafka": "Kafka's ProducerPerformance", "librdkafka": "librdkafka",
+            "datastorm": "DataStorm"}.get(s["fill"], s["fill"])
+    return (
+        f"One topic of {s['records']:,} {s['record_size']}-byte records ({s['payload_values']} distinct "
+        f"printable random values), compression {s['compression']}, {s['partitions']} partitions, "
+        f"written once by {fill}; each client reads all of it from the beginning; {s['repeat']} rounds; "
+        f"client on CPU {s['client_cpus']}, one Kafka {doc['versions']['kafka']} broker on CPU "
+        f"{s['server_cpus']}{datastorm_args(s)}. Machine: {m['logical_cpus']} x {m['cpu_model']}, Linux {m['kernel']}, "
+        f"{m['memory_gib']} GiB. Run {doc['started_at'][:16].replace('T', ' ')} UTC at commit "
+        f"{doc['git_commit']}, with `{doc['command']}`."
+    )
+
+
+def e2e_summary(runs):
+    """Median figures per client: central (DataStorm's p50, Kafka's tool's
+    average), p50, p99, p99.9, in microseconds."""
+    groups = {}
+    for run in runs:
+        groups.setdefault(run["client"], []).append(run)
+    out = {}
+    for client, rs in groups.items():
+        out[client] = {key: median([r.get(key) for r in rs])
+                       for key in ("avg_us", "p50_us", "p99_us", "p99_9_us", "records_per_s")}
+        out[client]["runs"] = len(rs)
+        out[client]["percentile_floor_us"] = max(r.get("percentile_floor_us") or 0 for r in rs) or None
+    return out
+
+
+E2E_CLIENTS = [
+    ("datastorm", "DataStorm (`produce --consumers 1`)"),
+    ("kafka", "Kafka EndToEndLatency (Java)"),
+]
+
+
+def e2e_table(doc):
+    """End-to-end latency side by side (Markdown)."""
+    summary = e2e_summary(doc["runs"])
+    lines = [
+        "| client | records/s | average | p50 | p99 | p99.9 | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for client, name in E2E_CLIENTS:
+        s = summary.get(client)
+        if s is None:
+            continue
+        floor = s["percentile_floor_us"]
+        lines.append(
+            f"| {name} | {fmt_int(s['records_per_s'])} | {fmt_ms(s['avg_us'])} "
+            f"| {fmt_pct(s['p50_us'], floor)} | {fmt_pct(s['p99_us'], floor)} "
+            f"| {fmt_pct(s['p99_9_us'], floor)} | {s['runs']} |"
+        )
+    if "datastorm" not in summary:
+        lines += ["", "DataStorm did not run (no `--consumers` or no `consume.e2e_latency` in its report)."]
+    return "\n".join(lines)
+
+
+def e2e_goal(doc):
+    """The issue's goal: DataStorm's p50 and p99 no worse than Kafka's
+    tool's average and p99 in the same run; None without both."""
+    summary = e2e_summary(doc["runs"])
+    ds, kafka = summary.get("datastorm"), summary.get("kafka")
+    if not ds or not kafka or None in (ds["p50_us"], ds["p99_us"], kafka["avg_us"], kafka["p99_us"]):
+        return None
+    # The tool's p99 is rounded down to whole ms: comparing with that floor
+    # is the strict reading of the goal.
+    met = ds["p50_us"] <= kafka["avg_us"] and ds["p99_us"] <= kafka["p99_us"]
+    return (f"- Goal: DataStorm's e2e p50 ({fmt_ms(ds['p50_us'])}) no worse than EndToEndLatency's "
+            f"average ({fmt_ms(kafka['avg_us'])}) and its p99 ({fmt_ms(ds['p99_us'])}) no worse than "
+            f"EndToEndLatency's p99 ({fmt_pct(kafka['p99_us'], kafka['percentile_floor_us'])}, compared "
+            f"with its lower end). **{'Met' if met else 'Not met'}.**")
+
+
+def e2e_settings_line(doc):
+    s = doc["settings"]
+    m = doc["machine"]
+    return (
+        f"{s['record_size']}-byte records, acks={s['acks']}, {s['partitions']} partitions, a fresh topic "
+        f"per run; DataStorm at {s['rate']:,} records/s for {s['seconds']:g} s (e2e from the intended "
+        f"send time to consumption), Kafka's EndToEndLatency sending {s['kafka_records']:,} records one "
+        f"at a time (each sent, acknowledged and polled back before the next; its percentiles are whole "
+        f"milliseconds, rounded down); {s['repeat']} rounds; client on CPU {s['client_cpus']}, one Kafka "
+        f"{doc['versions']['kafka']} broker on CPU {s['server_cpus']}{datastorm_args(s)}. Machine: {m['logical_cpus']} x "
+        f"{m['cpu_model']}, Linux {m['kernel']}, {m['memory_gib']} GiB. Run "
+        f"{doc['started_at'][:16].replace('T', ' ')} UTC at commit {doc['git_commit']}, with "
+        f"`{doc['command']}`."
+    )
 
 
 def settings_line(doc):

@@ -61,7 +61,7 @@ fn check(spec: Spec, compression: Compression) {
             keyed.then_some(key.as_bytes()),
             &value(i, spec.value_len),
             if i % 2 == 0 { &headers } else { &[] },
-            extra,
+            extra.as_slice(),
         );
     }
     let mut out = WriteBuf::default();

@@ -6,7 +6,8 @@
 //! response decoder (`wire::control::decode_response`, kafka-protocol behind
 //! `wire::guard`) and the sink's request path (its `guard` module, then
 //! kafka-protocol, as `sink::handlers::handle_frame` does), plus a live sink
-//! fed corrupted frames over TCP. What the fuzz targets use too (allocator,
+//! fed corrupted frames over TCP, and the consumer's record walker
+//! (`batch::read`). What the fuzz targets use too (allocator,
 //! decode paths, generators) is in `support/hostile.rs`.
 //!
 //! Each property runs 10,000 cases (`PROPTEST_CASES` overrides). The same
@@ -29,8 +30,8 @@ mod hostile;
 
 use hostile::{
     bound, check_frame_reader, control_bounded, control_frame, decode_control, measure,
-    sink_bounded, sink_decode, valid_control_body, valid_sink_request, Counting, Rng, CONTROLS,
-    HUGE, SINK_APIS,
+    sink_bounded, sink_decode, valid_control_body, valid_record_batches, valid_sink_request,
+    walk_records, Counting, Rng, CONTROLS, HUGE, SINK_APIS,
 };
 
 #[global_allocator]
@@ -332,6 +333,25 @@ proptest! {
 
         let cut = cut % frame.len();
         prop_assert!(control_bounded(key, &frame[..cut], version, corr).is_err());
+    }
+
+    /// The consumer's record walker: valid batches (every codec, a cut
+    /// tail) walk; corrupted ones never panic, and uncompressed ones are
+    /// walked without allocating; arbitrary bytes likewise.
+    #[test]
+    fn corrupted_record_batches(
+        seed in any::<u64>(),
+        mutations in prop::collection::vec(mutation(), 1..4),
+        junk in prop::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let valid = valid_record_batches(&mut Rng(seed));
+        prop_assert!(walk_records(&valid).is_ok());
+        let mut bad = valid.clone();
+        for m in &mutations {
+            apply(&mut bad, m);
+        }
+        let _ = walk_records(&bad);
+        let _ = walk_records(&junk);
     }
 
     /// The sink's decode path on valid and corrupted requests.

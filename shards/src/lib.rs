@@ -6,6 +6,7 @@
 
 pub mod assign;
 pub mod consume;
+pub mod e2e;
 pub mod pacer;
 pub mod payload;
 pub mod plan;

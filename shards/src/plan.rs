@@ -185,6 +185,10 @@ impl std::str::FromStr for Header {
 /// shard and partition (from 0, no gaps).
 pub const SEQUENCE_HEADER: &str = "ds-seq";
 
+/// The end-to-end stamp's key: the record's intended send time and the
+/// producing host (see the `e2e` module).
+pub const E2E_HEADER: &str = "ds-t";
+
 /// What each record carries.
 #[derive(Debug, Clone, Serialize)]
 pub enum PayloadSpec {
@@ -288,6 +292,8 @@ pub struct RunPlan {
     /// partitions and rate are split disjointly between them.
     pub instance: u32,
     pub instances: u32,
+    /// This host's id in end-to-end stamps (`e2e::host_id`).
+    pub host_id: u32,
     /// Testing aid: block shard 0's executor for `.1` once, `.0` into the
     /// run (a generator stall that must show up in latency and send delay).
     pub inject_stall: Option<(Duration, Duration)>,
@@ -353,6 +359,8 @@ pub struct StreamPlan {
     pub headers: Vec<Header>,
     /// Add the `ds-seq` header (see `SEQUENCE_HEADER`) to every record.
     pub sequence_header: bool,
+    /// Add the `ds-t` end-to-end stamp (see `E2E_HEADER`) to every record.
+    pub e2e_header: bool,
     /// Relative weight: the stream gets `share / sum of shares` of the run's
     /// `--rate` and `--count`.
     pub share: f64,
@@ -373,6 +381,7 @@ impl StreamPlan {
             keys: KeySpec::None,
             headers: Vec::new(),
             sequence_header: false,
+            e2e_header: false,
             share: 1.0,
         }
     }
@@ -407,6 +416,7 @@ impl RunPlan {
             warmup: Duration::ZERO,
             instance: 0,
             instances: 1,
+            host_id: crate::e2e::host_id(),
             inject_stall: None,
             acks: Acks::Leader,
             compression: Compression::Lz4,

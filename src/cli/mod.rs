@@ -1,6 +1,8 @@
 //! Subcommands.
 
 pub mod codec;
+pub mod consume;
+pub mod consumers;
 pub mod knobs;
 pub mod produce;
 pub mod produce_error;

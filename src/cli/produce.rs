@@ -1,5 +1,6 @@
 //! `datastorm produce`: flags to a run plan, the run, the output.
 
+use super::consumers::{ConsumerSettings, Consumers};
 use super::produce_error::ProduceError;
 use super::settings;
 use crate::metrics::{MetricsError, MetricsServer};
@@ -8,7 +9,8 @@ use crate::{exit, render, report, units};
 use clap::Args;
 use datastorm_engine::cluster::TopicSpec;
 use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec, RuntimeError};
-use datastorm_engine::sink::{SinkConfig, SinkError, SinkHandle};
+use datastorm_engine::sink::{SinkConfig, SinkError, SinkHandle, SyntheticConfig, SyntheticTopics};
+use datastorm_shards::consume::ConsumeError;
 use datastorm_shards::pacer::Profile;
 use datastorm_shards::payload::check_keys;
 use datastorm_shards::payload::{avro, registry};
@@ -151,6 +153,32 @@ pub struct ProduceArgs {
     #[arg(long, conflicts_with = "run_file")]
     #[serde(skip)]
     pub sequence_header: bool,
+    /// Stamp every record with a `ds-t` header (its intended send time and
+    /// this host's id), so a consumer (`datastorm consume`, or
+    /// `--consumers`) can measure end-to-end latency.
+    #[arg(long)]
+    #[serde(default)]
+    pub e2e_header: bool,
+    /// Consumers reading the (first stream's) topic while the run writes
+    /// it, one pinned executor each on the run's CPUs: consumed records/s
+    /// and end-to-end latency (implies --e2e-header).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub consumers: usize,
+    /// With --consumers: this many independent groups of them, each reading
+    /// every record (OMB's subscriptions per topic).
+    #[arg(long, default_value_t = 1, value_name = "K", requires = "consumers")]
+    pub consumer_groups: usize,
+    /// With --consumers: they hold back until this many payload bytes are
+    /// produced and unread (OMB's consumerBacklogSizeGB), then drain the
+    /// backlog while the run goes on; the report times the drain.
+    #[arg(long, value_parser = units::parse_bytes, value_name = "SIZE", requires = "consumers")]
+    #[serde(default, deserialize_with = "settings::some_bytes")]
+    pub backlog: Option<usize>,
+    /// The share of the backlog that counts as drained (OMB's
+    /// backlogDrainRatio): at most max(1000, (1 - ratio) x backlog) records
+    /// left.
+    #[arg(long, default_value_t = 1.0, requires = "backlog")]
+    pub backlog_drain_ratio: f64,
     /// Seed for generated data; the same seed gives the same records.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -229,7 +257,7 @@ impl ProduceArgs {
         duration, acks, compression, compression_level, batch_size, linger, max_in_flight,
         schema_registry, seed, request_timeout, retries, delivery_timeout, idempotent,
         no_idempotent, on_error, drain_timeout, connect_timeout, client_id, report, timeline,
-        metrics_addr, verify, quiet;
+        metrics_addr, verify, e2e_header, consumers, consumer_groups, backlog, backlog_drain_ratio, quiet;
         nested: workload, security, knobs
     );
 }
@@ -297,7 +325,7 @@ fn plan_run(
     let bootstrap = if args.bootstrap.is_empty() {
         let sink_cpu = (allowed.len() > 1).then(|| *allowed.last().expect("non-empty"));
         reserved.extend(sink_cpu);
-        let h = start_sink(args.partitions, sink_cpu)?;
+        let h = start_sink(args.partitions, sink_cpu, args.consumers > 0)?;
         let addr = h.local_addr();
         sink = Some(h);
         vec![addr.to_string()]
@@ -315,13 +343,28 @@ fn plan_run(
     Ok((plan, sink))
 }
 
-/// The embedded sink, pinned to `cpu` when there is one.
-fn start_sink(partitions: i32, cpu: Option<usize>) -> Result<SinkHandle, SetupError> {
+/// The embedded sink, pinned to `cpu` when there is one. With consumers
+/// it serves no synthetic records: a consumer that fetches before the
+/// first produce must see the topic empty, not made up.
+fn start_sink(
+    partitions: i32,
+    cpu: Option<usize>,
+    consumers: bool,
+) -> Result<SinkHandle, SetupError> {
+    let synthetic = SyntheticConfig {
+        topics: if consumers {
+            SyntheticTopics::Only(Vec::new())
+        } else {
+            SyntheticTopics::Unproduced
+        },
+        ..SyntheticConfig::default()
+    };
     let h = SinkHandle::start(SinkConfig {
         listen: "127.0.0.1:0".parse().expect("valid address"),
         cpus: cpu.into_iter().collect(),
         default_partitions: partitions,
         node_id: 0,
+        synthetic,
         ..SinkConfig::default()
     })
     .map_err(SetupError::Sink)?;
@@ -346,20 +389,47 @@ fn execute(args: &ProduceArgs, plan: RunPlan, sink: Option<SinkHandle>) -> Resul
     let stop = super::stop_on_signals();
     let quiet = args.quiet;
     let started_at = std::time::SystemTime::now();
+    let mut consumers = (args.consumers > 0).then(|| {
+        let m = metrics.as_ref().map(MetricsServer::consumers);
+        let settings = ConsumerSettings {
+            count: args.consumers,
+            groups: args.consumer_groups,
+            backlog: args.backlog.map(|b| b as u64),
+            drain_ratio: args.backlog_drain_ratio,
+        };
+        Consumers::new(&plan, &settings, started_at, m)
+    });
     let outcome = run(plan.clone(), stop, |p| {
         if let Some(m) = &metrics {
             m.update(p);
         }
+        if let Some(c) = consumers.as_mut() {
+            c.observe(p.totals.records_acked, p.totals.payload_bytes_acked);
+        }
         if !quiet {
-            outln!("{}", render::status_line(p));
+            match &consumers {
+                Some(c) => outln!("{}\n  {}", render::status_line(p), c.line()),
+                None => outln!("{}", render::status_line(p)),
+            }
         }
     });
     if let Some(m) = metrics {
         m.stop();
     }
+    let consumed = match &outcome {
+        Ok(o) => consumers.and_then(|c| c.finish(o.totals.records_acked, args.drain_timeout)),
+        Err(_) => consumers.and_then(|c| c.finish(0, Duration::ZERO)),
+    };
     let sink = sink.map(SinkHandle::stop);
     let outcome = outcome?;
-    Ok(finish(args, &plan, &outcome, sink.as_ref(), started_at))
+    Ok(finish(
+        args,
+        &plan,
+        &outcome,
+        sink.as_ref(),
+        started_at,
+        consumed,
+    ))
 }
 
 /// The `--metrics-addr` endpoint, when asked for.
@@ -375,12 +445,16 @@ fn start_metrics(args: &ProduceArgs, instance: u32) -> Result<Option<MetricsServ
     Ok(Some(m))
 }
 
+/// What `--consumers` read, with their seconds.
+type Consumed = Result<(report::ConsumeResults, Vec<report::ConsumePoint>), ConsumeError>;
+
 fn finish(
     args: &ProduceArgs,
     plan: &RunPlan,
     outcome: &RunOutcome,
     sink: Option<&datastorm_engine::sink::SinkStats>,
     started_at: std::time::SystemTime,
+    consumed: Option<Consumed>,
 ) -> u8 {
     // The summary is the report's: the live run and `report show` print
     // one renderer's text.
@@ -391,6 +465,21 @@ fn finish(
             return exit::RUN_FAILED;
         }
     };
+    let mut code = exit::OK;
+    match consumed {
+        Some(Ok((results, points))) => {
+            if results.failure.is_some() {
+                code = exit::RUN_FAILED;
+            }
+            report.consume = Some(results);
+            report.consume_timeline = points;
+        }
+        Some(Err(e)) => {
+            eprintln!("datastorm produce: the consumers could not run: {e}");
+            code = exit::RUN_FAILED;
+        }
+        None => {}
+    }
     outln!("{}", report::summary::live(&report));
     if let Some(s) = sink {
         outln!(
@@ -398,7 +487,6 @@ fn finish(
             render::sink_summary(s, outcome.elapsed + outcome.warmup)
         );
     }
-    let mut code = exit::OK;
     if let Some(f) = &outcome.failure {
         eprintln!("datastorm produce: the run failed: {f}");
         code = exit::RUN_FAILED;
@@ -425,7 +513,7 @@ fn finish(
             }
         }
     } else if args.verify {
-        outln!("verify: skipped (the embedded sink keeps no records)");
+        outln!("verify: skipped on the embedded sink (it keeps only the last 16 MiB of each partition, and has stopped)");
     }
     if let Some(path) = &args.timeline {
         match crate::timeline::write_csv(path, &outcome.timeline) {
@@ -564,6 +652,7 @@ fn flag_stream(a: &ProduceArgs) -> Result<StreamPlan, ProduceError> {
     s.keys = a.key.clone();
     s.headers = a.headers.clone();
     s.sequence_header = a.sequence_header || a.verify;
+    s.e2e_header = a.e2e_header || a.consumers > 0;
     check_keys(&s.payload, &s.keys)?;
     Ok(s)
 }
@@ -630,6 +719,7 @@ fn file_stream(
         .map(|(k, v)| format!("{k}={v}").parse::<Header>())
         .collect::<Result<_, _>>()?;
     s.sequence_header = e.sequence_header || a.verify;
+    s.e2e_header = a.e2e_header || a.consumers > 0;
     s.share = e.share.unwrap_or(1.0);
     check_keys(&s.payload, &s.keys)?;
     Ok(s)
@@ -724,6 +814,9 @@ fn validate(a: &ProduceArgs) -> Result<(), ProduceError> {
         .with_level(a.compression_level)
         .map_err(ProduceError::Compression)?;
     a.workload.instance()?;
+    if !(0.0..=1.0).contains(&a.backlog_drain_ratio) {
+        return Err(ProduceError::DrainRatio(a.backlog_drain_ratio));
+    }
     if a.idempotent && a.acks != Acks::All {
         return Err(ProduceError::IdempotentWithoutAcksAll);
     }

@@ -35,6 +35,8 @@ pub enum ProduceError {
     ConfluentWithoutId,
     #[error("--idempotent needs --acks all (Kafka only deduplicates fully replicated writes)")]
     IdempotentWithoutAcksAll,
+    #[error("--backlog-drain-ratio {0} is not between 0 and 1")]
+    DrainRatio(f64),
     #[error(
         "the idempotent producer keeps order with at most 5 requests in flight per connection \
          (--max-in-flight {0}); lower it or add --no-idempotent"

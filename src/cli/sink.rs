@@ -1,9 +1,12 @@
 //! `datastorm sink`: a blackhole broker.
 
+use crate::cli::codec::Codec;
 use crate::exit;
 use clap::Args;
 use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec, RuntimeError};
-use datastorm_engine::sink::{SinkConfig, SinkHandle, Stall, MAX_ACK_DELAY};
+use datastorm_engine::sink::{
+    SinkConfig, SinkHandle, Stall, SyntheticConfig, SyntheticTopics, MAX_ACK_DELAY,
+};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -45,6 +48,48 @@ pub struct SinkArgs {
     /// a frozen broker that was thawed.
     #[arg(long, value_name = "AFTER:FOR", value_parser = parse_stall)]
     pub stall: Option<Stall>,
+    /// Bytes of produced batches each partition keeps in memory for
+    /// consumers (e.g. `64MiB`; 0 keeps nothing). The oldest batches go
+    /// first and the log start offset moves up; a fetch below it gets
+    /// OFFSET_OUT_OF_RANGE.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = crate::units::parse_bytes)]
+    pub keep_per_partition: usize,
+    /// Topics served synthetic batches to consumers, whatever is produced
+    /// to them (comma-separated; `none` for no topic). Default: every topic
+    /// nobody has produced to (or created with CreateTopics), so that a
+    /// consumer's ceiling is measurable without a producer.
+    #[arg(long, value_name = "LIST")]
+    pub synthetic_topics: Option<String>,
+    /// Value size of each synthetic record, in bytes.
+    #[arg(long, value_name = "BYTES", default_value = "100", value_parser = crate::units::parse_bytes)]
+    pub synthetic_record_size: usize,
+    /// Records in each synthetic batch.
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub synthetic_records_per_batch: i32,
+    /// Codec of the synthetic batches.
+    #[arg(long, value_name = "CODEC", value_enum, default_value_t = Codec::Lz4)]
+    pub synthetic_compression: Codec,
+}
+
+/// What the sink serves consumers from partitions with no kept log.
+fn synthetic(args: &SinkArgs) -> Result<SyntheticConfig, String> {
+    let topics = match args.synthetic_topics.as_deref() {
+        None => SyntheticTopics::Unproduced,
+        Some("none") => SyntheticTopics::Only(Vec::new()),
+        Some(list) => SyntheticTopics::Only(
+            list.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect(),
+        ),
+    };
+    Ok(SyntheticConfig {
+        topics,
+        record_size: args.synthetic_record_size,
+        records_per_batch: args.synthetic_records_per_batch,
+        compression: args.synthetic_compression.with_level(None)?,
+    })
 }
 
 const STALL_FORM: &str = "expected AFTER:FOR, two durations such as 5s:10s \
@@ -105,6 +150,13 @@ pub fn main(args: SinkArgs) -> u8 {
         );
         return exit::USAGE;
     }
+    let synthetic = match synthetic(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("datastorm sink: {e}");
+            return exit::USAGE;
+        }
+    };
     let handle = match SinkHandle::start(SinkConfig {
         listen: args.listen,
         cpus: cpus.clone(),
@@ -113,6 +165,8 @@ pub fn main(args: SinkArgs) -> u8 {
         ack_delay: args.delay.unwrap_or(Duration::ZERO),
         max_records_per_s: args.max_rate,
         stall: args.stall,
+        keep_per_partition: args.keep_per_partition,
+        synthetic,
     }) {
         Ok(h) => h,
         Err(e) => {
@@ -137,6 +191,9 @@ pub fn main(args: SinkArgs) -> u8 {
     }
     let stats = handle.stop();
     outln!("{}", crate::render::sink_summary(&stats, start.elapsed()));
+    if stats.fetch_requests > 0 {
+        outln!("{}", fetch_summary(&stats, start.elapsed()));
+    }
     exit::OK
 }
 
@@ -174,4 +231,63 @@ fn pacing(args: &SinkArgs, executors: usize) -> String {
         ));
     }
     pacing
+}
+
+/// What consumers read from the sink.
+fn fetch_summary(stats: &datastorm_engine::sink::SinkStats, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    format!(
+        "served {} fetch requests: {} records ({} records/s), {:.1} MB of batches ({:.1} MB/s)",
+        crate::render::group(stats.fetch_requests),
+        crate::render::group(stats.fetch_records),
+        crate::render::group((stats.fetch_records as f64 / secs).round() as u64),
+        stats.fetch_bytes as f64 / 1e6,
+        stats.fetch_bytes as f64 / 1e6 / secs,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        sink: SinkArgs,
+    }
+
+    fn parse(args: &[&str]) -> SinkArgs {
+        let argv = std::iter::once("sink").chain(args.iter().copied());
+        Cli::try_parse_from(argv).expect("flags parse").sink
+    }
+
+    #[test]
+    fn read_side_flags_default_and_parse() {
+        let args = parse(&[]);
+        assert_eq!(args.keep_per_partition, 16 << 20);
+        assert_eq!(synthetic(&args), Ok(SyntheticConfig::default()));
+        let args = parse(&[
+            "--keep-per-partition",
+            "64MiB",
+            "--synthetic-topics",
+            "a, b",
+            "--synthetic-record-size",
+            "1k",
+            "--synthetic-records-per-batch",
+            "10",
+            "--synthetic-compression",
+            "zstd",
+        ]);
+        assert_eq!(args.keep_per_partition, 64 << 20);
+        let s = synthetic(&args).expect("valid");
+        assert_eq!(
+            s.topics,
+            SyntheticTopics::Only(vec!["a".into(), "b".into()])
+        );
+        assert_eq!((s.record_size, s.records_per_batch), (1024, 10));
+        assert_eq!(s.compression.name(), "zstd");
+        let none = synthetic(&parse(&["--synthetic-topics", "none"])).expect("valid");
+        assert_eq!(none.topics, SyntheticTopics::Only(Vec::new()));
+    }
 }

@@ -43,6 +43,8 @@ pub fn build(
         sink: sink.map(Sink::from),
         merge: None,
         verify: None,
+        consume: None,
+        consume_timeline: Vec::new(),
     })
 }
 
@@ -207,7 +209,11 @@ fn executor_sleeps(plan: &RunPlan, o: &RunOutcome) -> ExecutorSleeps {
 /// CPU time this process used, which is the client's unless an embedded
 /// sink broker ran in it too; per million acked records, the cost of the
 /// codec (and everything else) in CPU seconds.
-fn process_cpu(started_at: SystemTime, includes_sink: bool, records: u64) -> Option<ProcessCpu> {
+pub fn process_cpu(
+    started_at: SystemTime,
+    includes_sink: bool,
+    records: u64,
+) -> Option<ProcessCpu> {
     // SAFETY: getrusage writes into the zeroed struct we pass it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `ru` is a valid, writable rusage.

@@ -32,6 +32,10 @@ pub struct Config {
     /// How many instances ran the same plan (partitions and rate split between them).
     #[schemars(range(min = 1))]
     pub instances: u32,
+    /// The producing host's id in end-to-end stamps (the `ds-t` header);
+    /// 0 in reports written before it existed.
+    #[serde(default)]
+    pub host_id: u32,
     /// Testing aid: shard 0's executor blocked for the second duration, the
     /// first into the run.
     #[serde(default)]
@@ -229,6 +233,9 @@ pub struct Stream {
     /// Every record carried the `ds-seq` sequence header.
     #[serde(default)]
     pub sequence_header: bool,
+    /// Every record carried the `ds-t` end-to-end stamp.
+    #[serde(default)]
+    pub e2e_header: bool,
     /// Relative weight: the stream got `share / sum of shares` of the rate and count.
     #[schemars(range(min = 0.0))]
     pub share: f64,

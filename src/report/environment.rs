@@ -144,13 +144,15 @@ pub struct ProfileVerdict {
 impl Environment {
     /// This host, and what the run used of it.
     pub fn probe(o: &RunOutcome) -> Environment {
-        let cpus_used: Vec<usize> = o
-            .shards
-            .iter()
-            .map(|r| r.cpu)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        Environment {
+            produce_api_versions_used: o.shards.iter().filter_map(|r| r.produce_version).collect(),
+            ..Environment::of_host(o.shards.iter().map(|r| r.cpu))
+        }
+    }
+
+    /// This host, and the CPUs a run used of it.
+    pub fn of_host(cpus: impl Iterator<Item = usize>) -> Environment {
+        let cpus_used: Vec<usize> = cpus.collect::<BTreeSet<_>>().into_iter().collect();
         let mut crates: BTreeMap<String, String> = locked_versions()
             .into_iter()
             .map(|(n, v)| (n.to_owned(), v))
@@ -177,7 +179,7 @@ impl Environment {
                 defrag: probe::thp("defrag"),
             },
             crates,
-            produce_api_versions_used: o.shards.iter().filter_map(|r| r.produce_version).collect(),
+            produce_api_versions_used: BTreeSet::new(),
         }
     }
 }

@@ -14,6 +14,7 @@
 
 mod build;
 mod config;
+mod consume;
 mod environment;
 mod error;
 mod histogram;
@@ -22,8 +23,12 @@ pub mod schema;
 pub mod summary;
 mod v1;
 
-pub use build::{build, verified, Verification};
+pub use build::{build, process_cpu, verified, Verification};
 pub use config::{Acks, Config};
+pub use consume::{
+    merge_consume, BacklogResult, ConsumeConfig, ConsumePoint, ConsumeReport, ConsumeResults,
+    CONSUME_SCHEMA,
+};
 pub use environment::{Environment, ProfileVerdict, Tuning};
 pub use error::ReportError;
 pub use histogram::{distribution, percentiles};
@@ -37,7 +42,7 @@ pub const SCHEMA: &str = "datastorm.run/2";
 pub const SCHEMA_V1: &str = "datastorm.run/1";
 
 /// Writes `report` as pretty JSON.
-pub fn write(path: &Path, report: &RunReport) -> Result<(), ReportError> {
+pub fn write<T: serde::Serialize>(path: &Path, report: &T) -> Result<(), ReportError> {
     let write_error = |error| ReportError::Write {
         path: path.to_owned(),
         error,
@@ -55,6 +60,32 @@ pub fn read(path: &Path) -> Result<RunReport, ReportError> {
         error,
     })?;
     parse(path, &text)
+}
+
+/// Reads a `datastorm consume` report, or `None` when `path` holds a
+/// report of another kind (a run report: [`read`] it).
+pub fn read_consume(path: &Path) -> Result<Option<ConsumeReport>, ReportError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ReportError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Version {
+        schema: Option<serde_json::Value>,
+    }
+    let version: Version = serde_json::from_str(&text).map_err(|error| ReportError::NotJson {
+        path: path.to_owned(),
+        error,
+    })?;
+    if version.schema.as_ref().and_then(|v| v.as_str()) != Some(CONSUME_SCHEMA) {
+        return Ok(None);
+    }
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|error| ReportError::Shape {
+            path: path.to_owned(),
+            error,
+        })
 }
 
 /// [`read`] of text already read from `path`.

@@ -45,6 +45,13 @@ pub struct RunReport {
     /// `produce --verify`: each stream's topic read back, or why it could not be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<Vec<Verified>>,
+    /// `produce --consumers`: what the consumers read, end-to-end latency
+    /// included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consume: Option<super::ConsumeResults>,
+    /// `produce --consumers`: the consumers' seconds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consume_timeline: Vec<super::ConsumePoint>,
 }
 
 /// The cluster as the run found it.

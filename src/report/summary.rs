@@ -31,6 +31,9 @@ pub fn live(r: &RunReport) -> String {
     );
     settings(r, &mut s);
     figures(r, &mut s);
+    if let Some(c) = &r.consume {
+        s.push_str(&consume(c));
+    }
     s
 }
 
@@ -73,7 +76,34 @@ pub fn saved(r: &RunReport, name: &str) -> String {
     settings(r, &mut s);
     host(r, &mut s);
     figures(r, &mut s);
+    if let Some(c) = &r.consume {
+        s.push_str(&consume(c));
+    }
     saved_only(r, &mut s);
+    s
+}
+
+/// The summary `report show` prints for a `datastorm consume` report.
+pub fn consume_saved(r: &super::ConsumeReport, name: &str) -> String {
+    let c = &r.config;
+    let mut s = format!(
+        "DataStorm consume report {name} ({}, datastorm {}{})\n  \
+         settings        from={} isolation={} fetch-min-bytes={} fetch-max-wait={}ms \
+         fetch-max-bytes={} max-partition-fetch-bytes={} check-crcs={}\n",
+        r.schema,
+        r.datastorm_version,
+        r.started_at_unix_ms
+            .map(|ms| format!(", started {}", crate::render::utc(ms)))
+            .unwrap_or_default(),
+        c.from,
+        c.isolation,
+        c.fetch_min_bytes,
+        c.fetch_max_wait_ms,
+        c.fetch_max_bytes,
+        c.max_partition_fetch_bytes,
+        c.check_crcs
+    );
+    s.push_str(&consume(&r.consume));
     s
 }
 
@@ -426,5 +456,98 @@ fn saved_only(r: &RunReport, s: &mut String) {
             s,
             "  (a {SCHEMA_V1} report: it has no histograms, send delay or environment details)"
         );
+    }
+}
+
+/// What consumers read: the lines `datastorm consume` prints at its end,
+/// and that a produce run with consumers adds to its summary.
+pub fn consume(c: &super::ConsumeResults) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "  consumed        {:>14} records  {:>12} records/s  {:>8.1} MB/s  ({} consumer{}{} of {}, {:.1} s)",
+        group(c.records),
+        group(c.records_per_s as u64),
+        c.mb_per_s,
+        c.consumers,
+        if c.consumers == 1 { "" } else { "s" },
+        if c.groups > 1 {
+            format!(" in {} groups", c.groups)
+        } else {
+            String::new()
+        },
+        c.topic,
+        c.elapsed_s
+    );
+    let _ = writeln!(
+        s,
+        "  fetches         {:>14} requests  {} batches  lag at end {} records{}",
+        group(c.fetch_requests),
+        group(c.batches),
+        group(c.lag),
+        c.fetch_version
+            .map_or(String::new(), |v| format!("  (Fetch v{v})"))
+    );
+    let picks: [Pick; 6] = [
+        ("p50", |p| p.p50),
+        ("p90", |p| p.p90),
+        ("p99", |p| p.p99),
+        ("p99.9", |p| p.p99_9),
+        ("p99.99", |p| p.p99_99),
+        ("max", |p| p.max),
+    ];
+    if c.e2e_latency.percentiles.count == 0 {
+        let _ = writeln!(
+            s,
+            "  end-to-end      n/a (no record carried this host's ds-t stamp: produce with --e2e-header)"
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "  end-to-end      {}  ({} records timed, {} not)",
+            latency_line(&c.e2e_latency, &picks),
+            group(c.records_timed),
+            group(c.records_untimed)
+        );
+    }
+    if c.fetch_latency.percentiles.count > 0 {
+        let _ = writeln!(
+            s,
+            "  fetch latency   {}",
+            latency_line(&c.fetch_latency, &picks[..3])
+        );
+    }
+    if let Some(b) = &c.backlog {
+        let _ = writeln!(s, "  backlog         {}", backlog(b));
+    }
+    for (kind, n) in &c.errors_by_kind {
+        let _ = writeln!(s, "  consume errors  {kind}: {}", group(*n));
+    }
+    if let Some(f) = &c.failure {
+        let _ = writeln!(s, "  consume failed  {f}");
+    }
+    s
+}
+
+/// The backlog line: built when, drained how fast.
+fn backlog(b: &super::BacklogResult) -> String {
+    let built = format!(
+        "{:.1} MB ({} records) built in {:.1} s",
+        b.requested_bytes as f64 / 1e6,
+        group(b.records),
+        b.built_after_s
+    );
+    match (b.drain_s, b.drain_records_per_s) {
+        (Some(secs), Some(rate)) => format!(
+            "{built}; drained to {:.0}% in {secs:.1} s at {} records/s{}",
+            b.drain_ratio * 100.0,
+            group(rate as u64),
+            if b.drained_while_producing {
+                " while producing"
+            } else {
+                " (only after the producers stopped)"
+            }
+        ),
+        _ => format!("{built}; not drained"),
     }
 }

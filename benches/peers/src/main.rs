@@ -13,6 +13,10 @@
 //! process is this thread plus librdkafka's own internal threads (one per
 //! broker, plus main and internal): the CPU budget is set from outside
 //! (`taskset`).
+//!
+//! `rdkafka-perf consume ...` is the consumer peer instead (see `consume`).
+
+mod consume;
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +37,8 @@ usage: rdkafka-perf --bootstrap HOST:PORT --topic TOPIC (--count N | --seconds S
                     [--linger-ms MS] [--max-in-flight N] [--idempotence true|false]
                     [--set KEY=VALUE]...
 
-Prints one JSON object (schema datastorm.peer/1) on stdout.";
+Prints one JSON object (schema datastorm.peer/1) on stdout.
+`rdkafka-perf consume --help`: the consumer.";
 
 /// Largest latency the histogram tracks: 10 minutes, in microseconds.
 const MAX_LATENCY_US: u64 = 600_000_000;
@@ -198,6 +203,9 @@ impl ProducerContext for Context {
 }
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("consume") {
+        return consume_main();
+    }
     let args = match parse_args() {
         Ok(a) => a,
         Err(msg) => {
@@ -213,6 +221,27 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
+            }
+        }
+        Err(msg) => {
+            eprintln!("rdkafka-perf: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `rdkafka-perf consume`: exit 1 unless exactly `--count` records were
+/// read with no offset gap.
+fn consume_main() -> ExitCode {
+    let result = consume::parse_args(std::env::args().skip(2)).and_then(|a| consume::run(&a));
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            if report["results"]["offset_gaps"].as_u64() == Some(0) {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("rdkafka-perf: offsets skipped or repeated (offset_gaps > 0)");
+                ExitCode::from(1)
             }
         }
         Err(msg) => {
@@ -302,7 +331,7 @@ fn run(args: &Args) -> Result<serde_json::Value, String> {
         match producer.send(record) {
             Ok(()) => {
                 sent += 1;
-                if sent % POLL_EVERY == 0 {
+                if sent.is_multiple_of(POLL_EVERY) {
                     producer.poll(Duration::ZERO);
                 }
             }

@@ -16,6 +16,8 @@
 //! * [`frame_reader`]: `FrameReader::next` over a stream cut into reads,
 //! * [`control_response`]: `control::decode_response` for every response
 //!   type the client decodes (kafka-protocol behind `wire::guard`),
+//! * [`record_batches`]: the consumer's record walker
+//!   (`batch::read::BatchReader::walk`) over a partition's records bytes,
 //! * [`sink_request`]: the sink's request path (header checks, its
 //!   `guard` module, kafka-protocol), as `sink::handlers::handle_frame` runs
 //!   it up to the handlers.
@@ -36,7 +38,7 @@ mod hostile;
 pub use hostile::{bound, Counting, Rng, CONTROLS, MAX_ONE_ALLOCATION};
 use hostile::{
     check_frame_reader, control_bounded, control_frame, measure, sink_bounded, valid_control_body,
-    valid_sink_request, HUGE,
+    valid_record_batches, valid_sink_request, walk_records, HUGE,
 };
 
 // ---------------------------------------------------------------------------
@@ -148,14 +150,24 @@ pub fn sink_request(data: &[u8]) -> bool {
 }
 
 // ---------------------------------------------------------------------------
+// Target: the consumer's record walker
+
+/// Input: an options byte (bit 0: check CRCs; bits 1-7: the fetch
+/// offset), then a partition's records bytes from a Fetch response.
+pub fn record_batches(data: &[u8]) -> bool {
+    walk_records(data).is_ok()
+}
+
+// ---------------------------------------------------------------------------
 // Seeds: valid inputs for every target.
 
 /// The targets by name.
-pub const TARGETS: [(&str, fn(&[u8]) -> bool); 4] = [
+pub const TARGETS: [(&str, fn(&[u8]) -> bool); 5] = [
     ("produce_response", produce_response),
     ("frame_reader", frame_reader),
     ("control_response", control_response),
     ("sink_request", sink_request),
+    ("record_batches", record_batches),
 ];
 
 fn produce_seed(g: &mut Rng) -> Vec<u8> {
@@ -222,6 +234,7 @@ pub fn seeds(target: &str, n: usize, seed: u64) -> Vec<Vec<u8>> {
         "frame_reader" => frame_seed,
         "control_response" => control_seed,
         "sink_request" => valid_sink_request,
+        "record_batches" => valid_record_batches,
         _ => panic!("unknown target {target}"),
     };
     (0..n).map(|_| make(&mut g)).collect()

@@ -77,11 +77,12 @@ impl BatchBuilder {
         value: &[u8],
         headers: &[RecordHeader<'_>],
     ) {
-        self.append_with(timestamp_ms, key, value, headers, None);
+        self.append_with(timestamp_ms, key, value, headers, &[]);
     }
 
-    /// Appends one record with `headers` followed by a per-record `extra`
-    /// header (a sequence header, say), which the caller builds on its stack.
+    /// Appends one record with `headers` followed by per-record `extra`
+    /// headers (a sequence header, an end-to-end stamp), which the caller
+    /// builds on its stack.
     #[inline]
     pub fn append_with(
         &mut self,
@@ -89,7 +90,7 @@ impl BatchBuilder {
         key: Option<&[u8]>,
         value: &[u8],
         headers: &[RecordHeader<'_>],
-        extra: Option<RecordHeader<'_>>,
+        extra: &[RecordHeader<'_>],
     ) {
         if self.count == 0 {
             self.base_timestamp = timestamp_ms;
@@ -108,8 +109,8 @@ impl BatchBuilder {
             + key.map_or(0, <[u8]>::len)
             + varint_len(value.len() as i32)
             + value.len()
-            + varint_len((headers.len() + usize::from(extra.is_some())) as i32);
-        for h in headers.iter().chain(extra.as_ref()) {
+            + varint_len((headers.len() + extra.len()) as i32);
+        for h in headers.iter().chain(extra) {
             body += varint_len(h.key.len() as i32)
                 + h.key.len()
                 + varint_len(h.value.len() as i32)
@@ -128,8 +129,8 @@ impl BatchBuilder {
         }
         put_varint(out, value.len() as i32);
         out.extend_from_slice(value);
-        put_varint(out, (headers.len() + usize::from(extra.is_some())) as i32);
-        for h in headers.iter().chain(extra.as_ref()) {
+        put_varint(out, (headers.len() + extra.len()) as i32);
+        for h in headers.iter().chain(extra) {
             put_varint(out, h.key.len() as i32);
             out.extend_from_slice(h.key);
             put_varint(out, h.value.len() as i32);

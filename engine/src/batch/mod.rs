@@ -12,6 +12,7 @@ mod builder;
 pub mod codec;
 pub mod gzip;
 pub mod lz4;
+pub mod read;
 pub mod snappy;
 pub mod zstd;
 

@@ -8,7 +8,7 @@
 //! varint and length rules) without allocating and rejects any array whose
 //! claimed length exceeds the bytes left (every element takes at least one
 //! byte). It covers the requests the sink decodes that contain arrays:
-//! Metadata, CreateTopics and Produce.
+//! Metadata, CreateTopics, Produce, Fetch and ListOffsets.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct GuardError(pub &'static str);
@@ -179,6 +179,82 @@ pub(crate) fn create_topics(body: &[u8], version: i16) -> R<()> {
         for _ in 0..c.array(flex)? {
             c.string(flex)?; // name
             c.string(flex)?; // value
+            c.tagged_fields(flex)?;
+        }
+        c.tagged_fields(flex)?;
+    }
+    Ok(())
+}
+
+/// Fetch v4..=18.
+pub(crate) fn fetch(body: &[u8], version: i16) -> R<()> {
+    let flex = version >= 12;
+    let mut c = Cursor { buf: body };
+    if version <= 14 {
+        c.skip(4)?; // replica_id
+    }
+    c.skip(4 + 4 + 4 + 1)?; // max_wait_ms, min_bytes, max_bytes, isolation_level
+    if version >= 7 {
+        c.skip(4 + 4)?; // session_id, session_epoch
+    }
+    for _ in 0..c.array(flex)? {
+        fetch_topic_id(&mut c, version, flex)?;
+        for _ in 0..c.array(flex)? {
+            c.skip(4)?; // partition
+            if version >= 9 {
+                c.skip(4)?; // current_leader_epoch
+            }
+            c.skip(8)?; // fetch_offset
+            if version >= 12 {
+                c.skip(4)?; // last_fetched_epoch
+            }
+            if version >= 5 {
+                c.skip(8)?; // log_start_offset
+            }
+            c.skip(4)?; // partition_max_bytes
+            c.tagged_fields(flex)?;
+        }
+        c.tagged_fields(flex)?;
+    }
+    if version >= 7 {
+        for _ in 0..c.array(flex)? {
+            fetch_topic_id(&mut c, version, flex)?;
+            let partitions = c.array(flex)?;
+            c.skip(partitions.checked_mul(4).ok_or(GuardError("overflow"))?)?;
+            c.tagged_fields(flex)?;
+        }
+    }
+    if version >= 11 {
+        c.string(flex)?; // rack_id
+    }
+    c.tagged_fields(flex)
+}
+
+/// A Fetch topic's name (v12 and before) or id (v13 and after).
+fn fetch_topic_id(c: &mut Cursor<'_>, version: i16, flex: bool) -> R<()> {
+    if version >= 13 {
+        c.skip(16)
+    } else {
+        c.string(flex)
+    }
+}
+
+/// ListOffsets v1..=10.
+pub(crate) fn list_offsets(body: &[u8], version: i16) -> R<()> {
+    let flex = version >= 6;
+    let mut c = Cursor { buf: body };
+    c.skip(4)?; // replica_id
+    if version >= 2 {
+        c.skip(1)?; // isolation_level
+    }
+    for _ in 0..c.array(flex)? {
+        c.string(flex)?; // name
+        for _ in 0..c.array(flex)? {
+            c.skip(4)?; // partition_index
+            if version >= 4 {
+                c.skip(4)?; // current_leader_epoch
+            }
+            c.skip(8)?; // timestamp
             c.tagged_fields(flex)?;
         }
         c.tagged_fields(flex)?;

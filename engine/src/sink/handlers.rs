@@ -12,14 +12,17 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
-    CreateTopicsResponse, FetchResponse, FindCoordinatorResponse, InitProducerIdRequest,
-    InitProducerIdResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    ResponseHeader, TopicName,
+    CreateTopicsResponse, FetchRequest, FindCoordinatorResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
 
 use super::batch::{self, BatchError};
+use super::fetch::{self, Answer, ParkedFetch};
 use super::guard;
+use super::list_offsets;
+use super::log::Staged;
 use super::pace;
 use super::registry::{RegistryError, TopicEntry};
 use super::server::{ExecState, LocalTopic};
@@ -29,18 +32,18 @@ use crate::wire::codes as code;
 
 /// The APIs and versions the sink serves (and advertises in ApiVersions).
 ///
-/// Fetch and FindCoordinator are listed for librdkafka, which derives its
-/// protocol features from this list: it writes record batches v2 (MsgVer2)
-/// only when the broker lists Fetch v4+ besides Produce v3+, and compresses
-/// with LZ4 only when it lists FindCoordinator; against a list without them
-/// it falls back to uncompressed v0 message sets, which the sink rejects. The
-/// sink keeps no records and coordinates nothing, so both are answered with
-/// an error without reading the request body, in versions whose responses
-/// carry a top-level error code (Fetch: INVALID_REQUEST with no data;
-/// FindCoordinator: COORDINATOR_NOT_AVAILABLE).
+/// Fetch (v4 up, whole batches from what the sink keeps or synthetic ones,
+/// see `fetch`) and FindCoordinator also matter to librdkafka, which derives
+/// its protocol features from this list: it writes record batches v2
+/// (MsgVer2) only when the broker lists Fetch v4+ besides Produce v3+, and
+/// compresses with LZ4 only when it lists FindCoordinator; against a list
+/// without them it falls back to uncompressed v0 message sets, which the
+/// sink rejects. The sink coordinates nothing, so FindCoordinator is
+/// answered COORDINATOR_NOT_AVAILABLE without reading the request body.
 pub(crate) const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
-    (ApiKey::Fetch, 7, 12),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::FindCoordinator, 0, 3),
     (ApiKey::ApiVersions, 0, 4),
@@ -90,7 +93,7 @@ fn be_i16(b: &[u8]) -> i16 {
 }
 
 /// What `handle_frame` appended to `out`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Reply {
     /// Nothing (a Produce request with acks=0).
     None,
@@ -99,6 +102,9 @@ pub(crate) enum Reply {
     /// A Produce response, to be held `throttle` (already reported in its
     /// throttle_time_ms) plus the ack delay.
     Produce { throttle: Duration },
+    /// Nothing yet: a Fetch that waits for data (long poll). The connection
+    /// answers it (`fetch::try_answer`) before any later request.
+    FetchWait(Box<ParkedFetch>),
 }
 
 /// Handles one request frame (without its size prefix), appending the
@@ -127,6 +133,9 @@ pub(crate) fn handle_frame(
     };
     if key == ApiKey::Produce {
         return answer_produce(exec, &req, buf, out, read_at);
+    }
+    if key == ApiKey::Fetch {
+        return answer_fetch(exec, &req, buf, out, read_at);
     }
     answer_control(exec, conn, &req, buf, out)?;
     Ok(Reply::Control)
@@ -206,7 +215,12 @@ fn answer_produce(
     let produce = ProduceRequest::decode(&mut buf, version).map_err(|e| req.bad_body(e))?;
     bump(&exec.counters().produce_requests, 1);
     let acks = produce.acks;
-    let (mut resp, records) = handle_produce(exec, produce, version);
+    // Consumers see the records when the producer gets its ack (as with
+    // acks=all on a broker, where both wait for the high watermark).
+    let visible_at = read_at
+        .filter(|_| !exec.shared.ack_delay.is_zero())
+        .map(|t| t + exec.shared.ack_delay);
+    let (mut resp, records) = handle_produce(exec, produce, version, visible_at);
     if acks == 0 {
         return Ok(Reply::None);
     }
@@ -222,7 +236,37 @@ fn answer_produce(
     Ok(Reply::Produce { throttle })
 }
 
-/// Decodes a control request (every API but Produce) and writes its
+/// Decodes a Fetch request and answers it at once if it can, or parks it.
+fn answer_fetch(
+    exec: &ExecState,
+    req: &Request,
+    mut buf: Bytes,
+    out: &mut Vec<u8>,
+    read_at: Option<Instant>,
+) -> Result<Reply, FrameError> {
+    guard::fetch(&buf, req.version).map_err(|e| req.bad_body(e.0))?;
+    let mut decoded = FetchRequest::decode(&mut buf, req.version).map_err(|e| req.bad_body(e))?;
+    let now = read_at.unwrap_or_else(Instant::now);
+    let applied = exec
+        .sessions
+        .borrow_mut()
+        .apply(&mut decoded, req.version, now);
+    let session = match applied {
+        Ok(session) => session,
+        Err(error_code) => {
+            let (v, id) = (req.version, req.correlation_id);
+            fetch::answer_session_error(exec, v, id, error_code, out)?;
+            return Ok(Reply::Control);
+        }
+    };
+    let parked = ParkedFetch::new(decoded, req.version, req.correlation_id, now, session);
+    match fetch::try_answer(exec, &parked, false, out)? {
+        Answer::Sent => Ok(Reply::Control),
+        Answer::Wait(_) => Ok(Reply::FetchWait(Box::new(parked))),
+    }
+}
+
+/// Decodes a control request (every API but Produce and Fetch) and writes its
 /// response.
 fn answer_control(
     exec: &ExecState,
@@ -264,8 +308,11 @@ fn answer_control(
                 .with_producer_epoch(0);
             write_response(out, key, version, correlation_id, &resp)
         }
-        ApiKey::Fetch => {
-            let resp = FetchResponse::default().with_error_code(code::INVALID_REQUEST);
+        ApiKey::ListOffsets => {
+            guard::list_offsets(&buf, version).map_err(|e| req.bad_body(e.0))?;
+            let decoded =
+                ListOffsetsRequest::decode(&mut buf, version).map_err(|e| req.bad_body(e))?;
+            let resp = list_offsets::handle(exec, decoded, version);
             write_response(out, key, version, correlation_id, &resp)
         }
         ApiKey::FindCoordinator => {
@@ -325,13 +372,20 @@ pub(crate) fn api_versions_body(error_code: i16) -> ApiVersionsResponse {
 }
 
 /// The response and the number of records accepted.
-fn handle_produce(exec: &ExecState, req: ProduceRequest, version: i16) -> (ProduceResponse, u64) {
+fn handle_produce(
+    exec: &ExecState,
+    req: ProduceRequest,
+    version: i16,
+    visible_at: Option<Instant>,
+) -> (ProduceResponse, u64) {
     let acks = req.acks;
     let mut tally = ProduceTally::default();
     let mut responses = Vec::with_capacity(if acks == 0 { 0 } else { req.topic_data.len() });
     let mut topics = exec.topics.borrow_mut();
+    let keep = exec.shared.keep_per_partition;
     for topic in req.topic_data {
         let name: &str = &topic.name.0;
+        let keeps = keep > 0 && !exec.shared.synthetic.forced(name);
         let mut local = topics.get_mut(name);
         if local.is_none() {
             match exec.shared.registry.get_or_create(name) {
@@ -348,10 +402,11 @@ fn handle_produce(exec: &ExecState, req: ProduceRequest, version: i16) -> (Produ
             topic.partition_data.len()
         });
         for part in topic.partition_data {
-            let (error_code, base_offset) = produce_partition(
+            let (error_code, base_offset, log_start) = produce_partition(
                 local.as_deref_mut(),
                 part.index,
                 part.records.as_deref(),
+                keeps.then_some((keep, visible_at)),
                 &mut tally,
             );
             if acks != 0 {
@@ -361,7 +416,7 @@ fn handle_produce(exec: &ExecState, req: ProduceRequest, version: i16) -> (Produ
                         .with_error_code(error_code)
                         .with_base_offset(base_offset)
                         .with_log_append_time_ms(-1)
-                        .with_log_start_offset(if version >= 5 { 0 } else { -1 }),
+                        .with_log_start_offset(if version >= 5 { log_start } else { -1 }),
                 );
             }
         }
@@ -375,60 +430,62 @@ fn handle_produce(exec: &ExecState, req: ProduceRequest, version: i16) -> (Produ
     }
     drop(topics);
     tally.publish(exec.counters());
+    if tally.batches > 0 {
+        exec.shared.wake_fetches();
+    }
     (
         ProduceResponse::default().with_responses(responses),
         tally.records,
     )
 }
 
-/// Verifies and counts one partition's batches; returns (error code, base offset).
+/// Verifies, counts and (with `keep`: at most that many bytes per
+/// partition) keeps one partition's batches; returns (error code, base
+/// offset, log start offset).
 fn produce_partition(
     local: Option<&mut LocalTopic>,
     partition: i32,
     records: Option<&[u8]>,
+    keep: Option<(usize, Option<Instant>)>,
     tally: &mut ProduceTally,
-) -> (i16, i64) {
+) -> (i16, i64, i64) {
     let Some(local) = local else {
         tally.unknown_partitions += 1;
-        return (code::UNKNOWN_TOPIC_OR_PARTITION, -1);
+        return (code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
     };
-    if partition < 0 || partition >= local.entry.partitions {
+    let Some(log) = local.entry.log(partition) else {
         tally.unknown_partitions += 1;
-        return (code::UNKNOWN_TOPIC_OR_PARTITION, -1);
-    }
-    let scan = match batch::scan(records.unwrap_or_default()) {
+        return (code::UNKNOWN_TOPIC_OR_PARTITION, -1, -1);
+    };
+    let records = records.unwrap_or_default();
+    let scan = match batch::scan(records) {
         Ok(scan) => scan,
         Err(BatchError::Crc { batch }) => {
             tracing::debug!(topic = %local.entry.name, partition, batch, "record batch CRC mismatch");
             tally.crc_errors += 1;
-            return (code::CORRUPT_MESSAGE, -1);
+            return (code::CORRUPT_MESSAGE, -1, -1);
         }
         Err(BatchError::Malformed { batch, reason }) => {
             tracing::debug!(topic = %local.entry.name, partition, batch, reason, "malformed record batch");
             tally.malformed_batches += 1;
-            return (code::CORRUPT_MESSAGE, -1);
+            return (code::CORRUPT_MESSAGE, -1, -1);
         }
     };
-    let Some(base_offset) = local.entry.append(partition, scan.offsets) else {
-        tally.unknown_partitions += 1;
-        return (code::UNKNOWN_TOPIC_OR_PARTITION, -1);
+    local.entry.mark_produced();
+    let (base_offset, log_start) = match keep {
+        Some((keep, visible_at)) => log.append(Staged::copy(records), keep, visible_at),
+        None => log.skip(scan.offsets),
     };
     local.stats.batches += scan.batches;
     local.stats.records += scan.records;
     local.stats.batch_bytes += scan.bytes;
-    tally.batches += scan.batches;
-    tally.records += scan.records;
-    tally.batch_bytes += scan.bytes;
-    tally.record_bytes += scan.record_bytes;
-    for (n, by) in tally.codec_batches.iter_mut().zip(scan.by_codec) {
-        *n += by;
-    }
-    (code::NONE, base_offset)
+    tally.add(&scan);
+    (code::NONE, base_offset, log_start)
 }
 
 /// The topic id as kafka-protocol's `Uuid` (the `uuid` crate's, which the
 /// sink cannot name without depending on it: built through `FromStr`).
-fn topic_uuid<T: std::str::FromStr>(id: &[u8; 16]) -> Result<T, FrameError> {
+pub(crate) fn topic_uuid<T: std::str::FromStr>(id: &[u8; 16]) -> Result<T, FrameError> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(32);
     for b in id {

@@ -27,15 +27,21 @@
 //! return what it saw.
 
 mod batch;
+mod fetch;
 mod guard;
 mod handlers;
+mod list_offsets;
+mod log;
 mod pace;
 mod registry;
 mod server;
+mod session;
 mod stall;
 mod stats;
+mod synthetic;
 #[cfg(test)]
 mod tests;
+mod wake;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -47,6 +53,7 @@ use std::time::Duration;
 pub use pace::MAX_ACK_DELAY;
 pub use registry::MAX_PARTITIONS;
 pub use stall::{Stall, MAX_STALL_AFTER, MAX_STALL_LASTING};
+pub use synthetic::{SyntheticConfig, SyntheticTopics, MAX_SYNTHETIC_BATCH, MAX_SYNTHETIC_RECORD};
 
 use server::{ExecutorOutcome, Shared};
 
@@ -55,6 +62,11 @@ pub const MAX_FRAME_BYTES: usize = 100 << 20;
 
 /// Cluster id reported in Metadata responses.
 pub const CLUSTER_ID: &str = "datastorm-sink";
+
+/// Default of [`SinkConfig::keep_per_partition`].
+pub const DEFAULT_KEEP_PER_PARTITION: usize = 16 << 20;
+/// Largest [`SinkConfig::keep_per_partition`].
+pub const MAX_KEEP_PER_PARTITION: usize = 1 << 40;
 
 /// How long an executor thread may take to report that it is listening.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,6 +97,11 @@ pub struct SinkConfig {
     /// `lasting`, read nothing and answer nothing (connections stay open),
     /// then answer what was waiting, in order. `None`: never.
     pub stall: Option<Stall>,
+    /// Bytes of produced record batches each partition keeps for Fetch
+    /// (the oldest go first; 0 keeps nothing).
+    pub keep_per_partition: usize,
+    /// What is served from partitions with no kept log.
+    pub synthetic: SyntheticConfig,
 }
 
 impl Default for SinkConfig {
@@ -97,6 +114,8 @@ impl Default for SinkConfig {
             ack_delay: Duration::ZERO,
             max_records_per_s: None,
             stall: None,
+            keep_per_partition: DEFAULT_KEEP_PER_PARTITION,
+            synthetic: SyntheticConfig::default(),
         }
     }
 }
@@ -132,6 +151,14 @@ pub struct SinkStats {
     /// Partitions rejected because the topic or partition does not exist (or
     /// the topic name is invalid).
     pub unknown_partitions: u64,
+    /// Fetch requests answered.
+    pub fetch_requests: u64,
+    /// Records in the batches Fetch responses carried.
+    pub fetch_records: u64,
+    /// Bytes of the batches Fetch responses carried.
+    pub fetch_bytes: u64,
+    /// ListOffsets requests answered.
+    pub list_offsets_requests: u64,
     /// Per-topic totals; filled by [`SinkHandle::stop`], empty in live stats.
     pub topics: BTreeMap<String, TopicStats>,
 }
@@ -151,6 +178,10 @@ pub struct TopicStats {
     pub batches: u64,
     pub records: u64,
     pub batch_bytes: u64,
+    /// Records Fetch responses carried from this topic.
+    pub fetch_records: u64,
+    /// Bytes of batches Fetch responses carried from this topic.
+    pub fetch_bytes: u64,
 }
 
 /// Why a sink could not start.
@@ -254,6 +285,8 @@ impl SinkHandle {
                 entry.batches += local.batches;
                 entry.records += local.records;
                 entry.batch_bytes += local.batch_bytes;
+                entry.fetch_records += local.fetch_records;
+                entry.fetch_bytes += local.fetch_bytes;
             }
         }
         stats
@@ -316,6 +349,13 @@ fn validate_config(cfg: &SinkConfig) -> Result<(), SinkError> {
             )));
         }
     }
+    if cfg.keep_per_partition > MAX_KEEP_PER_PARTITION {
+        return Err(SinkError::Config(format!(
+            "keep_per_partition must be at most {MAX_KEEP_PER_PARTITION}, got {}",
+            cfg.keep_per_partition
+        )));
+    }
+    cfg.synthetic.check().map_err(SinkError::Config)?;
     if let Some(stall) = &cfg.stall {
         stall.check().map_err(SinkError::Config)?;
     }

@@ -3,7 +3,9 @@
 //! caches the entry), never per batch.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::log::PartitionLog;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Most partitions one topic may have.
@@ -14,37 +16,43 @@ const MAX_TOTAL_PARTITIONS: usize = 1 << 20;
 /// Longest topic name Kafka allows.
 const MAX_TOPIC_NAME: usize = 249;
 
-/// One partition's next offset, on its own cache line.
-#[repr(align(64))]
-#[derive(Debug, Default)]
-struct PartitionOffset(AtomicI64);
-
 #[derive(Debug)]
 pub(crate) struct TopicEntry {
     pub name: String,
     pub partitions: i32,
     pub id: [u8; 16],
-    offsets: Box<[PartitionOffset]>,
+    /// Set by the first Produce to the topic (or its creation through
+    /// CreateTopics): from then on it is served from its kept logs, not
+    /// synthetic data (see `synthetic`).
+    produced: AtomicBool,
+    logs: Box<[PartitionLog]>,
 }
 
 impl TopicEntry {
     fn new(name: &str, partitions: i32) -> TopicEntry {
-        let offsets = (0..partitions)
-            .map(|_| PartitionOffset::default())
-            .collect();
+        let logs = (0..partitions).map(|_| PartitionLog::default()).collect();
         TopicEntry {
             name: name.to_string(),
             partitions,
             id: topic_id(name),
-            offsets,
+            produced: AtomicBool::new(false),
+            logs,
         }
     }
 
-    /// Reserves `count` offsets on `partition`; returns the first one, or
-    /// `None` if the partition does not exist.
-    pub(crate) fn append(&self, partition: i32, count: i64) -> Option<i64> {
-        let slot = self.offsets.get(usize::try_from(partition).ok()?)?;
-        Some(slot.0.fetch_add(count, Ordering::Relaxed))
+    /// Partition `partition`'s log, or `None` if it does not exist.
+    pub(crate) fn log(&self, partition: i32) -> Option<&PartitionLog> {
+        self.logs.get(usize::try_from(partition).ok()?)
+    }
+
+    pub(crate) fn produced(&self) -> bool {
+        self.produced.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn mark_produced(&self) {
+        if !self.produced() {
+            self.produced.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -114,6 +122,9 @@ impl Registry {
         let mut inner = self.lock();
         if let Some(t) = inner.topics.get(name) {
             return if t.partitions == partitions {
+                if !validate_only {
+                    t.mark_produced();
+                }
                 Ok((t.partitions, t.id))
             } else {
                 Err(RegistryError::AlreadyExists(t.partitions))
@@ -125,7 +136,15 @@ impl Registry {
             }
             return Ok((partitions, topic_id(name)));
         }
-        insert(&mut inner, name, partitions).map(|t| (t.partitions, t.id))
+        insert(&mut inner, name, partitions).map(|t| {
+            t.mark_produced();
+            (t.partitions, t.id)
+        })
+    }
+
+    /// The topic, if registered (Fetch and ListOffsets create nothing).
+    pub(crate) fn get(&self, name: &str) -> Option<Arc<TopicEntry>> {
+        self.lock().topics.get(name).cloned()
     }
 
     pub(crate) fn by_id(&self, id: &[u8; 16]) -> Option<Arc<TopicEntry>> {

@@ -15,12 +15,23 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
+use super::fetch::{self, Answer, ParkedFetch};
 use super::handlers::{self, ConnInfo, FrameError, Reply, FIRST_PRODUCER_ID};
 use super::pace::Pacing;
 use super::registry::{Registry, TopicEntry};
+use super::session::Sessions;
 use super::stall::StallWindow;
 use super::stats::{bump, ExecCounters};
+use super::synthetic::Synthetic;
+use super::wake::{self, WaitSlot, Woken};
 use super::{SinkConfig, SinkError, SinkStats, TopicStats, MAX_FRAME_BYTES};
+
+/// Milliseconds since the epoch (0 if the clock is before it).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// How often an executor looks at the stop flag while idle.
 const STOP_POLL: Duration = Duration::from_millis(20);
@@ -61,6 +72,12 @@ pub(crate) struct Shared {
     /// immutable window, so they stall and resume together without talking
     /// to each other.
     pub stall: Option<StallWindow>,
+    /// `SinkConfig::keep_per_partition`.
+    pub keep_per_partition: usize,
+    /// The synthetic batch and which topics get it.
+    pub synthetic: Synthetic,
+    /// Each executor's long-polling fetches (see `wake`).
+    pub waits: Box<[WaitSlot]>,
 }
 
 impl Shared {
@@ -74,6 +91,16 @@ impl Shared {
             ack_delay: cfg.ack_delay,
             executor_rate: cfg.max_records_per_s.map(|r| r / executors.max(1) as f64),
             stall: cfg.stall.map(|s| s.window(Instant::now())),
+            keep_per_partition: cfg.keep_per_partition,
+            synthetic: Synthetic::build(&cfg.synthetic, now_ms()),
+            waits: (0..executors).map(|_| WaitSlot::default()).collect(),
+        }
+    }
+
+    /// Wakes the fetches waiting on any executor (after an append).
+    pub(crate) fn wake_fetches(&self) {
+        for slot in self.waits.iter() {
+            slot.wake_all();
         }
     }
 
@@ -119,6 +146,10 @@ pub(crate) struct ExecState {
     pub shared: Arc<Shared>,
     index: usize,
     pub topics: RefCell<HashMap<Box<str>, LocalTopic>>,
+    /// This executor's fetch sessions.
+    pub sessions: RefCell<Sessions>,
+    /// Topics Fetch v13+ named by id, by id.
+    pub topic_ids: RefCell<HashMap<[u8; 16], Arc<TopicEntry>>>,
     /// Open connections' sockets, so that stop can shut them down.
     conns: RefCell<HashMap<u64, RawFd>>,
     next_conn: Cell<u64>,
@@ -189,6 +220,8 @@ pub(crate) fn run_executor(
             pacing,
             index,
             topics: RefCell::new(HashMap::new()),
+            topic_ids: RefCell::new(HashMap::new()),
+            sessions: RefCell::new(Sessions::new(index)),
             conns: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             stopping: Cell::new(false),
@@ -343,7 +376,17 @@ async fn serve_unpaced(
         // Answer every complete request in the buffer (in order), then send
         // all the responses with one write.
         while let Some(frame) = frames.next_frame()? {
-            handlers::handle_frame(state, conn, frame, &mut out, None)?;
+            if let Reply::FetchWait(parked) =
+                handlers::handle_frame(state, conn, frame, &mut out, None)?
+            {
+                // What was answered before it goes out first; then the
+                // fetch waits, and later requests wait behind it.
+                if !out.is_empty() {
+                    stream.write_all(&out).await?;
+                    out.clear();
+                }
+                long_poll(state, &parked, &mut out).await?;
+            }
         }
         if !out.is_empty() {
             stream.write_all(&out).await?;
@@ -436,6 +479,13 @@ async fn serve_paced(
                 Reply::None => continue,
                 Reply::Control => Duration::ZERO,
                 Reply::Produce { throttle } => throttle + pacing.ack_delay,
+                Reply::FetchWait(parked) => {
+                    // Held responses go out (when due) before the fetch
+                    // waits; its answer is due at once.
+                    queue.write_all(state, stream).await?;
+                    long_poll(state, &parked, &mut queue.out).await?;
+                    Duration::ZERO
+                }
             };
             queue.pending.push_back((now + hold, queue.out.len()));
         }
@@ -518,6 +568,67 @@ impl ResponseQueue {
             self.out.shrink_to(16 << 10);
         }
         Ok(true)
+    }
+}
+
+impl ResponseQueue {
+    /// Writes every held response, each when it is due (or at once when
+    /// the sink stops).
+    async fn write_all(&mut self, state: &ExecState, stream: &mut TcpStream) -> io::Result<()> {
+        while !self.pending.is_empty() {
+            let now = Instant::now();
+            if state.stopping.get() || state.shared.stopping() {
+                let end = self.out.len();
+                stream.write_all(&self.out[..end]).await?;
+                self.out.clear();
+                self.pending.clear();
+                return Ok(());
+            }
+            if !self.write_due(stream, now).await? {
+                if let Some(wait) = self.next_due(now) {
+                    glommio::timer::sleep(wait).await;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Waits until `parked` can be answered (enough data, an error, max_wait
+/// over, or the sink stopping) and appends its response to `out`. The wait
+/// is woken by appends (`wake`) and by a timer cut into `STOP_POLL` steps,
+/// so that a stop is prompt.
+async fn long_poll(
+    state: &ExecState,
+    parked: &ParkedFetch,
+    out: &mut Vec<u8>,
+) -> Result<(), FrameError> {
+    let slot = &state.shared.waits[state.index];
+    loop {
+        // Registered before the partitions are read again: an append after
+        // that read wakes this task (see `wake`).
+        wake::register(slot).await;
+        let now = Instant::now();
+        let last = now >= parked.deadline || state.stopping.get() || state.shared.stopping();
+        let visible = match fetch::try_answer(state, parked, last, out)? {
+            Answer::Sent => {
+                // An answer made as a stall begins waits for its end, like
+                // every other response.
+                sit_out_stall(state).await;
+                return Ok(());
+            }
+            Answer::Wait(visible) => visible,
+        };
+        // Wake at max_wait, when held batches become visible, or at the
+        // stop poll, whichever is first.
+        let mut left = parked
+            .deadline
+            .saturating_duration_since(now)
+            .min(STOP_POLL);
+        if let Some(t) = visible {
+            left = left.min(t.saturating_duration_since(now));
+        }
+        futures_lite::future::or(Woken::default(), glommio::timer::sleep(left)).await;
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::batch::BatchScan;
 use super::SinkStats;
 use crate::batch::CODECS;
 
@@ -24,6 +25,10 @@ pub(crate) struct ExecCounters {
     pub decode_errors: AtomicU64,
     pub malformed_batches: AtomicU64,
     pub unknown_partitions: AtomicU64,
+    pub fetch_requests: AtomicU64,
+    pub fetch_records: AtomicU64,
+    pub fetch_bytes: AtomicU64,
+    pub list_offsets_requests: AtomicU64,
 }
 
 /// Adds `n` to a counter that only the calling thread writes: a relaxed
@@ -54,6 +59,10 @@ impl ExecCounters {
         s.decode_errors += self.decode_errors.load(Relaxed);
         s.malformed_batches += self.malformed_batches.load(Relaxed);
         s.unknown_partitions += self.unknown_partitions.load(Relaxed);
+        s.fetch_requests += self.fetch_requests.load(Relaxed);
+        s.fetch_records += self.fetch_records.load(Relaxed);
+        s.fetch_bytes += self.fetch_bytes.load(Relaxed);
+        s.list_offsets_requests += self.list_offsets_requests.load(Relaxed);
     }
 }
 
@@ -73,6 +82,17 @@ pub(crate) struct ProduceTally {
 }
 
 impl ProduceTally {
+    /// Adds one partition's accepted batches.
+    pub(crate) fn add(&mut self, scan: &BatchScan) {
+        self.batches += scan.batches;
+        self.records += scan.records;
+        self.batch_bytes += scan.bytes;
+        self.record_bytes += scan.record_bytes;
+        for (n, by) in self.codec_batches.iter_mut().zip(scan.by_codec) {
+            *n += by;
+        }
+    }
+
     pub(crate) fn publish(&self, c: &ExecCounters) {
         bump(&c.batches, self.batches);
         bump(&c.records, self.records);

@@ -28,6 +28,8 @@ use super::stall::{Stall, StallWindow};
 use super::{SinkConfig, SinkError, SinkHandle, SinkStats};
 use crate::wire::codes as code;
 
+mod read;
+
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn config() -> SinkConfig {
@@ -225,10 +227,11 @@ fn api_versions_v3_lists_supported_apis() {
     assert_eq!(range(ApiKey::ApiVersions), Some((0, 4)));
     assert_eq!(range(ApiKey::CreateTopics), Some((2, 7)));
     assert_eq!(range(ApiKey::InitProducerId), Some((0, 5)));
-    // Listed for librdkafka's feature detection, answered with errors.
-    assert_eq!(range(ApiKey::Fetch), Some((7, 12)));
+    // The read side (tests/read.rs); FindCoordinator is listed for
+    // librdkafka's feature detection and answered with an error.
+    assert_eq!(range(ApiKey::Fetch), Some((4, 18)));
+    assert_eq!(range(ApiKey::ListOffsets), Some((1, 10)));
     assert_eq!(range(ApiKey::FindCoordinator), Some((0, 3)));
-    assert_eq!(range(ApiKey::ListOffsets), None);
     // Older versions too, on the same connection.
     for v in [0, 1, 2, 4] {
         let resp: ApiVersionsResponse =
@@ -240,15 +243,20 @@ fn api_versions_v3_lists_supported_apis() {
 }
 
 #[test]
-fn fetch_and_find_coordinator_get_errors() {
+fn empty_fetch_and_find_coordinator() {
     use kafka_protocol::messages::{
         FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse,
     };
     let sink = start();
     let mut c = Client::connect(sink.local_addr());
-    for v in [7, 12] {
-        let resp: FetchResponse = c.call(ApiKey::Fetch, v, &FetchRequest::default());
-        assert_eq!(resp.error_code, code::INVALID_REQUEST, "Fetch v{v}");
+    for v in [4, 7, 12, 18] {
+        // No topics: answered at once, whatever max_wait says.
+        let req = FetchRequest::default()
+            .with_max_wait_ms(10_000)
+            .with_min_bytes(1);
+        let resp: FetchResponse = c.call(ApiKey::Fetch, v, &req);
+        assert_eq!(resp.error_code, code::NONE, "Fetch v{v}");
+        assert_eq!(resp.session_id, 0, "Fetch v{v}: no session made");
         assert!(resp.responses.is_empty());
     }
     for v in [0, 3] {
@@ -691,8 +699,8 @@ fn bad_input_closes_the_connection_and_the_sink_keeps_serving() {
         f
     };
     cases.push(("unknown api key", frame(999, 0, &[])));
-    cases.push(("unsupported api (ListOffsets)", frame(2, 5, &[0; 32])));
-    cases.push(("unsupported Fetch version", frame(1, 6, &[0; 32])));
+    cases.push(("unsupported api (OffsetCommit)", frame(8, 5, &[0; 32])));
+    cases.push(("unsupported Fetch version", frame(1, 3, &[0; 32])));
     cases.push(("unsupported Produce version", frame(0, 2, &[0; 32])));
     cases.push(("Produce v13", frame(0, 13, &[0; 32])));
     cases.push(("truncated Metadata body", frame(3, 1, &[0, 0])));

@@ -868,3 +868,101 @@ pub fn valid_sink_request(g: &mut Rng) -> Vec<u8> {
     r.expect("encode request");
     out.to_vec()
 }
+
+// ---------------------------------------------------------------------------
+// The consumer's record walker (`batch::read::BatchReader`)
+
+/// Walks a partition's records bytes as a consumer does. Input: an options
+/// byte (bit 0: check CRCs; bits 1-7: the fetch offset), then the records.
+/// Checks that the walk counts what it visits and never claims more bytes
+/// than it was given; uncompressed batches are walked without allocating.
+pub fn walk_records(data: &[u8]) -> Result<u64, String> {
+    use datastorm_engine::batch::read::{BatchReader, WalkOptions};
+    let Some((&opt, records)) = data.split_first() else {
+        return Err("empty".into());
+    };
+    let opts = WalkOptions {
+        check_crc: opt & 1 == 1,
+        from_offset: i64::from(opt >> 1),
+    };
+    let mut reader = BatchReader::new();
+    let mut visited = 0u64;
+    let (walked, peak) = measure(records, || {
+        reader.walk(records, opts, |_, r| {
+            visited += 1;
+            std::hint::black_box(r.headers().count());
+        })
+    });
+    let compressed = any_compressed(records);
+    assert!(
+        compressed || peak == 0,
+        "walk: {peak} bytes allocated walking {} bytes",
+        records.len()
+    );
+    let walked = walked.map_err(|e| e.to_string())?;
+    assert_eq!(walked.records, visited, "walk: counted what it visited");
+    assert!(walked.bytes as usize <= records.len());
+    Ok(visited)
+}
+
+/// Whether a batch the walk may decompress names a codec (only those may
+/// allocate: the records section is inflated into the reader's buffer).
+fn any_compressed(mut rest: &[u8]) -> bool {
+    while rest.len() > 22 {
+        if rest[22] & 0x7 != 0 {
+            return true;
+        }
+        let len = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        let Some(total) = usize::try_from(len).ok().and_then(|l| l.checked_add(12)) else {
+            return false;
+        };
+        rest = rest.get(total..).unwrap_or_default();
+    }
+    false
+}
+
+/// An options byte, then one to four valid batches (each codec, keys,
+/// headers, consecutive base offsets), sometimes cut inside the last.
+pub fn valid_record_batches(g: &mut Rng) -> Vec<u8> {
+    use datastorm_engine::arena::WriteBuf;
+    use datastorm_engine::batch::{BatchBuilder, Compression, Compressor, RecordHeader};
+    let codecs = [
+        Compression::None,
+        Compression::Gzip { level: 1 },
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd { level: 1 },
+    ];
+    let mut out = WriteBuf::default();
+    out.put_u8(g.next() as u8);
+    let mut builder = BatchBuilder::with_capacity(1024);
+    let mut compressor = Compressor::new();
+    let mut base = 0i64;
+    for _ in 0..1 + g.below(4) {
+        let records = 1 + g.below(20);
+        for i in 0..records {
+            let key = g.bytes(12);
+            let header = RecordHeader {
+                key: b"ds-seq",
+                value: &key,
+            };
+            let headers: &[RecordHeader<'_>] = if i % 2 == 0 { &[header] } else { &[] };
+            builder.append(
+                1_700_000_000_000 + i as i64,
+                (i % 3 != 0).then_some(&key[..]),
+                &g.bytes(60),
+                headers,
+            );
+        }
+        let start = out.len();
+        builder.seal(codecs[g.below(codecs.len())], &mut compressor, &mut out);
+        out.as_mut_slice()[start..start + 8].copy_from_slice(&base.to_be_bytes());
+        base += records as i64;
+    }
+    let mut bytes = out.as_slice().to_vec();
+    if g.below(4) == 0 {
+        let cut = 1 + g.below(bytes.len() - 1);
+        bytes.truncate(cut);
+    }
+    bytes
+}

@@ -4,8 +4,14 @@
 
 use super::state::RETRY_LIMIT_BYTES;
 use super::task::StreamTask;
+use crate::e2e::{self, UnixClock};
 use crate::payload::{murmur2, Keys, Record, ValueSource};
-use crate::plan::SEQUENCE_HEADER;
+use crate::plan::{E2E_HEADER, SEQUENCE_HEADER};
+
+const EMPTY_HEADER: RecordHeader<'static> = RecordHeader {
+    key: b"",
+    value: b"",
+};
 use datastorm_engine::arena::WriteBuf;
 use datastorm_engine::batch::{Compressor, RecordHeader};
 use datastorm_engine::metrics::{record_batch_latency, ShardCounters};
@@ -50,6 +56,9 @@ pub(super) struct RecordForm<'a> {
     pub field_keys: bool,
     /// (instance, shard) for the sequence header, when it is on.
     pub sequence_header: Option<(u16, u16)>,
+    /// The end-to-end stamp, when it is on: this host's id and the clock
+    /// that turns intended send times into wall-clock microseconds.
+    pub e2e: Option<(u32, UnixClock)>,
 }
 
 pub(super) struct Sealer {
@@ -244,19 +253,30 @@ impl StreamTask {
                 at.next_partition(n_parts);
             }
         }
-        match form.sequence_header {
-            None => part.builder.append(at.now_ms, key, value, form.headers),
-            Some((instance, shard)) => {
-                let mut v = [0u8; 64];
-                let n = sequence_header_value(&mut v, instance, shard, part.id, part.next_seq);
-                let extra = RecordHeader {
-                    key: SEQUENCE_HEADER.as_bytes(),
-                    value: &v[..n],
-                };
-                part.builder
-                    .append_with(at.now_ms, key, value, form.headers, Some(extra));
-            }
+        let mut seq = [0u8; 64];
+        let mut extra = [EMPTY_HEADER; 2];
+        let mut n_extra = 0;
+        if let Some((instance, shard)) = form.sequence_header {
+            let n = sequence_header_value(&mut seq, instance, shard, part.id, part.next_seq);
+            extra[0] = RecordHeader {
+                key: SEQUENCE_HEADER.as_bytes(),
+                value: &seq[..n],
+            };
+            n_extra = 1;
         }
+        let stamp;
+        if let Some((origin, clock)) = &form.e2e {
+            // Paced: the intended send time, as latency counts it.
+            let t = self.pacer.as_ref().map_or(at.now, |p| p.intended(at.seq));
+            stamp = e2e::encode(clock.unix_us(t), *origin);
+            extra[n_extra] = RecordHeader {
+                key: E2E_HEADER.as_bytes(),
+                value: &stamp,
+            };
+            n_extra += 1;
+        }
+        part.builder
+            .append_with(at.now_ms, key, value, form.headers, &extra[..n_extra]);
         // Every record counts: retries are ordered and acks recorded by
         // this per-partition sequence, with or without the header.
         part.next_seq += 1;

@@ -11,6 +11,7 @@ use super::generate::{Input, Limits, RecordForm, Sealer};
 use super::link::Link;
 use super::state::{Books, Knobs, Part, RetryPolicy};
 use super::{ShardEvent, ShardResult, StreamShare};
+use crate::e2e::UnixClock;
 use crate::pacer::Pacer;
 use crate::payload::{value_source, Keys};
 use crate::plan::RunPlan;
@@ -121,6 +122,7 @@ pub(super) async fn run_stream(setup: StreamSetup) -> ShardResult {
             sequence_header: stream
                 .sequence_header
                 .then_some((plan.instance as u16, setup.index as u16)),
+            e2e: stream.e2e_header.then(|| (plan.host_id, UnixClock::new())),
         },
         keys,
     };

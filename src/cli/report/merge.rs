@@ -442,7 +442,23 @@ pub fn merge(reports: &[Report]) -> anyhow::Result<RunReport> {
             reports: sources(&ordered),
         }),
         verify: None,
+        consume: merged_consume(&ordered)?,
+        consume_timeline: Vec::new(),
     })
+}
+
+/// The instances' consumers as one (none when no instance had any).
+fn merged_consume(ordered: &[&Report]) -> anyhow::Result<Option<ConsumeResults>> {
+    let parts: Vec<&ConsumeResults> = ordered
+        .iter()
+        .filter_map(|r| r.doc.consume.as_ref())
+        .collect();
+    if parts.is_empty() {
+        return Ok(None);
+    }
+    merge_consume(&parts)
+        .map(Some)
+        .map_err(|e| anyhow!("consumers: {e}"))
 }
 
 #[cfg(test)]
