@@ -20,12 +20,16 @@ mod common;
 #[global_allocator]
 static GLOBAL: common::Counting = common::Counting;
 
-fn bootstrap() -> String {
-    std::env::var("DATASTORM_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:19092".to_owned())
+fn bootstrap() -> Vec<String> {
+    std::env::var("DATASTORM_TEST_KAFKA")
+        .unwrap_or_else(|_| "127.0.0.1:19092".to_owned())
+        .split(',')
+        .map(str::to_owned)
+        .collect()
 }
 
 fn produce(topic: &str, count: u64) {
-    let mut plan = RunPlan::new(vec![bootstrap()], topic);
+    let mut plan = RunPlan::new(bootstrap(), topic);
     plan.cpus = vec![allowed_cpus()[0]];
     plan.compression = Compression::Lz4;
     plan.stop.count = Some(count);
@@ -42,7 +46,7 @@ fn produce(topic: &str, count: u64) {
 /// Reads `topic` to its end on one shard on this thread: (counters,
 /// allocations this thread made while the shard ran).
 fn consume(topic: &str) -> (ConsumeCounts, u64) {
-    let mut plan = ConsumePlan::new(vec![bootstrap()], topic);
+    let mut plan = ConsumePlan::new(bootstrap(), topic);
     plan.stop.until_end = true;
     plan.stop.duration = Some(Duration::from_secs(60));
     let plan = Arc::new(plan);

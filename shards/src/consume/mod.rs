@@ -21,7 +21,6 @@ mod link;
 mod plan;
 mod records;
 mod shard;
-mod standin;
 mod state;
 
 pub use coord::{

@@ -3,11 +3,11 @@
 //! headers), once per response under one borrow of the shard's state.
 
 use super::link::Ctx;
-use super::standin::e2e::{self, E2E_HEADER};
-use super::standin::{RecordView, WalkOptions};
 use super::state::{ConsumeCounters, Need, Shared};
+use crate::e2e::{self, now_unix_us, E2E_HEADER};
 use crate::plan::SEQUENCE_HEADER;
 use crate::verify::{parse_sequence_header, Producer, SeqCheck};
+use datastorm_engine::batch::read::{RecordView, WalkOptions};
 use datastorm_engine::wire::codes;
 use datastorm_engine::wire::fetch::{partition_fault, PartitionFault};
 use kafka_protocol::messages::fetch_response::PartitionData;
@@ -26,19 +26,12 @@ struct Tally {
     untimed: u64,
 }
 
-/// Microseconds since the UNIX epoch (the producer's `ds-t` clock).
-pub(crate) fn unix_now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 /// Takes in one Fetch response. `Err` for what cannot be consumed: a
 /// non-retriable partition error or a corrupt batch.
 pub(crate) fn take_response(ctx: &Ctx, resp: &FetchResponse, version: i16) -> Result<(), String> {
     // One clock read per response, not per record: every record of the
     // response arrived at this moment.
-    let now_us = unix_now_us();
+    let now_us = now_unix_us();
     let mut tally = Tally::default();
     let mut st = ctx.shared.borrow_mut();
     for t in resp
@@ -268,7 +261,7 @@ mod tests {
     #[test]
     fn records_are_counted_timed_and_sequenced() {
         let c = ctx(false);
-        let resp = response(0, Some(batch(unix_now_us())));
+        let resp = response(0, Some(batch(now_unix_us())));
         take_response(&c, &resp, 12).unwrap();
         let snap = c.counters.snapshot();
         assert_eq!((snap.records, snap.batches), (10, 1));
@@ -289,7 +282,7 @@ mod tests {
     #[test]
     fn across_hosts_times_every_stamped_record() {
         let c = ctx(true);
-        take_response(&c, &response(0, Some(batch(unix_now_us()))), 12).unwrap();
+        take_response(&c, &response(0, Some(batch(now_unix_us()))), 12).unwrap();
         assert_eq!(c.counters.snapshot().records_timed, 8);
     }
 

@@ -4,8 +4,8 @@
 
 use super::link::{run_link, Ctx};
 use super::plan::ConsumePlan;
-use super::standin::e2e;
 use super::state::{ConsumeCounters, ConsumeCounts, Part, Shared};
+use crate::e2e;
 use crate::verify::{Producer, SeqCheck};
 use datastorm_engine::cluster::{self, Broker};
 use datastorm_engine::conn::Connection;

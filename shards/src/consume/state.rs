@@ -3,8 +3,8 @@
 //! sequence checks), held in one `RefCell` that the shard's tasks borrow
 //! only between awaits.
 
-use super::standin::BatchReader;
 use crate::verify::{Producer, SeqCheck};
+use datastorm_engine::batch::read::BatchReader;
 use datastorm_engine::metrics::latency_histogram;
 use hdrhistogram::Histogram;
 use std::collections::BTreeMap;
