@@ -181,7 +181,7 @@ fn a_backlog_is_built_then_drained_while_the_run_goes_on() {
     cmd.args(["produce", "--bootstrap", &kafka, "--topic", &topic])
         .args(["--create-topic", "--partitions", "4", "--cores", "1"])
         .args(["--rate", "10k", "--duration", "8s", "--acks", "1"])
-        .args(["--consumers", "1", "--backlog", "1MB", "-q", "--report"])
+        .args(["--consumers", "1", "--backlog", "1MiB", "-q", "--report"])
         .arg(&report);
     let stdout = ok(cmd, "produce --backlog");
     assert!(stdout.contains("backlog "), "{stdout}");
@@ -190,8 +190,8 @@ fn a_backlog_is_built_then_drained_while_the_run_goes_on() {
     let c = &r["consume"];
     assert_eq!(c["records"].as_u64(), Some(acked), "{c:#}");
     let b = &c["backlog"];
-    assert_eq!(b["requested_bytes"].as_u64(), Some(1_000_000));
-    // 1 MB of 100-byte payloads: at least 10,000 records waited.
+    assert_eq!(b["requested_bytes"].as_u64(), Some(1_048_576));
+    // 1 MiB of 100-byte payloads: at least 10,000 records waited.
     assert!(b["records"].as_u64().expect("records") >= 10_000, "{b:#}");
     assert!(b["built_after_s"].as_f64().expect("built") >= 0.5, "{b:#}");
     // The consumer reads far faster than 10k/s: drained well before the end.
