@@ -1,21 +1,17 @@
-//! Proof of delivery: read a topic back (ListOffsets, then Fetch from each
-//! partition's leader) and check the `ds-seq` sequence headers: per
+//! Proof of delivery: read a topic back (the consumer engine, from the
+//! earliest offsets to the ends the topic had when reading started) and
+//! check the `ds-seq` sequence headers: per
 //! producing instance, shard and partition, which record numbers are
 //! there, which are missing, doubled or out of order, and (given what the
 //! producer had acknowledged) how many acknowledged records were lost.
 
-use crate::plan::SEQUENCE_HEADER;
-use bytes::Bytes;
-use datastorm_engine::cluster;
-use datastorm_engine::conn::{ConnectOptions, Connection};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{FetchRequest, ListOffsetsRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+use crate::consume::{run_consume, ConsumePlan, PartitionEnd, StartFrom};
+use datastorm_engine::runtime::allowed_cpus;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// What to read.
 #[derive(Debug, Clone)]
@@ -179,211 +175,50 @@ pub fn parse_sequence_header(v: &[u8]) -> Option<(u32, u32, i32, u64)> {
         .then_some((instance, shard, partition, seq))
 }
 
-/// Reads every record of the topic present when it starts and checks the
-/// sequence headers.
-pub async fn verify(plan: &VerifyPlan) -> Result<VerifyReport, String> {
-    let deadline = Instant::now() + plan.timeout;
-    let opts = ConnectOptions::new(&plan.client_id, plan.connect_timeout, &plan.security);
-    let mut boot = cluster::bootstrap_with(&plan.bootstrap, &opts)
-        .await
-        .map_err(|e| e.to_string())?;
-    let info = cluster::metadata(&mut boot, &[&plan.topic])
-        .await
-        .map_err(|e| e.to_string())?;
-    let leaders = info.leaders(&plan.topic).map_err(|e| e.to_string())?;
-    // Partitions grouped by leader.
-    let mut by_leader: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-    for (p, b) in &leaders {
-        by_leader.entry(b.addr.clone()).or_default().push(*p);
+/// Reads every record of the topic present when it starts, through the
+/// consumer engine (one fetch path for `consume` and `verify`: fetch
+/// sessions, CRCs checked, every codec, leader moves ridden out), on one
+/// core, and checks the sequence headers.
+pub fn verify(plan: &VerifyPlan) -> Result<VerifyReport, String> {
+    let mut cp = ConsumePlan::new(plan.bootstrap.clone(), plan.topic.clone());
+    cp.client_id.clone_from(&plan.client_id);
+    cp.security = plan.security.clone();
+    cp.connect_timeout = plan.connect_timeout;
+    cp.cpus = vec![allowed_cpus().first().copied().unwrap_or(0)];
+    cp.from = StartFrom::Earliest;
+    cp.stop.until_end = true;
+    cp.stop.duration = Some(plan.timeout);
+    cp.check_sequences = true;
+    let o = run_consume(cp, Arc::new(AtomicBool::new(false)), |_| {}).map_err(|e| e.to_string())?;
+    if let Some(f) = o.failure {
+        return Err(f);
     }
-    let mut report = VerifyReport {
-        topic: plan.topic.clone(),
-        ..Default::default()
-    };
-    for (addr, partitions) in by_leader {
-        let mut conn = Connection::connect_with(&addr, &opts)
-            .await
-            .map_err(|e| e.to_string())?;
-        let start = list_offsets(&mut conn, &plan.topic, &partitions, -2).await?;
-        let end = list_offsets(&mut conn, &plan.topic, &partitions, -1).await?;
-        let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-        for p in &partitions {
-            let (s, e) = (start[p], end[p]);
-            report.offsets.insert(*p, (s, e));
-            if s < e {
-                next.insert(*p, s);
-            }
-        }
-        while !next.is_empty() {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "reading {} from {addr} took longer than {:?}; {} partitions unfinished",
-                    plan.topic,
-                    plan.timeout,
-                    next.len()
-                ));
-            }
-            fetch_once(&mut conn, &plan.topic, &mut next, &end, &mut report).await?;
-        }
-    }
-    for c in report.producers.values_mut() {
-        c.finish();
-    }
-    Ok(report)
-}
-
-async fn list_offsets(
-    conn: &mut Connection,
-    topic: &str,
-    partitions: &[i32],
-    timestamp: i64,
-) -> Result<BTreeMap<i32, i64>, String> {
-    let version = conn
-        .version_for::<ListOffsetsRequest>((1, 7))
-        .map_err(|e| e.to_string())?;
-    let req = ListOffsetsRequest::default()
-        .with_replica_id((-1).into())
-        .with_topics(vec![ListOffsetsTopic::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partitions(
-                partitions
-                    .iter()
-                    .map(|p| {
-                        ListOffsetsPartition::default()
-                            .with_partition_index(*p)
-                            .with_timestamp(timestamp)
-                    })
-                    .collect(),
-            )]);
-    let resp = conn
-        .request(&req, version)
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut out = BTreeMap::new();
-    for t in resp.topics {
-        for p in t.partitions {
-            if p.error_code != 0 {
-                return Err(format!(
-                    "ListOffsets for {topic}-{} failed: {}",
-                    p.partition_index,
-                    datastorm_engine::wire::codes::lookup(p.error_code)
-                ));
-            }
-            out.insert(p.partition_index, p.offset);
-        }
-    }
-    Ok(out)
-}
-
-async fn fetch_once(
-    conn: &mut Connection,
-    topic: &str,
-    next: &mut BTreeMap<i32, i64>,
-    end: &BTreeMap<i32, i64>,
-    report: &mut VerifyReport,
-) -> Result<(), String> {
-    let version = conn
-        .version_for::<FetchRequest>((4, 12))
-        .map_err(|e| e.to_string())?;
-    let resp = conn
-        .request(&fetch_request(topic, next), version)
-        .await
-        .map_err(|e| e.to_string())?;
-    if resp.error_code != 0 {
+    let parts: Vec<&PartitionEnd> = o.shards.iter().flat_map(|s| &s.partitions).collect();
+    let unfinished = parts
+        .iter()
+        .filter(|p| p.end_offset.is_some_and(|end| p.next_offset < end))
+        .count();
+    if unfinished > 0 {
         return Err(format!(
-            "Fetch failed: {}",
-            datastorm_engine::wire::codes::lookup(resp.error_code)
+            "reading {} took longer than {:?}; {unfinished} partitions unfinished",
+            plan.topic, plan.timeout
         ));
     }
-    for t in resp.responses {
-        for p in t.partitions {
-            let pid = p.partition_index;
-            if p.error_code != 0 {
-                return Err(format!(
-                    "Fetch of {topic}-{pid} failed: {}",
-                    datastorm_engine::wire::codes::lookup(p.error_code)
-                ));
-            }
-            let Some(bytes) = p.records else { continue };
-            let from = next.get(&pid).copied().unwrap_or(i64::MAX);
-            let upto = report.read_batches(bytes, pid, from, end[&pid]);
-            if upto >= end[&pid] {
-                next.remove(&pid);
-            } else if upto > from {
-                next.insert(pid, upto);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A Fetch of `topic`'s partitions in `next`, each from its next offset.
-fn fetch_request(topic: &str, next: &BTreeMap<i32, i64>) -> FetchRequest {
-    FetchRequest::default()
-        .with_replica_id((-1).into())
-        .with_max_wait_ms(500)
-        .with_min_bytes(1)
-        .with_max_bytes(16 * 1024 * 1024)
-        .with_isolation_level(0)
-        .with_session_epoch(-1)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partitions(
-                next.iter()
-                    .map(|(p, o)| {
-                        FetchPartition::default()
-                            .with_partition(*p)
-                            .with_fetch_offset(*o)
-                            .with_partition_max_bytes(2 * 1024 * 1024)
-                    })
-                    .collect(),
-            )])
-}
-
-impl VerifyReport {
-    /// Counts the records of partition `pid` in the fetched `bytes` whose
-    /// offsets lie in `from..end`. Returns the offset after the last one
-    /// counted (`from` if none).
-    fn read_batches(&mut self, mut bytes: Bytes, pid: i32, from: i64, end: i64) -> i64 {
-        let mut upto = from;
-        // A response may end in a partial batch: decode what is whole.
-        while !bytes.is_empty() {
-            let Ok(set) = RecordBatchDecoder::decode(&mut bytes) else {
-                break;
-            };
-            for r in set.records {
-                if r.offset < from || r.offset >= end {
-                    continue;
-                }
-                upto = upto.max(r.offset + 1);
-                self.count(&r, pid);
-            }
-        }
-        upto
-    }
-
-    /// Counts one record read from partition `pid` under its producer.
-    fn count(&mut self, r: &Record, pid: i32) {
-        self.records_read += 1;
-        let header = r
-            .headers
-            .get(&StrBytes::from_static_str(SEQUENCE_HEADER))
-            .and_then(|v| v.as_ref())
-            .and_then(|v| parse_sequence_header(v));
-        match header {
-            Some((instance, shard, partition, seq)) => {
-                let c = self
-                    .producers
-                    .entry((instance, shard, partition))
-                    .or_default();
-                c.add(seq);
-                if partition != pid {
-                    c.wrong_partition += 1;
-                }
-            }
-            None => self.without_header += 1,
-        }
-    }
+    let with_header: u64 = o.sequences.values().map(|c| c.records).sum();
+    Ok(VerifyReport {
+        topic: plan.topic.clone(),
+        offsets: parts
+            .iter()
+            .map(|p| {
+                let end = p.end_offset.unwrap_or(p.high_watermark);
+                (p.partition, (p.start_offset.min(end), end))
+            })
+            .collect(),
+        records_read: o.totals.records,
+        without_header: o.totals.records.saturating_sub(with_header),
+        producers: o.sequences,
+        ..VerifyReport::default()
+    })
 }
 
 #[cfg(test)]

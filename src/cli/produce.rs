@@ -542,7 +542,6 @@ fn finish(
 /// `--verify`: reads each stream's topic back and checks that every
 /// acknowledged record is there once (sequence headers).
 fn verify_streams(plan: &RunPlan, outcome: &RunOutcome) -> report::Verification {
-    use datastorm_engine::runtime::run_unpinned;
     use datastorm_shards::verify::{verify, VerifyPlan};
     let mut jobs = Vec::new();
     for (si, stream) in plan.streams.iter().enumerate() {
@@ -562,28 +561,20 @@ fn verify_streams(plan: &RunPlan, outcome: &RunOutcome) -> report::Verification 
         }
         jobs.push((vp, acked));
     }
-    // All streams are read back at once, on one executor.
-    let results = run_unpinned("datastorm-verify", async {
-        let tasks: Vec<_> = jobs
+    // All streams are read back at once, each by its own consumer.
+    let results: Vec<Result<_, String>> = std::thread::scope(|scope| {
+        let readers: Vec<_> = jobs
             .iter()
-            .map(|(vp, _)| {
-                let vp = vp.clone();
-                glommio::spawn_local(async move { verify(&vp).await })
-            })
+            .map(|(vp, _)| scope.spawn(move || verify(vp)))
             .collect();
-        let mut results = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            results.push(t.await);
-        }
-        results
+        readers
+            .into_iter()
+            .map(|r| {
+                r.join()
+                    .unwrap_or_else(|_| Err("the reader panicked".into()))
+            })
+            .collect()
     });
-    let results = match results {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("datastorm produce: --verify could not start an executor: {e}");
-            return Vec::new();
-        }
-    };
     // A run ended for a stalled shard has no shard results, so which
     // records were acknowledged is unknown: check the sequences alone.
     let acks_known = !outcome.shards.is_empty();

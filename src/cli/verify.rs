@@ -3,7 +3,6 @@
 use crate::exit;
 use crate::render::group;
 use clap::Args;
-use datastorm_engine::runtime::run_unpinned;
 use datastorm_shards::verify::{verify, Producer, VerifyPlan, VerifyReport};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,14 +55,7 @@ pub fn main(args: VerifyArgs) -> u8 {
         timeout: args.timeout,
         security,
     };
-    let result = match run_unpinned("datastorm-verify", verify(&plan)) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("datastorm verify: could not start an executor: {e}");
-            return exit::USAGE;
-        }
-    };
-    let mut report = match result {
+    let mut report = match verify(&plan) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("datastorm verify: {e}");
