@@ -168,7 +168,10 @@ fn assert_exact(out: &ConsumeOutcome, count: u64, partitions: usize) {
         "next offsets add up to what was written"
     );
     assert!(out.totals.fetch_requests >= partitions as u64 / 8);
-    assert_eq!(out.totals.records_untimed, count, "no ds-t header yet");
+    assert_eq!(
+        out.totals.records_untimed, count,
+        "written without the ds-t stamp"
+    );
 }
 
 #[test]
@@ -437,4 +440,39 @@ fn an_idle_consumer_waits_max_wait_per_fetch_and_ends_on_time() {
     assert!((4..=12).contains(&fetches), "{fetches} fetches in 2 s");
     let p50 = out.fetch_latency.value_at_quantile(0.5);
     assert!((150_000..400_000).contains(&p50), "fetch p50 {p50} µs");
+}
+
+#[test]
+fn stamped_records_are_timed_end_to_end() {
+    let _shared = shared();
+    let topic = fresh_topic("e2e");
+    let mut plan = RunPlan::new(servers(&bootstrap()), topic.as_str());
+    plan.cpus = vec![allowed_cpus()[0]];
+    plan.stop.count = Some(8_000);
+    let s = plan.stream_mut();
+    s.e2e_header = true;
+    s.create_topic = Some(TopicSpec {
+        name: topic.clone(),
+        partitions: 2,
+        replication_factor: 1,
+    });
+    let produced = datastorm_shards::run::run(plan, Arc::new(AtomicBool::new(false)), |_| {})
+        .expect("produce runs");
+    assert_eq!(produced.totals.records_acked, 8_000);
+    let out = consume(&topic, vec![allowed_cpus()[0]], StartFrom::Earliest);
+    assert_eq!(out.failure, None);
+    assert_eq!(out.totals.records, 8_000);
+    assert_eq!(
+        out.totals.records_timed, 8_000,
+        "this host's stamps are timed"
+    );
+    assert_eq!(out.totals.records_untimed, 0);
+    assert_eq!(out.e2e.len(), 8_000);
+    // Written a moment ago: read after it, and well within a minute.
+    assert!(
+        out.e2e.min() >= 1 && out.e2e.max() < 60_000_000,
+        "{}..{} µs",
+        out.e2e.min(),
+        out.e2e.max()
+    );
 }
