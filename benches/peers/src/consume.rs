@@ -88,7 +88,13 @@ fn consumer(args: &Args) -> Result<BaseConsumer, String> {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
-        .set("check.crcs", "true");
+        .set("check.crcs", "true")
+        // librdkafka 2.x postpones a partition's next fetch by this much
+        // (default 1 s) whenever its fetch queue passed its thresholds;
+        // reading a backlog as fast as it can, that left the consumer idle
+        // most of the time (measured here: 0.44M records/s by default,
+        // 1.49M/s with 0, at the same CPU per record). 0 is its best.
+        .set("fetch.queue.backoff.ms", "0");
     for (k, v) in &args.extra {
         config.set(k, v);
     }
