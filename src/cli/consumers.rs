@@ -1,9 +1,10 @@
 //! `produce --consumers N`: consumers reading what the run writes, beside
 //! it, for end-to-end latency under load.
 //!
-//! The consumers start once the run's first second is in (the topic exists
-//! by then, created or not), from the run's start time (ListOffsets by
-//! timestamp), so they read every record of this run and none older. With
+//! The consumers start with the run (their setup waits up to 10 s for the
+//! topic, which the run may be creating), from the run's start time
+//! (ListOffsets by timestamp), so they read every record of this run and
+//! none older, and none late. With
 //! `--backlog SIZE` they start only once SIZE payload bytes were produced
 //! (OMB's consumerBacklogSizeGB), and the drain is timed (one-second
 //! resolution: the producers' progress) while the producers go on. When

@@ -399,6 +399,11 @@ fn execute(args: &ProduceArgs, plan: RunPlan, sink: Option<SinkHandle>) -> Resul
         };
         Consumers::new(&plan, &settings, started_at, m)
     });
+    // Consumers start with the run (their setup waits for the topic), so
+    // that its first records are not read late; with --backlog they wait.
+    if let Some(c) = consumers.as_mut() {
+        c.observe(0, 0);
+    }
     let outcome = run(plan.clone(), stop, |p| {
         if let Some(m) = &metrics {
             m.update(p);
