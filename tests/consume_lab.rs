@@ -17,17 +17,6 @@ fn consume(bootstrap: &str, topic: &str, extra: &[&str]) -> Command {
     cmd
 }
 
-fn ok(cmd: Command, what: &str) -> String {
-    let (out, _) = run_bounded(cmd, Duration::from_secs(180));
-    assert!(
-        out.status.success(),
-        "{what} failed:\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
 #[test]
 fn produce_with_a_consumer_reads_every_record_and_times_each_end_to_end() {
     let kafka = env("DATASTORM_TEST_KAFKA");
@@ -39,7 +28,7 @@ fn produce_with_a_consumer_reads_every_record_and_times_each_end_to_end() {
         .args(["--rate", "5k", "--duration", "4s", "--acks", "1"])
         .args(["--consumers", "1", "-q", "--report"])
         .arg(&report);
-    let stdout = ok(cmd, "produce --consumers 1");
+    let stdout = run_ok(cmd, "produce --consumers 1");
     assert!(stdout.contains("end-to-end      p50"), "{stdout}");
     let r = read_json(&report);
     let acked = r["results"]["records_acked"].as_u64().expect("acked");
@@ -70,11 +59,11 @@ fn consume_until_end_reads_exactly_what_was_produced_in_sequence() {
         .args(["--create-topic", "--partitions", "6", "--cores", "2"])
         .args(["--count", "200k", "--sequence-header", "-q"])
         .args(["--compression", "zstd"]);
-    ok(produce, "produce");
+    run_ok(produce, "produce");
     let report = scratch("consume-seq").join("report.json");
     let mut cmd = consume(&kafka, &topic, &["--until-end", "--cores", "2"]);
     cmd.arg("--check-sequences").arg("--report").arg(&report);
-    let stdout = ok(cmd, "consume --check-sequences");
+    let stdout = run_ok(cmd, "consume --check-sequences");
     assert!(stdout.contains("exact"), "{stdout}");
     let r = read_json(&report);
     assert_eq!(r["schema"], "datastorm.consume/1");
@@ -83,7 +72,7 @@ fn consume_until_end_reads_exactly_what_was_produced_in_sequence() {
     assert_eq!(r["consume"]["partitions"].as_array().map(Vec::len), Some(6));
     // Records produced without --e2e-header are read but not timed.
     assert_eq!(r["consume"]["records_untimed"].as_u64(), Some(200_000));
-    let shown = ok(
+    let shown = run_ok(
         {
             let mut c = datastorm();
             c.args(["report", "show"]).arg(&report);
@@ -126,7 +115,7 @@ fn consume_reads_a_topic_written_by_kafkas_console_producer() {
     let report = scratch("console").join("report.json");
     let mut cmd = consume(&kafka, &topic, &["--until-end", "--report"]);
     cmd.arg(&report);
-    ok(cmd, "consume");
+    run_ok(cmd, "consume");
     let r = read_json(&report);
     assert_eq!(r["consume"]["records"].as_u64(), Some(500));
     assert_eq!(r["consume"]["records_timed"].as_u64(), Some(0));
@@ -147,12 +136,12 @@ fn read_committed_is_accepted() {
             "10k",
             "-q",
         ]);
-    ok(produce, "produce");
+    run_ok(produce, "produce");
     let report = scratch("committed").join("report.json");
     let mut cmd = consume(&kafka, &topic, &["--until-end"]);
     cmd.args(["--isolation", "read-committed", "--report"])
         .arg(&report);
-    ok(cmd, "consume --isolation read-committed");
+    run_ok(cmd, "consume --isolation read-committed");
     let r = read_json(&report);
     assert_eq!(r["config"]["isolation"], "read_committed");
     assert_eq!(r["consume"]["records"].as_u64(), Some(10_000));
@@ -183,7 +172,7 @@ fn a_backlog_is_built_then_drained_while_the_run_goes_on() {
         .args(["--rate", "10k", "--duration", "8s", "--acks", "1"])
         .args(["--consumers", "1", "--backlog", "1MiB", "-q", "--report"])
         .arg(&report);
-    let stdout = ok(cmd, "produce --backlog");
+    let stdout = run_ok(cmd, "produce --backlog");
     assert!(stdout.contains("backlog "), "{stdout}");
     let r = read_json(&report);
     let acked = r["results"]["records_acked"].as_u64().expect("acked");
@@ -217,7 +206,7 @@ fn each_consumer_group_reads_every_record() {
             "--report",
         ])
         .arg(&report);
-    ok(cmd, "produce --consumer-groups 2");
+    run_ok(cmd, "produce --consumer-groups 2");
     let r = read_json(&report);
     let acked = r["results"]["records_acked"].as_u64().expect("acked");
     let c = &r["consume"];

@@ -5,18 +5,6 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
-
-fn ok(cmd: std::process::Command, what: &str) -> String {
-    let (out, _) = run_bounded(cmd, Duration::from_secs(120));
-    assert!(
-        out.status.success(),
-        "{what} failed:\nstdout:\n{}\nstderr:\n{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
 
 /// `produce --consumers 1` against `sink` (None: the embedded one); the
 /// report's consume section.
@@ -37,7 +25,7 @@ fn produce_with_a_consumer(sink: Option<&str>, name: &str) -> (u64, serde_json::
     if let Some(addr) = sink {
         cmd.args(["--bootstrap", addr]);
     }
-    ok(cmd, "produce --consumers 1");
+    run_ok(cmd, "produce --consumers 1");
     let r = read_json(&report);
     let acked = r["results"]["records_acked"].as_u64().expect("acked");
     (acked, r["consume"].clone())
@@ -78,7 +66,7 @@ fn consume_reads_synthetic_records_without_a_broker() {
     let mut cmd = datastorm();
     cmd.args(["consume", "--duration", "2s", "-q", "--report"])
         .arg(&report);
-    let stdout = ok(cmd, "consume");
+    let stdout = run_ok(cmd, "consume");
     assert!(stdout.contains("embedded sink"), "{stdout}");
     let r = read_json(&report);
     assert_eq!(r["schema"], "datastorm.consume/1");

@@ -5,14 +5,12 @@
 //! same against a real broker.
 
 use datastorm_engine::sink::{SinkConfig, SinkHandle};
-use datastorm_shards::consume::{
-    consume_shard, prepare_consume, ConsumeCounts, ConsumePlan, ConsumeShardSetup,
-};
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use datastorm_shards::consume::{ConsumeCounts, ConsumePlan};
+use std::time::Duration;
 
 mod common;
+#[path = "support/consume.rs"]
+mod support;
 
 #[global_allocator]
 static GLOBAL: common::Counting = common::Counting;
@@ -23,32 +21,7 @@ fn consume(sink: &str, count: u64) -> (ConsumeCounts, u64) {
     let mut plan = ConsumePlan::new(vec![sink.to_owned()], "synthetic");
     plan.stop.count = Some(count);
     plan.stop.duration = Some(Duration::from_secs(60));
-    let plan = Arc::new(plan);
-    let ex = glommio::LocalExecutorBuilder::default()
-        .make()
-        .expect("executor");
-    ex.run(async move {
-        let prepared = prepare_consume(&plan).await.expect("prepare");
-        let (tx, _rx) = mpsc::channel();
-        let setup = ConsumeShardSetup {
-            index: 0,
-            cpu: 0,
-            plan: plan.clone(),
-            topic: prepared.topic.clone(),
-            partitions: prepared.leaders.clone(),
-            brokers: prepared.brokers.clone(),
-            counters: Arc::default(),
-            consumed: Arc::new(AtomicU64::new(0)),
-            events: tx,
-            stop: Arc::new(AtomicBool::new(false)),
-            origin: Instant::now(),
-        };
-        let before = common::allocations();
-        let r = consume_shard(setup).await;
-        let allocs = common::allocations() - before;
-        assert_eq!(r.failure, None);
-        (r.counters, allocs)
-    })
+    support::consume_counted(plan)
 }
 
 #[test]

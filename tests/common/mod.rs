@@ -77,6 +77,18 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Runs a command (two minutes at most) that must succeed; its stdout.
+pub fn run_ok(cmd: Command, what: &str) -> String {
+    let (out, _) = run_bounded(cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{what} failed:\nstdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
 /// A fresh path under the target directory for a test's files.
 pub fn scratch(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
