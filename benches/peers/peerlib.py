@@ -98,6 +98,18 @@ def spread(s):
     return f" ±{half * 100:.0f}%"
 
 
+def against_datastorm(ds, s):
+    """DataStorm's rate over a client's, the client's CPU per record over
+    DataStorm's (None where a figure is missing), and the disturbed flag."""
+    rate_ratio = cpu_ratio = None
+    if ds and s["records_per_s"]:
+        rate_ratio = ds["records_per_s"] / s["records_per_s"]
+    if ds and ds["cpu_s_per_million"]:
+        cpu_ratio = s["cpu_s_per_million"] / ds["cpu_s_per_million"]
+    flag = " (disturbed)" if s["client_busy_other"] > CONTENTION_FLAG else ""
+    return rate_ratio, cpu_ratio, flag
+
+
 def compare_table(doc):
     """The side-by-side table (Markdown) of a compare results file."""
     summary = summarize(doc["runs"])
@@ -111,12 +123,7 @@ def compare_table(doc):
         s = summary.get(client)
         if s is None:
             continue
-        rate_ratio = cpu_ratio = None
-        if ds and s["records_per_s"]:
-            rate_ratio = ds["records_per_s"] / s["records_per_s"]
-        if ds and ds["cpu_s_per_million"]:
-            cpu_ratio = s["cpu_s_per_million"] / ds["cpu_s_per_million"]
-        flag = " (disturbed)" if s["client_busy_other"] > CONTENTION_FLAG else ""
+        rate_ratio, cpu_ratio, flag = against_datastorm(ds, s)
         lines.append(
             f"| {name}{flag} | {fmt_int(s['records_per_s'])}{spread(s)} "
             f"| {s['payload_mb_per_s']:.1f} | {s['cpu_s_per_million']:.3f} "
@@ -181,12 +188,7 @@ def consume_table(doc):
         s = summary.get(client)
         if s is None:
             continue
-        rate_ratio = cpu_ratio = None
-        if ds and s["records_per_s"]:
-            rate_ratio = ds["records_per_s"] / s["records_per_s"]
-        if ds and ds["cpu_s_per_million"]:
-            cpu_ratio = s["cpu_s_per_million"] / ds["cpu_s_per_million"]
-        flag = " (disturbed)" if s["client_busy_other"] > CONTENTION_FLAG else ""
+        rate_ratio, cpu_ratio, flag = against_datastorm(ds, s)
         lines.append(
             f"| {name}{flag} | {fmt_int(s['records_per_s'])}{spread(s)} "
             f"| {s['payload_mb_per_s']:.1f} | {s['cpu_s_per_million']:.3f} "
