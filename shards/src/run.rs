@@ -1,7 +1,7 @@
 //! The coordinator: prepares the cluster, starts one shard per CPU, turns the
 //! shards' counters into a once-a-second progress view, and collects results.
 
-use crate::assign::assign;
+use crate::assign::{assign, for_instance};
 use crate::pacer::Profile;
 use crate::plan::{split_evenly, RateSpec, RunPlan};
 use crate::search::{MaxRateSearch, RateSearchResult};
@@ -309,12 +309,7 @@ impl StreamLayout {
             (ids, instances, true)
         } else {
             let n = instances.min(ids.len()).max(1);
-            let mine: Vec<i32> = ids
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| i % instances == instance)
-                .map(|(_, p)| *p)
-                .collect();
+            let mine = for_instance(&ids, plan.instance, plan.instances);
             (mine, n, instance < n)
         };
         let assignment = if field_keys {

@@ -170,15 +170,7 @@ pub fn assign_partitions(
     instances: u32,
     shards: usize,
 ) -> Vec<Vec<i32>> {
-    let mut ids = partitions.to_vec();
-    ids.sort_unstable();
-    let instances = instances.max(1) as usize;
-    let mine: Vec<i32> = ids
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| i % instances == instance as usize)
-        .map(|(_, p)| p)
-        .collect();
+    let mine = crate::assign::for_instance(partitions, instance, instances);
     crate::assign::assign(&mine, shards)
 }
 
