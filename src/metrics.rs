@@ -228,9 +228,7 @@ fn write_consume(out: &mut String, l: &str, c: &ConsumeState) {
         ),
     ];
     for (name, help, v) in counters {
-        let _ = writeln!(out, "# HELP datastorm_{name}_total {help}");
-        let _ = writeln!(out, "# TYPE datastorm_{name}_total counter");
-        let _ = writeln!(out, "datastorm_{name}_total{{{l}}} {v}");
+        write_counter(out, l, name, help, v);
     }
     for (name, help, v) in [
         (
@@ -244,9 +242,7 @@ fn write_consume(out: &mut String, l: &str, c: &ConsumeState) {
             c.rate,
         ),
     ] {
-        let _ = writeln!(out, "# HELP datastorm_{name} {help}");
-        let _ = writeln!(out, "# TYPE datastorm_{name} gauge");
-        let _ = writeln!(out, "datastorm_{name}{{{l}}} {v}");
+        write_gauge(out, l, name, help, v);
     }
     write_latency(
         out,
@@ -257,6 +253,20 @@ fn write_consume(out: &mut String, l: &str, c: &ConsumeState) {
         ),
         c.e2e.as_ref(),
     );
+}
+
+/// One counter, `datastorm_NAME_total`, with its help and type lines.
+fn write_counter(out: &mut String, l: &str, name: &str, help: &str, v: u64) {
+    let _ = writeln!(out, "# HELP datastorm_{name}_total {help}");
+    let _ = writeln!(out, "# TYPE datastorm_{name}_total counter");
+    let _ = writeln!(out, "datastorm_{name}_total{{{l}}} {v}");
+}
+
+/// One gauge, `datastorm_NAME`, with its help and type lines.
+fn write_gauge(out: &mut String, l: &str, name: &str, help: &str, v: f64) {
+    let _ = writeln!(out, "# HELP datastorm_{name} {help}");
+    let _ = writeln!(out, "# TYPE datastorm_{name} gauge");
+    let _ = writeln!(out, "datastorm_{name}{{{l}}} {v}");
 }
 
 /// The run's totals, as `_total` counters; `l` is the label set.
@@ -315,19 +325,13 @@ fn write_counters(out: &mut String, l: &str, t: &Counters) {
         ),
     ];
     for (name, help, v) in counters {
-        let _ = writeln!(out, "# HELP datastorm_{name}_total {help}");
-        let _ = writeln!(out, "# TYPE datastorm_{name}_total counter");
-        let _ = writeln!(out, "datastorm_{name}_total{{{l}}} {v}");
+        write_counter(out, l, name, help, v);
     }
 }
 
 /// The run's rates, in-flight requests, elapsed time and warm-up flag.
 fn write_gauges(out: &mut String, l: &str, s: &State) {
-    let mut gauge = |name: &str, help: &str, v: f64| {
-        let _ = writeln!(out, "# HELP datastorm_{name} {help}");
-        let _ = writeln!(out, "# TYPE datastorm_{name} gauge");
-        let _ = writeln!(out, "datastorm_{name}{{{l}}} {v}");
-    };
+    let mut gauge = |name: &str, help: &str, v: f64| write_gauge(out, l, name, help, v);
     gauge(
         "requests_in_flight",
         "Produce requests awaiting a response.",
