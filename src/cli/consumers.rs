@@ -14,7 +14,6 @@
 
 use crate::metrics::ConsumeMetrics;
 use crate::report::{merge_consume, BacklogResult, ConsumePoint, ConsumeResults};
-use datastorm_engine::wire::fetch::FetchLimits;
 use datastorm_shards::consume::{
     run_consume, ConsumeError, ConsumeOutcome, ConsumePlan, StartFrom,
 };
@@ -235,7 +234,6 @@ fn group_plan(run: &RunPlan, n: usize, group: usize, started: SystemTime) -> Con
     plan.instances = run.instances;
     let since = started.duration_since(UNIX_EPOCH).unwrap_or_default();
     plan.from = StartFrom::Timestamp(since.as_millis() as i64);
-    plan.fetch = FetchLimits::default();
     plan
 }
 
