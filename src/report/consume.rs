@@ -289,14 +289,7 @@ fn add_distributions<'a>(
 ) -> Result<Distribution, String> {
     let mut sum = datastorm_engine::metrics::latency_histogram();
     for d in parts {
-        match d.decoded() {
-            Some(h) => {
-                let h = h.map_err(|e| e.to_string())?;
-                sum.add(&h).map_err(|e| format!("cannot add: {e:?}"))?;
-            }
-            None if d.percentiles.count == 0 => {}
-            None => return Err("a latency distribution has no histogram".into()),
-        }
+        d.add_into(&mut sum).map_err(|e| e.to_string())?;
     }
     Ok(distribution(&sum))
 }

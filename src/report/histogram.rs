@@ -60,10 +60,35 @@ pub fn distribution(h: &Histogram<u64>) -> Distribution {
     }
 }
 
+/// Why a distribution cannot be added to others exactly.
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    #[error("a latency distribution has no histogram")]
+    NoHistogram,
+    #[error(transparent)]
+    Decode(ReportError),
+    #[error("cannot add: {0}")]
+    Add(String),
+}
+
 impl Distribution {
     /// The stored histogram, decoded (None in datastorm.run/1 reports).
     pub fn decoded(&self) -> Option<Result<Histogram<u64>, ReportError>> {
         self.histogram.as_deref().map(decode_histogram)
+    }
+
+    /// Adds the stored histogram into `sum`, exactly (what merging
+    /// reports needs). A distribution of nothing adds nothing, with or
+    /// without a histogram.
+    pub fn add_into(&self, sum: &mut Histogram<u64>) -> Result<(), AddError> {
+        match self.decoded() {
+            Some(h) => {
+                let h = h.map_err(AddError::Decode)?;
+                sum.add(&h).map_err(|e| AddError::Add(format!("{e:?}")))
+            }
+            None if self.percentiles.count == 0 => Ok(()),
+            None => Err(AddError::NoHistogram),
+        }
     }
 }
 

@@ -31,7 +31,7 @@ pub use consume::{
 };
 pub use environment::{Environment, ProfileVerdict, Tuning};
 pub use error::ReportError;
-pub use histogram::{distribution, percentiles};
+pub use histogram::{distribution, percentiles, AddError};
 pub use model::*;
 
 use std::path::Path;
@@ -69,15 +69,7 @@ pub fn read_consume(path: &Path) -> Result<Option<ConsumeReport>, ReportError> {
         path: path.to_owned(),
         error,
     })?;
-    #[derive(serde::Deserialize)]
-    struct Version {
-        schema: Option<serde_json::Value>,
-    }
-    let version: Version = serde_json::from_str(&text).map_err(|error| ReportError::NotJson {
-        path: path.to_owned(),
-        error,
-    })?;
-    if version.schema.as_ref().and_then(|v| v.as_str()) != Some(CONSUME_SCHEMA) {
+    if schema_of(path, &text)?.as_deref() != Some(CONSUME_SCHEMA) {
         return Ok(None);
     }
     serde_json::from_str(&text)
@@ -88,10 +80,9 @@ pub fn read_consume(path: &Path) -> Result<Option<ConsumeReport>, ReportError> {
         })
 }
 
-/// [`read`] of text already read from `path`.
-pub fn parse(path: &Path, text: &str) -> Result<RunReport, ReportError> {
-    /// Only the version, so that a report of another version is refused by
-    /// name before its shape is judged.
+/// The version a report names (its `schema`), read alone so that a report
+/// of another version is told by name before its shape is judged.
+fn schema_of(path: &Path, text: &str) -> Result<Option<String>, ReportError> {
     #[derive(serde::Deserialize)]
     struct Version {
         schema: Option<serde_json::Value>,
@@ -100,11 +91,17 @@ pub fn parse(path: &Path, text: &str) -> Result<RunReport, ReportError> {
         path: path.to_owned(),
         error,
     })?;
+    Ok(version.schema.and_then(|v| v.as_str().map(str::to_owned)))
+}
+
+/// [`read`] of text already read from `path`.
+pub fn parse(path: &Path, text: &str) -> Result<RunReport, ReportError> {
+    let schema = schema_of(path, text)?;
     let shape = |error| ReportError::Shape {
         path: path.to_owned(),
         error,
     };
-    match version.schema.as_ref().and_then(|v| v.as_str()) {
+    match schema.as_deref() {
         Some(SCHEMA) => serde_json::from_str(text).map_err(shape),
         Some(SCHEMA_V1) => {
             let doc = serde_json::from_str(text).map_err(shape)?;

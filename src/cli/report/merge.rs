@@ -11,7 +11,7 @@
 use super::Report;
 use crate::render::{group, latency};
 use crate::report::*;
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{anyhow, bail};
 use clap::Args;
 use datastorm_engine::metrics::latency_histogram;
 use serde_json::Value;
@@ -118,18 +118,14 @@ fn added(
     let mut sum = latency_histogram();
     for r in reports {
         let Some(d) = pick(&r.doc) else { continue };
-        let Some(decoded) = d.decoded() else {
-            if d.percentiles.count == 0 {
-                continue;
+        let path = r.path.display();
+        d.add_into(&mut sum).map_err(|e| match e {
+            AddError::NoHistogram => {
+                anyhow!("{path} has no histogram of {what}: it cannot be merged exactly")
             }
-            bail!(
-                "{} has no histogram of {what}: it cannot be merged exactly",
-                r.path.display()
-            );
-        };
-        let h = decoded.with_context(|| format!("{} {what}", r.path.display()))?;
-        sum.add(&h)
-            .map_err(|e| anyhow!("{} {what}: cannot add: {e:?}", r.path.display()))?;
+            AddError::Decode(e) => anyhow::Error::from(e).context(format!("{path} {what}")),
+            AddError::Add(e) => anyhow!("{path} {what}: cannot add: {e}"),
+        })?;
     }
     Ok(distribution(&sum))
 }
