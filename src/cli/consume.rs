@@ -235,24 +235,6 @@ fn sequences(o: &datastorm_shards::consume::ConsumeOutcome) -> u8 {
     }
 }
 
-/// The embedded sink serving synthetic records, on the last allowed CPU
-/// when there is more than one.
-fn start_sink(allowed: &[usize]) -> Result<(SinkHandle, Option<usize>), String> {
-    let cpu = (allowed.len() > 1).then(|| allowed[allowed.len() - 1]);
-    let h = SinkHandle::start(SinkConfig {
-        listen: "127.0.0.1:0".parse().expect("valid address"),
-        cpus: cpu.into_iter().collect(),
-        ..SinkConfig::default()
-    })
-    .map_err(|e| e.to_string())?;
-    outln!(
-        "datastorm: no --bootstrap given: reading synthetic records from an embedded sink broker on {} ({})",
-        h.local_addr(),
-        cpu.map_or("sharing the only CPU".into(), |c| format!("pinned to CPU {c}"))
-    );
-    Ok((h, cpu))
-}
-
 fn to_plan(a: &ConsumeArgs) -> Result<(ConsumePlan, Option<SinkHandle>), String> {
     let spec = match (&a.cpus, a.cores) {
         (Some(list), _) => list.parse::<CpuSpec>().map_err(|e| e.to_string())?,
@@ -269,7 +251,13 @@ fn to_plan(a: &ConsumeArgs) -> Result<(ConsumePlan, Option<SinkHandle>), String>
         |n: usize, flag: &str| i32::try_from(n).map_err(|_| format!("--{flag} {n} is over 2 GiB"));
     let allowed = allowed_cpus();
     let (bootstrap, sink, reserved) = if a.bootstrap.is_empty() {
-        let (h, cpu) = start_sink(&allowed)?;
+        let cpu = super::sink::embedded_cpu(&allowed);
+        let h = super::sink::start_embedded(
+            SinkConfig::default(),
+            cpu,
+            "reading synthetic records from",
+        )
+        .map_err(|e| e.to_string())?;
         (
             vec![h.local_addr().to_string()],
             Some(h),

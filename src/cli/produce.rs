@@ -323,7 +323,7 @@ fn plan_run(
     let mut sink = None;
     let mut reserved = Vec::new();
     let bootstrap = if args.bootstrap.is_empty() {
-        let sink_cpu = (allowed.len() > 1).then(|| *allowed.last().expect("non-empty"));
+        let sink_cpu = super::sink::embedded_cpu(&allowed);
         reserved.extend(sink_cpu);
         let h = start_sink(args.partitions, sink_cpu, args.consumers > 0)?;
         let addr = h.local_addr();
@@ -359,24 +359,13 @@ fn start_sink(
         },
         ..SyntheticConfig::default()
     };
-    let h = SinkHandle::start(SinkConfig {
-        listen: "127.0.0.1:0".parse().expect("valid address"),
-        cpus: cpu.into_iter().collect(),
+    let config = SinkConfig {
         default_partitions: partitions,
         node_id: 0,
         synthetic,
         ..SinkConfig::default()
-    })
-    .map_err(SetupError::Sink)?;
-    outln!(
-        "datastorm: no --bootstrap given: producing to an embedded sink broker on {} ({})",
-        h.local_addr(),
-        match cpu {
-            Some(c) => format!("pinned to CPU {c}"),
-            None => "sharing the only CPU".into(),
-        }
-    );
-    Ok(h)
+    };
+    super::sink::start_embedded(config, cpu, "producing to").map_err(SetupError::Sink)
 }
 
 /// Runs the plan with its live outputs (status lines, --metrics-addr),

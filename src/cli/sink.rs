@@ -5,7 +5,7 @@ use crate::exit;
 use clap::Args;
 use datastorm_engine::runtime::{allowed_cpus, resolve_cpus, CpuSpec, RuntimeError};
 use datastorm_engine::sink::{
-    SinkConfig, SinkHandle, Stall, SyntheticConfig, SyntheticTopics, MAX_ACK_DELAY,
+    SinkConfig, SinkError, SinkHandle, Stall, SyntheticConfig, SyntheticTopics, MAX_ACK_DELAY,
 };
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -129,6 +129,35 @@ fn parse_stall(s: &str) -> Result<Stall, StallFlagError> {
     };
     stall.check().map_err(StallFlagError::Bounds)?;
     Ok(stall)
+}
+
+/// The CPU an embedded sink takes: the last allowed one, when there is
+/// more than one (otherwise it shares the only one).
+pub fn embedded_cpu(allowed: &[usize]) -> Option<usize> {
+    (allowed.len() > 1).then(|| allowed[allowed.len() - 1])
+}
+
+/// Starts the sink of `config` embedded in this process, on 127.0.0.1 (a
+/// port the kernel picks), pinned to `cpu` when there is one, and says so:
+/// "no --bootstrap given: `doing` an embedded sink broker ...".
+pub fn start_embedded(
+    config: SinkConfig,
+    cpu: Option<usize>,
+    doing: &str,
+) -> Result<SinkHandle, SinkError> {
+    let h = SinkHandle::start(SinkConfig {
+        listen: "127.0.0.1:0".parse().expect("valid address"),
+        cpus: cpu.into_iter().collect(),
+        ..config
+    })?;
+    outln!(
+        "datastorm: no --bootstrap given: {doing} an embedded sink broker on {} ({})",
+        h.local_addr(),
+        cpu.map_or("sharing the only CPU".into(), |c| format!(
+            "pinned to CPU {c}"
+        ))
+    );
+    Ok(h)
 }
 
 pub fn main(args: SinkArgs) -> u8 {
