@@ -253,30 +253,16 @@ impl StreamTask {
                 at.next_partition(n_parts);
             }
         }
-        let mut seq = [0u8; 64];
-        let mut extra = [EMPTY_HEADER; 2];
-        let mut n_extra = 0;
-        if let Some((instance, shard)) = form.sequence_header {
-            let n = sequence_header_value(&mut seq, instance, shard, part.id, part.next_seq);
-            extra[0] = RecordHeader {
-                key: SEQUENCE_HEADER.as_bytes(),
-                value: &seq[..n],
-            };
-            n_extra = 1;
-        }
-        let stamp;
-        if let Some((origin, clock)) = &form.e2e {
+        if form.sequence_header.is_none() && form.e2e.is_none() {
+            part.builder.append(at.now_ms, key, value, form.headers);
+        } else {
             // Paced: the intended send time, as latency counts it.
-            let t = self.pacer.as_ref().map_or(at.now, |p| p.intended(at.seq));
-            stamp = e2e::encode(clock.unix_us(t), *origin);
-            extra[n_extra] = RecordHeader {
-                key: E2E_HEADER.as_bytes(),
-                value: &stamp,
+            let intended = match (&form.e2e, &self.pacer) {
+                (Some(_), Some(p)) => p.intended(at.seq),
+                _ => at.now,
             };
-            n_extra += 1;
+            append_stamped(part, at.now_ms, Record { key, value }, form, intended);
         }
-        part.builder
-            .append_with(at.now_ms, key, value, form.headers, &extra[..n_extra]);
         // Every record counts: retries are ordered and acks recorded by
         // this per-partition sequence, with or without the header.
         part.next_seq += 1;
@@ -404,4 +390,43 @@ fn epoch_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Appends a record with its per-record headers (the sequence header, the
+/// end-to-end stamp), built on the stack: only runs that asked for them
+/// pay for the buffers.
+fn append_stamped(
+    part: &mut super::state::Part,
+    now_ms: i64,
+    record: Record<'_>,
+    form: &RecordForm<'_>,
+    intended: Instant,
+) {
+    let mut seq = [0u8; 64];
+    let mut extra = [EMPTY_HEADER; 2];
+    let mut n_extra = 0;
+    if let Some((instance, shard)) = form.sequence_header {
+        let n = sequence_header_value(&mut seq, instance, shard, part.id, part.next_seq);
+        extra[0] = RecordHeader {
+            key: SEQUENCE_HEADER.as_bytes(),
+            value: &seq[..n],
+        };
+        n_extra = 1;
+    }
+    let stamp;
+    if let Some((origin, clock)) = &form.e2e {
+        stamp = e2e::encode(clock.unix_us(intended), *origin);
+        extra[n_extra] = RecordHeader {
+            key: E2E_HEADER.as_bytes(),
+            value: &stamp,
+        };
+        n_extra += 1;
+    }
+    part.builder.append_with(
+        now_ms,
+        record.key,
+        record.value,
+        form.headers,
+        &extra[..n_extra],
+    );
 }
